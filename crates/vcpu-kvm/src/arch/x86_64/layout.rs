@@ -1,0 +1,26 @@
+//! Every fixed guest physical address the library uses, in one place.
+
+/// The GDT written by the long-mode helper (4 entries: null, code64, data, TSS).
+pub const GDT_ADDR: u64 = 0x500;
+/// An empty IDT: any exception triple-faults, a clean `Shutdown`.
+pub const IDT_ADDR: u64 = 0x520;
+/// The long-mode page tables: PML4, one PDPT, one page directory of 2 MiB pages.
+pub const PML4_ADDR: u64 = 0x9000;
+/// The page-directory-pointer table.
+pub const PDPT_ADDR: u64 = 0xA000;
+/// The page directory (512 × 2 MiB = the first 1 GiB, identity mapped).
+pub const PD_ADDR: u64 = 0xB000;
+/// The first byte after the helper's structures: guest RAM must cover `[0, LOW_END)`.
+pub const LOW_END: u64 = 0xC000;
+/// The TSS KVM needs on Intel hosts (three pages), placed just below the 4 GiB hole's
+/// top, where no guest RAM is expected.
+pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
+/// KVM's identity-map page (Intel real mode without unrestricted guest), below the TSS.
+pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
+
+/// Selector of the 64-bit code segment in the helper's GDT.
+pub const CODE_SELECTOR: u16 = 0x08;
+/// Selector of the data segment.
+pub const DATA_SELECTOR: u16 = 0x10;
+/// Selector of the TSS.
+pub const TSS_SELECTOR: u16 = 0x18;

@@ -1,0 +1,111 @@
+//! `VcpuExit`: why `run()` returned.
+
+/// The reason a vcpu stopped running guest code, with crosvm's variant names.
+///
+/// `Io`, `Mmio` and `Hypercall` carry no payload, as in crosvm: the access is seen
+/// through [`crate::Vcpu::handle_io`], [`crate::Vcpu::handle_mmio`] and
+/// [`crate::Vcpu::handle_hypercall`], on the thread that called `run()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuExit {
+    /// Port I/O: call `handle_io`.
+    Io,
+    /// An access to guest physical memory that no writable slot backs: call `handle_mmio`.
+    Mmio,
+    /// A hypercall (the port ABI or `KVM_EXIT_HYPERCALL`): call `handle_hypercall`.
+    Hypercall,
+    /// The guest executed `hlt` (only without an in-kernel irqchip).
+    Hlt,
+    /// The guest triple-faulted (or otherwise shut down).
+    Shutdown,
+    /// `KVM_EXIT_INTR` reported as an exit reason (an interrupted run is `Err(EINTR)`).
+    Intr,
+    /// The hardware refused to enter the guest.
+    FailEntry {
+        /// The hardware's reason code.
+        hardware_entry_failure_reason: u64,
+    },
+    /// KVM could not go on (often an instruction its emulator does not handle).
+    InternalError {
+        /// KVM's `KVM_INTERNAL_ERROR_*` sub-code.
+        suberror: u32,
+    },
+    /// The guest asked for a power-off (PSCI, ...).
+    SystemEventShutdown,
+    /// The guest asked for a reset.
+    SystemEventReset,
+    /// The guest reported a crash.
+    SystemEventCrash,
+    /// An exception KVM passes to userspace.
+    Exception {
+        /// The exception vector.
+        exception: u32,
+        /// The error code.
+        error_code: u32,
+    },
+    /// A debug exit (single step or breakpoint set with `set_guest_debug`).
+    Debug {
+        /// The exception vector (1 = #DB, 3 = #BP).
+        exception: u32,
+        /// The guest's instruction pointer.
+        pc: u64,
+        /// The debug status register.
+        dr6: u64,
+        /// The debug control register.
+        dr7: u64,
+    },
+    /// The guest can take an interrupt now (after `request_interrupt_window`).
+    IrqWindowOpen,
+    /// The in-kernel IOAPIC needs an EOI for a level-triggered vector (split irqchip).
+    IoapicEoi {
+        /// The vector.
+        vector: u8,
+    },
+    /// `KVM_EXIT_SET_TPR`.
+    SetTpr,
+    /// `KVM_EXIT_TPR_ACCESS`.
+    TprAccess,
+    /// A bus lock was detected (`KVM_EXIT_X86_BUS_LOCK`).
+    BusLock,
+    /// `rdmsr`/`wrmsr` forwarded to userspace (`KVM_CAP_X86_USER_SPACE_MSR`).
+    MsrAccess {
+        /// The MSR number.
+        index: u32,
+        /// The value written, or the value the guest reads (0 unless set).
+        data: u64,
+        /// True for `wrmsr`.
+        write: bool,
+    },
+    /// Any other KVM exit reason, raw. Never a panic.
+    Unknown {
+        /// `kvm_run.exit_reason`.
+        reason: u32,
+    },
+}
+
+impl VcpuExit {
+    /// The variant's name, as the TypeScript facade spells `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VcpuExit::Io => "Io",
+            VcpuExit::Mmio => "Mmio",
+            VcpuExit::Hypercall => "Hypercall",
+            VcpuExit::Hlt => "Hlt",
+            VcpuExit::Shutdown => "Shutdown",
+            VcpuExit::Intr => "Intr",
+            VcpuExit::FailEntry { .. } => "FailEntry",
+            VcpuExit::InternalError { .. } => "InternalError",
+            VcpuExit::SystemEventShutdown => "SystemEventShutdown",
+            VcpuExit::SystemEventReset => "SystemEventReset",
+            VcpuExit::SystemEventCrash => "SystemEventCrash",
+            VcpuExit::Exception { .. } => "Exception",
+            VcpuExit::Debug { .. } => "Debug",
+            VcpuExit::IrqWindowOpen => "IrqWindowOpen",
+            VcpuExit::IoapicEoi { .. } => "IoapicEoi",
+            VcpuExit::SetTpr => "SetTpr",
+            VcpuExit::TprAccess => "TprAccess",
+            VcpuExit::BusLock => "BusLock",
+            VcpuExit::MsrAccess { .. } => "MsrAccess",
+            VcpuExit::Unknown { .. } => "Unknown",
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The few vcpu ioctls that kvm-ioctls does not let us call on `&self`.
+//!
+//! `VcpuFd::run` takes `&mut self` and keeps the `kvm_run` mapping to itself, so an
+//! immediate exit cannot be requested soundly from another thread (rust-vmm/kvm#373);
+//! like crosvm and Firecracker we issue `KVM_RUN` ourselves over our own mapping.
+//! kvm-ioctls has no `KVM_INTERRUPT` wrapper.
+
+use std::os::unix::io::AsRawFd;
+
+use kvm_bindings::{kvm_interrupt, KVMIO};
+use vmm_sys_util::errno;
+use vmm_sys_util::ioctl::{ioctl, ioctl_with_ref};
+use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
+
+ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
+
+/// `KVM_RUN`: enters the guest until it exits; the exit is described in `kvm_run`.
+///
+/// # Example
+///
+/// ```no_run
+/// # use kvm_ioctls::Kvm;
+/// let kvm = Kvm::new().unwrap();
+/// let vm = kvm.create_vm().unwrap();
+/// let vcpu = vm.create_vcpu(0).unwrap();
+/// // A fresh vcpu with no memory exits at once (`KVM_EXIT_MMIO` or `KVM_EXIT_SHUTDOWN`).
+/// vcpu_kvm::kvm::ioctls::run(&vcpu).unwrap();
+/// ```
+pub fn run(vcpu: &impl AsRawFd) -> errno::Result<()> {
+    // SAFETY: KVM_RUN takes no argument; the kernel writes only into the vcpu's own
+    // `kvm_run` page, which it owns and which user space only maps.
+    let ret = unsafe { ioctl(vcpu, KVM_RUN()) };
+    if ret < 0 {
+        return Err(errno::Error::last());
+    }
+    Ok(())
+}
+
+/// `KVM_INTERRUPT`: queues an external interrupt `vector` (only without an in-kernel
+/// irqchip; with one, use the irqchip's lines or MSIs).
+///
+/// # Example
+///
+/// ```no_run
+/// # use kvm_ioctls::Kvm;
+/// let kvm = Kvm::new().unwrap();
+/// let vm = kvm.create_vm().unwrap();
+/// let vcpu = vm.create_vcpu(0).unwrap();
+/// vcpu_kvm::kvm::ioctls::interrupt(&vcpu, 0x20).unwrap();
+/// ```
+pub fn interrupt(vcpu: &impl AsRawFd, vector: u32) -> errno::Result<()> {
+    let irq = kvm_interrupt { irq: vector };
+    // SAFETY: the kernel reads one `kvm_interrupt`, which lives on our stack for the call.
+    let ret = unsafe { ioctl_with_ref(vcpu, KVM_INTERRUPT(), &irq) };
+    if ret < 0 {
+        return Err(errno::Error::last());
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The KVM backend: `/dev/kvm`, VMs, guest memory, vcpus.
+
+pub mod ioctls;
+mod memory;
+mod run;
+mod signal;
+mod vcpu;
+mod vm;
+mod x86_64;
+
+use kvm_bindings::{kvm_cpuid_entry2, KVM_MAX_CPUID_ENTRIES};
+
+pub use memory::{GuestRegion, PAGE_SIZE};
+pub use run::RunShared;
+pub use signal::{kick_by_id, kick_signal, VcpuSignalHandle, KICK_SIGNAL_OFFSET};
+pub use vcpu::KvmVcpu;
+pub use vm::{KvmVm, VmConfig, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
+pub use x86_64::{GuestDebug, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// The default path of the KVM device.
+pub const KVM_PATH: &str = "/dev/kvm";
+
+/// An open `/dev/kvm`.
+pub struct Kvm {
+    fd: kvm_ioctls::Kvm,
+}
+
+impl Kvm {
+    /// Opens the KVM device at `path` (default `/dev/kvm`). A missing device or missing
+    /// permission gives an error that says what to do.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let kvm = vcpu_kvm::Kvm::open(None).unwrap();
+    /// assert_eq!(kvm.api_version(), 12);
+    /// ```
+    pub fn open(path: Option<&str>) -> Result<Self> {
+        const OP: &str = "Kvm.open";
+        let path = path.unwrap_or(KVM_PATH);
+        let fd = kvm_ioctls::Kvm::new_with_path(std::ffi::CString::new(path).map_err(|_| Error::invalid(OP, "the path contains a NUL byte"))?)
+            .map_err(|e| {
+                let errno = e.errno();
+                let hint = match errno {
+                    libc::ENOENT => format!("{path} does not exist: KVM is not available. Enable virtualization in the firmware and load the module (`modprobe kvm_intel` or `modprobe kvm_amd`), or run on a host with nested virtualization"),
+                    libc::EACCES | libc::EPERM => format!("no permission to open {path}: add your user to the 'kvm' group (`sudo usermod -aG kvm $USER`, then log in again) or grant access with a udev rule"),
+                    _ => format!("cannot open {path}: {}", std::io::Error::from_raw_os_error(errno)),
+                };
+                Error::new(ErrorCode::Errno(errno), OP, hint)
+            })?;
+        let version = fd.get_api_version();
+        if version != 12 {
+            return Err(Error::new(ErrorCode::Errno(libc::ENOTSUP), OP, format!("KVM API version {version} is not the supported version 12")));
+        }
+        Ok(Kvm { fd })
+    }
+
+    pub(crate) fn fd(&self) -> &kvm_ioctls::Kvm {
+        &self.fd
+    }
+
+    /// `KVM_GET_API_VERSION` (always 12 for an opened `Kvm`).
+    pub fn api_version(&self) -> i32 {
+        self.fd.get_api_version()
+    }
+
+    /// `KVM_CHECK_EXTENSION`: 0 if `cap` is absent, else a positive value (often 1,
+    /// sometimes a count or bitmask).
+    pub fn check_extension(&self, cap: u32) -> i32 {
+        self.fd.check_extension_raw(cap.into())
+    }
+
+    /// `KVM_GET_SUPPORTED_CPUID`.
+    pub fn supported_cpuid(&self) -> Result<Vec<kvm_cpuid_entry2>> {
+        let cpuid = self
+            .fd
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| Error::errno("supportedCpuid", e.errno()))?;
+        Ok(cpuid.as_slice().to_vec())
+    }
+
+    /// Creates a VM (x86: TSS and identity map placed below 4 GiB, irqchip if asked).
+    pub fn create_vm(&self, config: VmConfig) -> Result<KvmVm> {
+        KvmVm::new(self, config)
+    }
+}

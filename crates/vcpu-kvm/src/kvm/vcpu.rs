@@ -1,0 +1,350 @@
+//! `KvmVcpu`: the `Vcpu` trait over a KVM vcpu fd and our own `kvm_run` mapping.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use kvm_bindings::*;
+use kvm_ioctls::VcpuFd;
+
+use super::run::RunShared;
+use super::signal::{install_kick_handler, unregister, VcpuSignalHandle};
+use super::vm::KvmVm;
+use super::{ioctls, x86_64};
+use crate::error::{Context, Error, Result};
+use crate::{HypercallAbi, IoOperation, IoParams, Vcpu, VcpuExit};
+
+/// Which exit `handle_*` may still complete. Cleared by the next `run()` or handler.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Pending {
+    None = 0,
+    Io = 1,
+    Mmio = 2,
+    PortHypercall = 3,
+    KvmHypercall = 4,
+}
+
+impl Pending {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Pending::Io,
+            2 => Pending::Mmio,
+            3 => Pending::PortHypercall,
+            4 => Pending::KvmHypercall,
+            _ => Pending::None,
+        }
+    }
+}
+
+thread_local! {
+    // The kernel thread id, asked once per thread: `run()` publishes it for kicks.
+    static TID: i32 = {
+        // SAFETY: gettid has no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    };
+}
+
+/// A KVM vcpu. `Send + Sync`; `run()` and the `handle_*` methods belong on one thread
+/// at a time (a second concurrent `run()` is refused with `EBUSY`).
+pub struct KvmVcpu {
+    id: usize,
+    pub(crate) fd: VcpuFd,
+    shared: Arc<RunShared>,
+    pub(crate) vm: KvmVm,
+    pending: AtomicU8,
+    running: AtomicBool,
+}
+
+impl KvmVcpu {
+    pub(crate) fn new(id: usize, fd: VcpuFd, vm: KvmVm) -> Result<Self> {
+        install_kick_handler()?;
+        let shared = Arc::new(RunShared::map(&fd, vm.shared().run_size)?);
+        let vcpu = KvmVcpu {
+            id,
+            fd,
+            shared,
+            vm,
+            pending: AtomicU8::new(Pending::None as u8),
+            running: AtomicBool::new(false),
+        };
+        x86_64::init_vcpu(&vcpu)?;
+        Ok(vcpu)
+    }
+
+    pub(crate) fn run_shared(&self) -> &Arc<RunShared> {
+        &self.shared
+    }
+
+    /// The VM this vcpu belongs to.
+    pub fn vm(&self) -> &KvmVm {
+        &self.vm
+    }
+
+    /// True once closed (by [`KvmVcpu::close`] or by closing its VM).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the vcpu closed: later calls fail with `ECLOSED`, handles do nothing. The fd
+    /// itself is released when the `KvmVcpu` is dropped. Idempotent.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+    }
+
+    /// The vcpu fd, or `ECLOSED`.
+    pub(crate) fn fd(&self, op: &'static str) -> Result<&VcpuFd> {
+        if self.is_closed() {
+            return Err(Error::closed(op, "vcpu"));
+        }
+        Ok(&self.fd)
+    }
+
+    /// The `kvm_run` structure. Only the vcpu's own thread reads or writes its union.
+    pub(crate) fn kvm_run(&self) -> &mut kvm_run {
+        // SAFETY: the mapping is live for `self`'s lifetime; the union is only accessed
+        // from the thread that runs the vcpu, between runs (the kernel writes it only
+        // inside KVM_RUN, which that same thread is not in).
+        unsafe { &mut *self.shared.run() }
+    }
+
+    /// The whole `kvm_run` mapping (the struct and the PIO data page after it), for
+    /// zero-copy views of exit data: `(start, length)`.
+    pub fn run_mapping(&self) -> (Arc<RunShared>, usize) {
+        (self.shared.clone(), self.shared.len())
+    }
+
+    /// `KVM_INTERRUPT`: queues external interrupt `vector` (no in-kernel irqchip).
+    pub fn interrupt(&self, vector: u32) -> Result<()> {
+        ioctls::interrupt(self.fd("interrupt")?, vector).op("interrupt")
+    }
+
+    /// `KVM_NMI`: queues a non-maskable interrupt.
+    pub fn nmi(&self) -> Result<()> {
+        self.fd("nmi")?.nmi().op("nmi")
+    }
+
+    fn take_pending(&self, want: &[Pending], op: &'static str, what: &str) -> Result<Pending> {
+        let _ = self.fd(op)?;
+        let pending = Pending::from_u8(self.pending.load(Ordering::Relaxed));
+        if !want.contains(&pending) {
+            return Err(Error::invalid(op, format!("{op} must follow a run() that returned {what}")));
+        }
+        self.pending.store(Pending::None as u8, Ordering::Relaxed);
+        Ok(pending)
+    }
+
+    fn decode_exit(&self) -> VcpuExit {
+        let run = self.kvm_run();
+        // SAFETY (every union read below): the exit reason names the active member,
+        // and every member is plain old data, valid for any bit pattern.
+        match run.exit_reason {
+            KVM_EXIT_IO => {
+                let io = unsafe { run.__bindgen_anon_1.io };
+                let port = self.vm.shared().config.hypercall_port;
+                if io.direction == KVM_EXIT_IO_OUT as u8 && io.count == 1 && Some(io.port) == port {
+                    self.pending.store(Pending::PortHypercall as u8, Ordering::Relaxed);
+                    return VcpuExit::Hypercall;
+                }
+                if io.direction == KVM_EXIT_IO_IN as u8 {
+                    // "Zero by default": the guest reads 0 unless a handler fills the data.
+                    let len = io.size as usize * io.count as usize;
+                    if let Some(data) = self.shared.slice_mut(io.data_offset as usize, len) {
+                        data.fill(0);
+                    }
+                }
+                self.pending.store(Pending::Io as u8, Ordering::Relaxed);
+                VcpuExit::Io
+            }
+            KVM_EXIT_MMIO => {
+                let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
+                if mmio.is_write == 0 {
+                    mmio.data = [0; 8];
+                }
+                self.pending.store(Pending::Mmio as u8, Ordering::Relaxed);
+                VcpuExit::Mmio
+            }
+            KVM_EXIT_HYPERCALL => {
+                self.pending.store(Pending::KvmHypercall as u8, Ordering::Relaxed);
+                VcpuExit::Hypercall
+            }
+            KVM_EXIT_HLT => VcpuExit::Hlt,
+            KVM_EXIT_SHUTDOWN => VcpuExit::Shutdown,
+            KVM_EXIT_INTR => VcpuExit::Intr,
+            KVM_EXIT_FAIL_ENTRY => VcpuExit::FailEntry {
+                hardware_entry_failure_reason: unsafe { run.__bindgen_anon_1.fail_entry.hardware_entry_failure_reason },
+            },
+            KVM_EXIT_INTERNAL_ERROR => VcpuExit::InternalError {
+                suberror: unsafe { run.__bindgen_anon_1.internal.suberror },
+            },
+            KVM_EXIT_SYSTEM_EVENT => match unsafe { run.__bindgen_anon_1.system_event.type_ } {
+                KVM_SYSTEM_EVENT_SHUTDOWN => VcpuExit::SystemEventShutdown,
+                KVM_SYSTEM_EVENT_RESET => VcpuExit::SystemEventReset,
+                KVM_SYSTEM_EVENT_CRASH => VcpuExit::SystemEventCrash,
+                _ => VcpuExit::Unknown { reason: KVM_EXIT_SYSTEM_EVENT },
+            },
+            KVM_EXIT_EXCEPTION => {
+                let ex = unsafe { run.__bindgen_anon_1.ex };
+                VcpuExit::Exception { exception: ex.exception, error_code: ex.error_code }
+            }
+            KVM_EXIT_DEBUG => {
+                let arch = unsafe { run.__bindgen_anon_1.debug.arch };
+                VcpuExit::Debug { exception: arch.exception, pc: arch.pc, dr6: arch.dr6, dr7: arch.dr7 }
+            }
+            KVM_EXIT_IRQ_WINDOW_OPEN => VcpuExit::IrqWindowOpen,
+            KVM_EXIT_IOAPIC_EOI => VcpuExit::IoapicEoi { vector: unsafe { run.__bindgen_anon_1.eoi.vector } },
+            KVM_EXIT_SET_TPR => VcpuExit::SetTpr,
+            KVM_EXIT_TPR_ACCESS => VcpuExit::TprAccess,
+            KVM_EXIT_X86_BUS_LOCK => VcpuExit::BusLock,
+            KVM_EXIT_X86_RDMSR | KVM_EXIT_X86_WRMSR => {
+                let msr = unsafe { run.__bindgen_anon_1.msr };
+                VcpuExit::MsrAccess { index: msr.index, data: msr.data, write: run.exit_reason == KVM_EXIT_X86_WRMSR }
+            }
+            reason => VcpuExit::Unknown { reason },
+        }
+    }
+
+    /// The PIO exit data of the pending `Io` exit: (port, size, is_write, slice of
+    /// size * count bytes in the mapping, offset of that slice in the mapping).
+    fn io_exit(&self, op: &'static str) -> Result<(u16, usize, bool, &mut [u8], usize)> {
+        // SAFETY: called only while an Io exit is pending, so `io` is the live member.
+        let io = unsafe { self.kvm_run().__bindgen_anon_1.io };
+        let size = io.size as usize;
+        if !matches!(size, 1 | 2 | 4 | 8) {
+            return Err(Error::invalid(op, format!("KVM reported an I/O size of {size}")));
+        }
+        let offset = io.data_offset as usize;
+        let len = size
+            .checked_mul(io.count as usize)
+            .ok_or_else(|| Error::invalid(op, "I/O count overflows"))?;
+        let data = self
+            .shared
+            .slice_mut(offset, len)
+            .ok_or_else(|| Error::invalid(op, "KVM's I/O data lies outside kvm_run"))?;
+        Ok((io.port, size, io.direction == KVM_EXIT_IO_OUT as u8, data, offset))
+    }
+
+    /// Like [`Vcpu::handle_io`], also telling the handler each element's offset inside
+    /// the `kvm_run` mapping, for zero-copy views of the data.
+    pub fn handle_io_at(&self, handle_fn: &mut dyn FnMut(IoParams, usize)) -> Result<()> {
+        const OP: &str = "handleIo";
+        self.take_pending(&[Pending::Io], OP, "Io")?;
+        let (port, size, is_write, data, offset) = self.io_exit(OP)?;
+        // String I/O (`rep outsb`/`rep insb`): one call per element, in order.
+        for (i, element) in data.chunks_exact_mut(size).enumerate() {
+            let operation = if is_write { IoOperation::Write(element) } else { IoOperation::Read(element) };
+            handle_fn(IoParams { address: port.into(), operation }, offset + i * size);
+        }
+        Ok(())
+    }
+
+    /// Like [`Vcpu::handle_mmio`], also telling the handler the data's offset inside the
+    /// `kvm_run` mapping.
+    pub fn handle_mmio_at(&self, handle_fn: &mut dyn FnMut(IoParams, usize) -> Result<()>) -> Result<()> {
+        const OP: &str = "handleMmio";
+        self.take_pending(&[Pending::Mmio], OP, "Mmio")?;
+        let run = self.kvm_run();
+        let base = run as *mut kvm_run as usize;
+        // SAFETY: an Mmio exit is pending, so `mmio` is the live member.
+        let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
+        let len = mmio.len as usize;
+        if !matches!(len, 1 | 2 | 4 | 8) {
+            return Err(Error::invalid(OP, format!("KVM reported an MMIO size of {len}")));
+        }
+        let offset = mmio.data.as_ptr() as usize - base;
+        let address = mmio.phys_addr;
+        let operation = if mmio.is_write != 0 {
+            IoOperation::Write(&mmio.data[..len])
+        } else {
+            IoOperation::Read(&mut mmio.data[..len])
+        };
+        handle_fn(IoParams { address, operation }, offset)
+    }
+}
+
+impl Vcpu for KvmVcpu {
+    fn run(&self) -> Result<VcpuExit> {
+        const OP: &str = "run";
+        if self.is_closed() {
+            return Err(Error::closed(OP, "vcpu"));
+        }
+        if self.running.swap(true, Ordering::Acquire) {
+            return Err(Error::new(crate::ErrorCode::Errno(libc::EBUSY), OP, "this vcpu is already running on another thread"));
+        }
+        self.pending.store(Pending::None as u8, Ordering::Relaxed);
+        let tid = TID.with(|t| *t);
+        self.shared.running_tid.store(tid, Ordering::Release);
+        let result = ioctls::run(&self.fd);
+        self.shared.running_tid.store(0, Ordering::Release);
+        self.running.store(false, Ordering::Release);
+        match result {
+            Ok(()) => Ok(self.decode_exit()),
+            Err(e) => {
+                if e.errno() == libc::EINTR && self.shared.kicked.swap(false, Ordering::AcqRel) {
+                    // A kick is consumed by the run it interrupted.
+                    self.shared.immediate_exit().store(0, Ordering::Release);
+                }
+                Err(Error::errno(OP, e.errno()))
+            }
+        }
+    }
+
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn set_immediate_exit(&self, exit: bool) {
+        self.shared.immediate_exit().store(exit as u8, Ordering::Release);
+        if !exit {
+            self.shared.kicked.store(false, Ordering::Release);
+        }
+    }
+
+    fn signal_handle(&self) -> VcpuSignalHandle {
+        VcpuSignalHandle::new(self.shared.clone())
+    }
+
+    fn handle_mmio(&self, handle_fn: &mut dyn FnMut(IoParams) -> Result<()>) -> Result<()> {
+        self.handle_mmio_at(&mut |params, _| handle_fn(params))
+    }
+
+    fn handle_io(&self, handle_fn: &mut dyn FnMut(IoParams)) -> Result<()> {
+        self.handle_io_at(&mut |params, _| handle_fn(params))
+    }
+
+    fn on_suspend(&self) -> Result<()> {
+        self.fd("onSuspend")?.kvmclock_ctrl().op("onSuspend")
+    }
+
+    unsafe fn enable_raw_capability(&self, cap: u32, args: &[u64; 4]) -> Result<()> {
+        let enable = kvm_enable_cap { cap, args: *args, ..Default::default() };
+        self.fd("enableRawCapability")?.enable_cap(&enable).op("enableRawCapability")
+    }
+
+    fn handle_hypercall(&self, handle_fn: &mut dyn FnMut(&mut HypercallAbi) -> Result<()>) -> Result<()> {
+        const OP: &str = "handleHypercall";
+        match self.take_pending(&[Pending::PortHypercall, Pending::KvmHypercall], OP, "Hypercall")? {
+            Pending::PortHypercall => {
+                let (_, _, _, data, _) = self.io_exit(OP)?;
+                let mut id = [0u8; 8];
+                id[..data.len()].copy_from_slice(data);
+                x86_64::port_hypercall(self, u64::from_le_bytes(id), handle_fn)
+            }
+            _ => {
+                // SAFETY: a KVM_EXIT_HYPERCALL is pending, so `hypercall` is live.
+                let hc = unsafe { &mut self.kvm_run().__bindgen_anon_1.hypercall };
+                let args = hc.args.map(|a| a as usize);
+                let mut abi = HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]);
+                handle_fn(&mut abi)?;
+                hc.ret = abi.get_results().first().copied().unwrap_or(0) as u64;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for KvmVcpu {
+    fn drop(&mut self) {
+        self.close();
+        unregister(&self.shared);
+    }
+}

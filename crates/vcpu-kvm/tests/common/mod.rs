@@ -1,0 +1,59 @@
+//! Shared set-up for the real-guest tests: a VM with 2 MiB of RAM at 0 and a guest
+//! program from `guests/` at 0x1000.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use kvm_bindings::kvm_regs;
+use vcpu_kvm::{Kvm, KvmVcpu, KvmVm, Vcpu, VcpuExit, VmConfig};
+
+pub const RAM_SIZE: usize = 2 << 20;
+pub const LOAD_ADDR: u64 = 0x1000;
+
+/// The assembled bytes of `guests/<name>.bin`.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../guests/{name}.bin", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A VM with RAM at [0, 2 MiB) holding `code` at 0x1000, and vcpu 0 in 64-bit long
+/// mode about to run it.
+pub fn long_mode(name: &str) -> (KvmVm, KvmVcpu) {
+    let kvm = Kvm::open(None).expect("open /dev/kvm");
+    let vm = kvm.create_vm(VmConfig::default()).expect("create VM");
+    vm.add_memory(0, RAM_SIZE, false, false).expect("add memory");
+    vm.write(LOAD_ADDR, &guest(name)).expect("load guest");
+    let vcpu = vm.create_vcpu(0).expect("create vcpu");
+    vcpu.setup_long_mode().expect("long mode");
+    vcpu.set_regs(&kvm_regs { rip: LOAD_ADDR, rsp: 0x8000, rflags: 2, ..Default::default() }).expect("set regs");
+    (vm, vcpu)
+}
+
+/// Runs with a watchdog: a guest that does not exit within `secs` is kicked, and the
+/// test sees `Err(EINTR)` instead of hanging.
+pub fn run_bounded(vcpu: &KvmVcpu, secs: u64) -> vcpu_kvm::Result<VcpuExit> {
+    let handle = vcpu.signal_handle();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !flag.load(std::sync::atomic::Ordering::Acquire) {
+            if std::time::Instant::now() > deadline {
+                handle.kick();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let exit = vcpu.run();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = watchdog.join();
+    exit
+}
+
+/// Runs and expects a specific exit.
+pub fn expect_exit(vcpu: &KvmVcpu, want: VcpuExit) {
+    let got = run_bounded(vcpu, 10).expect("run");
+    assert_eq!(got, want);
+}

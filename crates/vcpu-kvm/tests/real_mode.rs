@@ -1,0 +1,41 @@
+//! A 16-bit real-mode guest (KVM's reset state, with CS moved to 0).
+
+mod common;
+
+use common::*;
+use kvm_bindings::kvm_regs;
+use vcpu_kvm::{IoOperation, Kvm, Vcpu, VcpuExit, VmConfig};
+
+#[test]
+fn real_mode_port_io_and_memory() {
+    let kvm = Kvm::open(None).unwrap();
+    let vm = kvm.create_vm(VmConfig::default()).unwrap();
+    vm.add_memory(0, 0x10000, false, false).unwrap();
+    vm.write(LOAD_ADDR, &guest("real_mode")).unwrap();
+    let vcpu = vm.create_vcpu(0).unwrap();
+    let mut sregs = vcpu.get_sregs().unwrap();
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.set_sregs(&sregs).unwrap();
+    vcpu.set_regs(&kvm_regs { rip: LOAD_ADDR, rflags: 2, ..Default::default() }).unwrap();
+    expect_exit(&vcpu, VcpuExit::Io);
+    let mut out = None;
+    vcpu.handle_io(&mut |p| {
+        if let IoOperation::Write(d) = p.operation {
+            out = Some((p.address, d[0]));
+        }
+    })
+    .unwrap();
+    assert_eq!(out, Some((0x10, 0x42)));
+    expect_exit(&vcpu, VcpuExit::Io);
+    vcpu.handle_io(&mut |p| {
+        if let IoOperation::Read(d) = p.operation {
+            d[0] = 0x60;
+        }
+    })
+    .unwrap();
+    expect_exit(&vcpu, VcpuExit::Hlt);
+    let mut byte = [0u8];
+    vm.read(0x2000, &mut byte).unwrap();
+    assert_eq!(byte, [0x61]);
+}

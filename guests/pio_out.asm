@@ -1,0 +1,11 @@
+; Port output at each width: 0x11 -> port 0x10 (1 byte), 0x2222 -> 0x12 (2),
+; 0x44444444 -> 0x14 (4), then hlt. 64-bit, loaded at 0x1000.
+bits 64
+org 0x1000
+    mov al, 0x11
+    out 0x10, al
+    mov ax, 0x2222
+    out 0x12, ax
+    mov eax, 0x44444444
+    out 0x14, eax
+    hlt

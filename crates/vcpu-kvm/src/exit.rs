@@ -83,29 +83,55 @@ pub enum VcpuExit {
 }
 
 impl VcpuExit {
-    /// The variant's name, as the TypeScript facade spells `kind`.
-    pub fn kind(&self) -> &'static str {
+    /// Every variant's name, as the TypeScript facade spells `kind`, in [`Self::index`]
+    /// order.
+    pub const KINDS: [&'static str; 20] = [
+        "Io", "Mmio", "Hypercall", "Hlt", "Shutdown", "Intr", "FailEntry", "InternalError",
+        "SystemEventShutdown", "SystemEventReset", "SystemEventCrash", "Exception", "Debug",
+        "IrqWindowOpen", "IoapicEoi", "SetTpr", "TprAccess", "BusLock", "MsrAccess", "Unknown",
+    ];
+
+    /// The variant's position in [`Self::KINDS`]: a small number for cheap transport.
+    pub fn index(&self) -> usize {
         match self {
-            VcpuExit::Io => "Io",
-            VcpuExit::Mmio => "Mmio",
-            VcpuExit::Hypercall => "Hypercall",
-            VcpuExit::Hlt => "Hlt",
-            VcpuExit::Shutdown => "Shutdown",
-            VcpuExit::Intr => "Intr",
-            VcpuExit::FailEntry { .. } => "FailEntry",
-            VcpuExit::InternalError { .. } => "InternalError",
-            VcpuExit::SystemEventShutdown => "SystemEventShutdown",
-            VcpuExit::SystemEventReset => "SystemEventReset",
-            VcpuExit::SystemEventCrash => "SystemEventCrash",
-            VcpuExit::Exception { .. } => "Exception",
-            VcpuExit::Debug { .. } => "Debug",
-            VcpuExit::IrqWindowOpen => "IrqWindowOpen",
-            VcpuExit::IoapicEoi { .. } => "IoapicEoi",
-            VcpuExit::SetTpr => "SetTpr",
-            VcpuExit::TprAccess => "TprAccess",
-            VcpuExit::BusLock => "BusLock",
-            VcpuExit::MsrAccess { .. } => "MsrAccess",
-            VcpuExit::Unknown { .. } => "Unknown",
+            VcpuExit::Io => 0,
+            VcpuExit::Mmio => 1,
+            VcpuExit::Hypercall => 2,
+            VcpuExit::Hlt => 3,
+            VcpuExit::Shutdown => 4,
+            VcpuExit::Intr => 5,
+            VcpuExit::FailEntry { .. } => 6,
+            VcpuExit::InternalError { .. } => 7,
+            VcpuExit::SystemEventShutdown => 8,
+            VcpuExit::SystemEventReset => 9,
+            VcpuExit::SystemEventCrash => 10,
+            VcpuExit::Exception { .. } => 11,
+            VcpuExit::Debug { .. } => 12,
+            VcpuExit::IrqWindowOpen => 13,
+            VcpuExit::IoapicEoi { .. } => 14,
+            VcpuExit::SetTpr => 15,
+            VcpuExit::TprAccess => 16,
+            VcpuExit::BusLock => 17,
+            VcpuExit::MsrAccess { .. } => 18,
+            VcpuExit::Unknown { .. } => 19,
         }
+    }
+
+    /// The variant's name.
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VcpuExit;
+
+    #[test]
+    fn kinds_match_indices() {
+        assert_eq!(VcpuExit::Hlt.kind(), "Hlt");
+        assert_eq!(VcpuExit::Unknown { reason: 99 }.kind(), "Unknown");
+        assert_eq!(VcpuExit::MsrAccess { index: 0, data: 0, write: false }.kind(), "MsrAccess");
+        assert_eq!(VcpuExit::IoapicEoi { vector: 1 }.kind(), "IoapicEoi");
     }
 }

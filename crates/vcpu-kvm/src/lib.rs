@@ -30,6 +30,9 @@ mod hypercall;
 mod io;
 pub mod kvm;
 
+/// The kvm-bindings structs the state accessors take and return.
+pub use kvm_bindings;
+
 pub use error::{Error, ErrorCode, Result};
 pub use exit::VcpuExit;
 pub use hypercall::HypercallAbi;

@@ -1,1 +1,32 @@
+//! The napi-rs binding of `vcpu-kvm`: `#[napi]` classes that convert arguments and
+//! results and delegate. No decoding happens here; the TypeScript facade in `ts/` gives
+//! it the documented API.
 
+mod args;
+mod error;
+mod external;
+mod kvm;
+mod vcpu;
+mod vm;
+mod x86;
+
+use napi_derive::napi;
+
+/// The exit kinds, in the order of the codes `NativeVcpu.run()` returns.
+#[napi]
+pub fn exit_kinds() -> Vec<&'static str> {
+    vcpu::EXIT_KINDS.to_vec()
+}
+
+/// Kicks the vcpu whose `signalHandleId()` is `id`, from any thread or worker: sets its
+/// immediate exit and signals the thread inside `KVM_RUN`. False if it no longer exists.
+#[napi]
+pub fn kick_vcpu(id: f64) -> bool {
+    id.fract() == 0.0 && id > 0.0 && vcpu_kvm::kvm::kick_by_id(id as u64)
+}
+
+/// The hypercall ABI's default port.
+#[napi]
+pub fn default_hypercall_port() -> u32 {
+    vcpu_kvm::kvm::DEFAULT_HYPERCALL_PORT.into()
+}

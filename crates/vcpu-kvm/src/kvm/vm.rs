@@ -235,6 +235,14 @@ impl KvmVm {
         Ok(())
     }
 
+    /// A copy of `len` bytes of guest memory at `gpa` (checked before allocating).
+    pub fn read_vec(&self, gpa: u64, len: usize) -> Result<Vec<u8>> {
+        let (region, offset) = self.region_at("read", gpa, len)?;
+        let mut buf = vec![0; len];
+        region.read_at(offset, &mut buf);
+        Ok(buf)
+    }
+
     /// Copies `data` into guest memory at `gpa`; the range must lie inside one region.
     pub fn write(&self, gpa: u64, data: &[u8]) -> Result<()> {
         let (region, offset) = self.region_at("write", gpa, data.len())?;

@@ -1,0 +1,29 @@
+//! Checks for numbers and bigints that come from JS, before they reach the kernel.
+
+use napi::bindgen_prelude::BigInt;
+
+use crate::error::{invalid, Result};
+
+/// Largest integer a JS number holds exactly.
+pub const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// A non-negative integer number no larger than `max`.
+pub fn uint(op: &str, name: &str, v: f64, max: f64) -> Result<u64> {
+    if !v.is_finite() || v.fract() != 0.0 || v < 0.0 || v > max {
+        return Err(invalid(op, format!("{name} must be an integer from 0 to {max}, got {v}")));
+    }
+    Ok(v as u64)
+}
+
+/// A bigint from 0 to 2^64 - 1.
+pub fn u64_of(op: &str, name: &str, v: &BigInt) -> Result<u64> {
+    let (negative, value, lossless) = v.get_u64();
+    if negative || !lossless {
+        return Err(invalid(op, format!("{name} must be a bigint from 0 to 2^64-1")));
+    }
+    Ok(value)
+}
+
+pub fn big(v: u64) -> BigInt {
+    BigInt::from(v)
+}

@@ -1,0 +1,68 @@
+//! Zero-copy `ArrayBuffer`s over native memory (guest RAM, `kvm_run`).
+//!
+//! Each buffer's finalizer holds an `Arc` to the mapping, so the memory stays mapped for
+//! as long as JS can reach it: a view never dangles. Runtimes that forbid external
+//! buffers (Electron's V8 memory cage) get `None`, and the facade copies instead.
+
+use std::collections::HashSet;
+use std::ptr;
+use std::sync::{LazyLock, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+
+/// Keeps the mapping's owner alive; dropped by the finalizer.
+struct Hold(#[allow(dead_code)] Box<dyn Send>);
+
+/// Addresses that back a live external buffer, process-wide (V8's rule is per process).
+fn live() -> std::sync::MutexGuard<'static, HashSet<usize>> {
+    static LIVE: LazyLock<Mutex<HashSet<usize>>> = LazyLock::new(Mutex::default);
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+unsafe extern "C" fn release(_env: sys::napi_env, data: *mut std::ffi::c_void, hint: *mut std::ffi::c_void) {
+    live().remove(&(data as usize));
+    // SAFETY: `hint` is the Box<Hold> leaked in `external_arraybuffer`; V8 calls this
+    // finalizer exactly once.
+    drop(unsafe { Box::from_raw(hint.cast::<Hold>()) });
+}
+
+/// An `ArrayBuffer` over `[ptr, ptr + len)`, keeping `owner` alive until it is collected,
+/// or `None` where external buffers are not allowed.
+///
+/// # Safety
+///
+/// `owner` must keep `[ptr, ptr + len)` mapped and writable until it is dropped. (A
+/// second buffer for a `ptr` that has a live one is refused here: V8 allows one backing
+/// store per address.)
+pub unsafe fn external_arraybuffer(
+    env: &Env,
+    ptr: *mut u8,
+    len: usize,
+    owner: Box<dyn Send>,
+) -> Result<Option<Unknown<'_>>> {
+    if !live().insert(ptr as usize) {
+        return Err(Error::new(Status::InvalidArg, "this memory already has an ArrayBuffer; reuse it"));
+    }
+    let hint = Box::into_raw(Box::new(Hold(owner)));
+    let mut value = ptr::null_mut();
+    // SAFETY: the caller guarantees the range; `release` frees `hint` when V8 is done.
+    let status = unsafe {
+        sys::napi_create_external_arraybuffer(env.raw(), ptr.cast(), len, Some(release), hint.cast(), &mut value)
+    };
+    if status != sys::Status::napi_ok {
+        live().remove(&(ptr as usize));
+    }
+    if status == sys::Status::napi_no_external_buffers_allowed {
+        // SAFETY: V8 did not take `hint`; we still own it.
+        drop(unsafe { Box::from_raw(hint) });
+        return Ok(None);
+    }
+    if status != sys::Status::napi_ok {
+        // SAFETY: as above.
+        drop(unsafe { Box::from_raw(hint) });
+        return Err(Error::new(Status::GenericFailure, "cannot create an external ArrayBuffer"));
+    }
+    // SAFETY: `value` is the ArrayBuffer napi just created in this env.
+    Ok(Some(unsafe { Unknown::from_raw_unchecked(env.raw(), value) }))
+}

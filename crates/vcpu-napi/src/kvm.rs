@@ -1,0 +1,67 @@
+//! `NativeKvm`: `/dev/kvm`.
+
+use napi_derive::napi;
+use vcpu_kvm::{Kvm, VmConfig};
+
+use crate::args::uint;
+use crate::error::{IntoNapi, Result};
+use crate::vm::NativeVm;
+
+/// One `KVM_GET_SUPPORTED_CPUID` / `KVM_SET_CPUID2` entry.
+#[napi(object)]
+pub struct CpuidEntry {
+    pub function: u32,
+    pub index: u32,
+    pub flags: u32,
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+#[napi]
+pub struct NativeKvm {
+    kvm: Kvm,
+}
+
+#[napi]
+impl NativeKvm {
+    #[napi(factory)]
+    pub fn open(path: Option<String>) -> Result<NativeKvm> {
+        Ok(NativeKvm { kvm: Kvm::open(path.as_deref()).js()? })
+    }
+
+    #[napi(getter)]
+    pub fn api_version(&self) -> i32 {
+        self.kvm.api_version()
+    }
+
+    #[napi]
+    pub fn check_extension(&self, cap: f64) -> Result<i32> {
+        let cap = uint("checkExtension", "cap", cap, u32::MAX.into())?;
+        Ok(self.kvm.check_extension(cap as u32))
+    }
+
+    #[napi]
+    pub fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
+        Ok(self
+            .kvm
+            .supported_cpuid()
+            .js()?
+            .iter()
+            .map(|e| CpuidEntry { function: e.function, index: e.index, flags: e.flags, eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx })
+            .collect())
+    }
+
+    /// `hypercall_port`: -1 turns the port ABI off.
+    #[napi]
+    pub fn create_vm(&self, irqchip: bool, hypercall_port: f64) -> Result<NativeVm> {
+        let hypercall_port = if hypercall_port == -1.0 {
+            None
+        } else {
+            Some(uint("createVm", "hypercallPort", hypercall_port, u16::MAX.into())? as u16)
+        };
+        let vm = self.kvm.create_vm(VmConfig { irqchip, hypercall_port }).js()?;
+        Ok(NativeVm::new(vm))
+    }
+}

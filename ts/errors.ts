@@ -1,0 +1,61 @@
+/**
+ * The package's one error type.
+ * @packageDocumentation
+ */
+
+/**
+ * Every error the package throws. `code` is an errno name (`'ENOENT'`, `'EACCES'`,
+ * `'EINVAL'`, `'EEXIST'`, `'EFAULT'`, `'ENOSPC'`, `'EBUSY'`, …) or `'ECLOSED'` for use
+ * after close; `op` names the failing operation (`'createVm'`, `'run'`, …).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   vm.addMemory({ guestAddress: 0x123, size: 4096 });
+ * } catch (e) {
+ *   if (e instanceof VcpuError && e.code === 'EINVAL') console.error(e.message);
+ * }
+ * ```
+ */
+export class VcpuError extends Error {
+  /** Errno name or `'ECLOSED'`. */
+  readonly code: string;
+  /** The operation that failed. */
+  readonly op: string;
+
+  constructor(code: string, op: string, message: string) {
+    super(message);
+    this.name = 'VcpuError';
+    this.code = code;
+    this.op = op;
+  }
+}
+
+/**
+ * Turns whatever the native layer threw into a `VcpuError`. Native errors carry
+ * `code` as `"<CODE>:<op>"`; argument conversion errors raised by napi itself (a
+ * string where a number belongs, …) become `EINVAL`.
+ * @internal
+ */
+export function toVcpuError(e: unknown, op: string): VcpuError {
+  if (e instanceof VcpuError) return e;
+  const err = e as { code?: unknown; message?: unknown };
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  if (typeof err?.code === 'string') {
+    const m = /^(E[A-Z0-9]+):(.*)$/.exec(err.code);
+    if (m) return new VcpuError(m[1], m[2] || op, message);
+  }
+  return new VcpuError('EINVAL', op, `${op}: ${message}`);
+}
+
+/**
+ * Runs `f`, turning a native error into a `VcpuError` for `op`.
+ * @internal
+ */
+export function call<T>(op: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw toVcpuError(e, op);
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * From native exit codes to `VcpuExit` objects, without allocating on the hot path.
+ * @internal
+ * @packageDocumentation
+ */
+import { EXIT_KINDS, type NativeVcpu } from './native';
+import type { VcpuExit } from './types';
+
+const PAYLOAD_KINDS = new Set(['FailEntry', 'InternalError', 'Exception', 'Debug', 'IoapicEoi', 'MsrAccess', 'Unknown']);
+
+/** One frozen object per payload-free kind, shared by every exit of that kind. */
+const PLAIN: (VcpuExit | undefined)[] = EXIT_KINDS.map((kind) =>
+  PAYLOAD_KINDS.has(kind) ? undefined : (Object.freeze({ kind }) as VcpuExit),
+);
+
+/** The exit for `code`, reading the payload from the vcpu only for kinds that have one. */
+export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
+  const plain = PLAIN[code];
+  if (plain) return plain;
+  const detail = vcpu.lastExit() as unknown as Record<string, unknown>;
+  for (const key of Object.keys(detail)) if (detail[key] === undefined || detail[key] === null) delete detail[key];
+  return Object.freeze(detail) as unknown as VcpuExit;
+}
+
+/** The code of `Intr`. */
+export const INTR = EXIT_KINDS.indexOf('Intr');

@@ -1,0 +1,120 @@
+/**
+ * `HypercallAbi`: a guest's call to the host.
+ * @packageDocumentation
+ */
+import { VcpuError } from './errors';
+import type { RegValue } from './types';
+
+// Layout of the record the native layer fills (see crates/vcpu-napi/src/vcpu.rs).
+const ID = 0;
+const NARGS = 1;
+const ARGS = 2;
+const MAX_ARGS = 6;
+const NRESULTS = ARGS + MAX_ARGS;
+const RESULTS = NRESULTS + 1;
+const MAX_RESULTS = 4;
+/** @internal */
+export const RECORD_LENGTH = RESULTS + MAX_RESULTS;
+
+/** What the helpers need of a VM: bounds-checked copies of guest memory. */
+export interface GuestMemoryAccess {
+  read(gpa: number, length: number): Uint8Array;
+  write(gpa: number, bytes: Uint8Array): void;
+}
+
+/**
+ * A hypercall, as crosvm's `HypercallAbi`: the id, up to six arguments, and up to four
+ * results the handler sets with {@link HypercallAbi.setResults}. Valid inside the
+ * handler only (the object is reused).
+ *
+ * On x86 the guest makes the call through the port-I/O ABI (`guests/hypercall.inc`):
+ * id written with `out dx, eax` to the hypercall port (default 0x500), arguments in
+ * rbx, rcx, rsi, rdi, r8, r9; results go to rax, rbx, rcx, rdx. Result 0 defaults to
+ * `-1` (all ones, "not supported"); results 1–3 default to the registers' values.
+ *
+ * @example
+ * ```ts
+ * vcpu.handleHypercall((abi) => {
+ *   if (abi.hypercallId === 1n) {
+ *     const text = abi.readString(0, 1); // pointer in argument 0, length in argument 1
+ *     console.log(text);
+ *     abi.setResults([BigInt(text.length)]);
+ *   }
+ * });
+ * ```
+ */
+export class HypercallAbi {
+  readonly #record: BigUint64Array;
+  readonly #memory: GuestMemoryAccess;
+
+  /** @internal */
+  constructor(record: BigUint64Array, memory: GuestMemoryAccess) {
+    this.#record = record;
+    this.#memory = memory;
+  }
+
+  /** The call's id. */
+  get hypercallId(): bigint {
+    return this.#record[ID];
+  }
+
+  /** All arguments (a fresh array). */
+  get args(): bigint[] {
+    return Array.from(this.#record.subarray(ARGS, ARGS + Number(this.#record[NARGS])));
+  }
+
+  /** Argument `n`, or `undefined` past the last. */
+  getArgument(n: number): bigint | undefined {
+    return Number.isInteger(n) && n >= 0 && n < Number(this.#record[NARGS]) ? this.#record[ARGS + n] : undefined;
+  }
+
+  /** The results the guest will see (defaults until set). */
+  getResults(): bigint[] {
+    return Array.from(this.#record.subarray(RESULTS, RESULTS + MAX_RESULTS));
+  }
+
+  /**
+   * Sets the first `results.length` results (at most 4); the others keep their
+   * defaults. Negative values are stored as two's complement (`-1n` is all ones).
+   */
+  setResults(results: readonly RegValue[]): void {
+    if (!Array.isArray(results) || results.length > MAX_RESULTS) {
+      throw new VcpuError('EINVAL', 'setResults', `setResults takes an array of at most ${MAX_RESULTS} values`);
+    }
+    const values = results.map((v, i) => toU64(v, `results[${i}]`));
+    values.forEach((v, i) => (this.#record[RESULTS + i] = v));
+    this.#record[NRESULTS] = BigInt(Math.max(Number(this.#record[NRESULTS]), values.length));
+  }
+
+  /** A copy of the guest buffer whose address is argument `ptrArg` and length argument `lenArg`. */
+  readBuffer(ptrArg: number, lenArg: number): Uint8Array {
+    return this.#memory.read(this.#argNumber(ptrArg), this.#argNumber(lenArg));
+  }
+
+  /** The guest buffer at argument `ptrArg`, `lenArg` bytes long, decoded as UTF-8. */
+  readString(ptrArg: number, lenArg: number): string {
+    return Buffer.from(this.readBuffer(ptrArg, lenArg)).toString('utf8');
+  }
+
+  /** Writes `data` into the guest buffer whose address is argument `ptrArg`. */
+  writeBuffer(ptrArg: number, data: Uint8Array): void {
+    this.#memory.write(this.#argNumber(ptrArg), data);
+  }
+
+  #argNumber(n: number): number {
+    const v = this.getArgument(n);
+    if (v === undefined || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new VcpuError('EINVAL', 'hypercall', `argument ${n} is not a usable address or length`);
+    }
+    return Number(v);
+  }
+}
+
+/** A register value as an unsigned 64-bit bigint, or a VcpuError. @internal */
+export function toU64(v: unknown, name: string, op = 'setResults'): bigint {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) v = BigInt(v);
+  if (typeof v !== 'bigint' || v < -(1n << 63n) || v >= 1n << 64n) {
+    throw new VcpuError('EINVAL', op, `${name} must be a bigint (or safe integer) in [-2^63, 2^64), got ${String(v)}`);
+  }
+  return BigInt.asUintN(64, v);
+}

@@ -1,0 +1,73 @@
+/**
+ * `Kvm`: the KVM device.
+ * @packageDocumentation
+ */
+import { call } from './errors';
+import native, { type NativeKvm } from './native';
+import type { CpuidEntry } from './types';
+import { Vm } from './vm';
+
+/** The hypercall port a VM uses unless {@link VmOptions.hypercallPort} says otherwise. */
+export const DEFAULT_HYPERCALL_PORT: number = native.defaultHypercallPort();
+
+/** Options of {@link Kvm.createVm}. */
+export interface VmOptions {
+  /**
+   * Create the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT. Off by default, so
+   * `hlt` exits to userspace as `Hlt`.
+   */
+  irqchip?: boolean;
+  /**
+   * The port of the port-I/O hypercall ABI (default {@link DEFAULT_HYPERCALL_PORT});
+   * `null` turns it off, and every port is plain `Io`.
+   */
+  hypercallPort?: number | null;
+}
+
+/**
+ * An open `/dev/kvm`.
+ *
+ * @example
+ * ```ts
+ * const kvm = Kvm.open();
+ * console.log(kvm.apiVersion); // 12
+ * const vm = kvm.createVm();
+ * ```
+ */
+export class Kvm {
+  readonly #native: NativeKvm;
+
+  private constructor(n: NativeKvm) {
+    this.#native = n;
+  }
+
+  /**
+   * Opens the KVM device (default `/dev/kvm`). Missing device: `ENOENT`, permission
+   * denied: `EACCES`; the message says what to do.
+   */
+  static open(path?: string): Kvm {
+    return new Kvm(call('Kvm.open', () => native.NativeKvm.open(path)));
+  }
+
+  /** `KVM_GET_API_VERSION`: 12. */
+  get apiVersion(): number {
+    return this.#native.apiVersion;
+  }
+
+  /** `KVM_CHECK_EXTENSION`: 0 if absent, else positive (1, a count or a bitmask). */
+  checkExtension(cap: number): number {
+    return call('checkExtension', () => this.#native.checkExtension(cap));
+  }
+
+  /** `KVM_GET_SUPPORTED_CPUID`. */
+  supportedCpuid(): CpuidEntry[] {
+    return call('supportedCpuid', () => this.#native.supportedCpuid());
+  }
+
+  /** Creates a VM (x86: TSS and identity map set up; irqchip only if asked). */
+  createVm(options: VmOptions = {}): Vm {
+    const { irqchip = false, hypercallPort = DEFAULT_HYPERCALL_PORT } = options ?? {};
+    const port = hypercallPort === null ? -1 : hypercallPort;
+    return new Vm(call('createVm', () => this.#native.createVm(!!irqchip, port)));
+  }
+}

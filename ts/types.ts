@@ -1,0 +1,94 @@
+/**
+ * The data types of the API: accesses, exits, register state.
+ * @packageDocumentation
+ */
+
+export type {
+  Regs,
+  Sregs,
+  Segment,
+  DTable,
+  Fpu,
+  Msr,
+  Lapic,
+  DebugRegs,
+  Xcr,
+  GuestDebug,
+  VcpuEvents,
+  ExceptionEvent,
+  InterruptEvent,
+  NmiEvent,
+  SmiEvent,
+  CpuidEntry,
+} from '../native/index';
+
+/**
+ * One port (`Io`) or MMIO access, as crosvm's `IoParams`. The object and its `data`
+ * view are reused from exit to exit: read them inside the handler, copy what you keep.
+ *
+ * @example
+ * ```ts
+ * vcpu.handleIo((p) => {
+ *   if (p.operation === 'write') console.log(p.address, p.data[0]);
+ *   else p.data[0] = 0x42; // what the guest's `in` reads
+ * });
+ * ```
+ */
+export interface IoParams {
+  /** Port number (`Io`) or guest physical address (`Mmio`). */
+  address: number;
+  /** Access width in bytes; equals `data.length`. */
+  size: 1 | 2 | 4 | 8;
+  /** `'write'`: the guest wrote `data`. `'read'`: fill `data` (little-endian). */
+  operation: 'read' | 'write';
+  /** The bytes written, or the bytes to return (zero unless the handler sets them). */
+  data: Uint8Array;
+}
+
+/** A handler for `Io` or `Mmio` exits. */
+export type IoHandler = (params: IoParams) => void;
+
+/** Exit kinds that carry nothing beyond their `kind`. */
+export type PlainExitKind =
+  | 'Io'
+  | 'Mmio'
+  | 'Hypercall'
+  | 'Hlt'
+  | 'Shutdown'
+  | 'Intr'
+  | 'SystemEventShutdown'
+  | 'SystemEventReset'
+  | 'SystemEventCrash'
+  | 'IrqWindowOpen'
+  | 'SetTpr'
+  | 'TprAccess'
+  | 'BusLock';
+
+/**
+ * Why `run()` returned: a union discriminated on `kind`, with crosvm's variant names.
+ * `Intr` is an interrupted run (immediate exit or a signal handle).
+ *
+ * @example
+ * ```ts
+ * const exit = vcpu.run();
+ * switch (exit.kind) {
+ *   case 'Io': vcpu.handleIo(onIo); break;
+ *   case 'FailEntry': throw new Error(`entry failed: ${exit.hardwareEntryFailureReason}`);
+ * }
+ * ```
+ */
+export type VcpuExit =
+  | { readonly kind: PlainExitKind }
+  | { readonly kind: 'FailEntry'; readonly hardwareEntryFailureReason: bigint }
+  | { readonly kind: 'InternalError'; readonly suberror: number }
+  | { readonly kind: 'Exception'; readonly exception: number; readonly errorCode: number }
+  | { readonly kind: 'Debug'; readonly exception: number; readonly pc: bigint; readonly dr6: bigint; readonly dr7: bigint }
+  | { readonly kind: 'IoapicEoi'; readonly vector: number }
+  | { readonly kind: 'MsrAccess'; readonly index: number; readonly data: bigint; readonly write: boolean }
+  | { readonly kind: 'Unknown'; readonly reason: number };
+
+/** Any exit kind. */
+export type VcpuExitKind = VcpuExit['kind'];
+
+/** A 64-bit register value: a `bigint`, or a non-negative safe-integer `number`. */
+export type RegValue = bigint | number;

@@ -1,0 +1,407 @@
+/**
+ * `Vcpu`: crosvm's `Vcpu` trait in TypeScript, plus x86 state.
+ * @packageDocumentation
+ */
+import { call, toVcpuError, VcpuError } from './errors';
+import { exitFor, INTR } from './exit';
+import { HypercallAbi, RECORD_LENGTH, toU64 } from './hypercall';
+import type { NativeVcpu } from './native';
+import { VcpuSignalHandle } from './signal';
+import type {
+  CpuidEntry,
+  DebugRegs,
+  Fpu,
+  GuestDebug,
+  IoHandler,
+  IoParams,
+  Lapic,
+  Msr,
+  RegValue,
+  Regs,
+  Sregs,
+  VcpuEvents,
+  VcpuExit,
+  Xcr,
+} from './types';
+import type { Vm } from './vm';
+
+/** Handlers for {@link Vcpu.runUntil}; an exit whose handler is missing is returned. */
+export interface ExitHandlers {
+  /** Port I/O. */
+  io?: IoHandler;
+  /** MMIO. */
+  mmio?: IoHandler;
+  /** Hypercalls. */
+  hypercall?: (abi: HypercallAbi) => void;
+}
+
+/** Where to start after {@link Vcpu.setupLongMode}. */
+export interface LongModeOptions {
+  /** Instruction pointer. */
+  rip?: RegValue;
+  /** Stack pointer. */
+  rsp?: RegValue;
+}
+
+const REG_NAMES = [
+  'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags',
+] as const;
+
+/** Size of the copy buffer used where external buffers are forbidden (one PIO page). */
+const SCRATCH_SIZE = 4096;
+
+/**
+ * A virtual CPU. Made by {@link Vm.createVcpu}; runs on the thread that created it.
+ *
+ * @example
+ * ```ts
+ * vcpu.setupLongMode({ rip: 0x1000 });
+ * for (;;) {
+ *   const exit = vcpu.run();
+ *   if (exit.kind === 'Io') vcpu.handleIo((p) => console.log(p.address, p.data));
+ *   else break;
+ * }
+ * ```
+ */
+export class Vcpu {
+  readonly #native: NativeVcpu;
+  readonly #vm: Vm;
+  readonly #id: number;
+  readonly #params: IoParams = { address: 0, size: 1, operation: 'read', data: new Uint8Array(1) };
+  readonly #record = new BigUint64Array(RECORD_LENGTH);
+  readonly #abi: HypercallAbi;
+  readonly #views = new Map<number, Uint8Array>();
+  readonly #run: ArrayBuffer | null;
+  readonly #scratch: Uint8Array | undefined;
+  #ioHandler: IoHandler = () => {};
+  #mmioHandler: IoHandler = () => {};
+  #hypercallHandler: (abi: HypercallAbi) => void = () => {};
+  #thrown: { error: unknown } | undefined;
+
+  /** @internal */
+  constructor(native: NativeVcpu, vm: Vm) {
+    this.#native = native;
+    this.#vm = vm;
+    this.#id = native.id;
+    this.#abi = new HypercallAbi(this.#record, vm);
+    this.#run = call('createVcpu', () => native.runBuffer());
+    // Where JS may not view kvm_run directly, exit data is copied through this buffer.
+    this.#scratch = this.#run ? undefined : new Uint8Array(SCRATCH_SIZE);
+  }
+
+  /** The vcpu id. */
+  get id(): number {
+    return this.#id;
+  }
+
+  /** The VM this vcpu belongs to. */
+  get vm(): Vm {
+    return this.#vm;
+  }
+
+  /**
+   * Runs the guest until it exits. Throws only if the host call itself fails (or the
+   * vcpu is closed), never for what the guest did.
+   */
+  run(): VcpuExit {
+    let code: number;
+    try {
+      code = this.#native.run();
+    } catch (e) {
+      throw toVcpuError(e, 'run');
+    }
+    return exitFor(code, this.#native);
+  }
+
+  /**
+   * After an `Io` exit: calls `fn` once per element (string I/O repeats it, in order)
+   * with the access. For a read, what `fn` puts in `data` goes to the guest. If `fn`
+   * throws, the error propagates and the vcpu stays usable.
+   */
+  handleIo(fn: IoHandler): void {
+    this.#ioHandler = fn;
+    this.#guard('handleIo', () => this.#native.handleIo(this.#onIo, this.#scratch));
+  }
+
+  /** After an `Mmio` exit: as {@link Vcpu.handleIo}, for the memory access. */
+  handleMmio(fn: IoHandler): void {
+    this.#mmioHandler = fn;
+    this.#guard('handleMmio', () => this.#native.handleMmio(this.#onMmio, this.#scratch));
+  }
+
+  /** After a `Hypercall` exit: gives `fn` the call; its results go back to the guest. */
+  handleHypercall(fn: (abi: HypercallAbi) => void): void {
+    this.#hypercallHandler = fn;
+    this.#guard('handleHypercall', () => this.#native.handleHypercall(this.#onHypercall, this.#record));
+  }
+
+  /**
+   * Runs in a native loop, handling `Io`, `Mmio` and `Hypercall` exits with the given
+   * handlers (one boundary crossing per exit), and returns the first exit it does not
+   * handle. A handler that throws ends the loop with its error.
+   *
+   * @example
+   * ```ts
+   * const exit = vcpu.runUntil({ io: (p) => out.push(p.data[0]) });
+   * // exit.kind === 'Hlt'
+   * ```
+   */
+  runUntil(handlers: ExitHandlers): VcpuExit {
+    const { io, mmio, hypercall } = handlers ?? {};
+    if (io) this.#ioHandler = io;
+    if (mmio) this.#mmioHandler = mmio;
+    if (hypercall) this.#hypercallHandler = hypercall;
+    const code = this.#guard('runUntil', () =>
+      this.#native.runUntil(
+        io ? this.#onIo : undefined,
+        mmio ? this.#onMmio : undefined,
+        hypercall ? this.#onHypercall : undefined,
+        this.#scratch,
+        this.#record,
+      ),
+    );
+    return exitFor(code, this.#native);
+  }
+
+  /** Sets `kvm_run.immediate_exit`: while true, every `run()` returns `Intr` at once. */
+  setImmediateExit(exit: boolean): void {
+    call('setImmediateExit', () => this.#native.setImmediateExit(!!exit));
+  }
+
+  /** A handle that stops `run()` from any thread or worker (see {@link VcpuSignalHandle}). */
+  signalHandle(): VcpuSignalHandle {
+    return new VcpuSignalHandle(call('signalHandle', () => this.#native.signalHandleId()));
+  }
+
+  /** Userspace is pausing this vcpu (`KVM_KVMCLOCK_CTRL`); fails where there is no kvmclock. */
+  onSuspend(): void {
+    call('onSuspend', () => this.#native.onSuspend());
+  }
+
+  /**
+   * `KVM_ENABLE_CAP` on the vcpu. Unsafe for capabilities whose arguments are host
+   * pointers: the kernel dereferences them.
+   */
+  enableRawCapability(cap: number, args: readonly [bigint, bigint, bigint, bigint]): void {
+    call('enableRawCapability', () => this.#native.enableRawCapability(cap, [...args]));
+  }
+
+  /** General-purpose registers. */
+  getRegs(): Regs {
+    return call('getRegs', () => this.#native.getRegs());
+  }
+
+  /**
+   * Sets general-purpose registers. Missing fields keep their current values, so
+   * `vcpu.setRegs({ rip: 0x1000n })` works; numbers are accepted as well as bigints.
+   */
+  setRegs(regs: Partial<Record<keyof Regs, RegValue>>): void {
+    const current = REG_NAMES.every((n) => regs?.[n] !== undefined) ? undefined : this.getRegs();
+    const full = {} as Regs;
+    for (const n of REG_NAMES) {
+      const v = regs?.[n];
+      full[n] = v === undefined ? current![n] : toU64(v, n, 'setRegs');
+    }
+    call('setRegs', () => this.#native.setRegs(full));
+  }
+
+  /** Segment, descriptor-table and control registers. */
+  getSregs(): Sregs {
+    return call('getSregs', () => this.#native.getSregs());
+  }
+
+  /** Sets special registers; missing top-level fields keep their current values. */
+  setSregs(sregs: Partial<Sregs>): void {
+    const full = { ...this.getSregs(), ...sregs } as Sregs;
+    call('setSregs', () => this.#native.setSregs(full));
+  }
+
+  /** FPU and SSE state. */
+  getFpu(): Fpu {
+    return call('getFpu', () => this.#native.getFpu());
+  }
+
+  /** Sets FPU and SSE state. */
+  setFpu(fpu: Fpu): void {
+    call('setFpu', () => this.#native.setFpu(fpu));
+  }
+
+  /** Reads MSRs by index. */
+  getMsrs(indices: readonly number[]): Msr[] {
+    return call('getMsrs', () => this.#native.getMsrs([...indices]));
+  }
+
+  /** Writes MSRs. */
+  setMsrs(msrs: readonly Msr[]): void {
+    call('setMsrs', () => this.#native.setMsrs([...msrs]));
+  }
+
+  /** `KVM_SET_CPUID2` (a new vcpu starts with the host's supported CPUID). */
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    call('setCpuid', () => this.#native.setCpuid([...entries]));
+  }
+
+  /** The local APIC's registers (needs `createVm({ irqchip: true })`). */
+  getLapic(): Lapic {
+    return call('getLapic', () => this.#native.getLapic());
+  }
+
+  /** Sets the local APIC's registers. */
+  setLapic(lapic: Lapic): void {
+    call('setLapic', () => this.#native.setLapic(lapic));
+  }
+
+  /** Pending exceptions, interrupts, NMIs, SMM state. */
+  getVcpuEvents(): VcpuEvents {
+    return call('getVcpuEvents', () => this.#native.getVcpuEvents());
+  }
+
+  /** Sets pending events. */
+  setVcpuEvents(events: VcpuEvents): void {
+    call('setVcpuEvents', () => this.#native.setVcpuEvents(events));
+  }
+
+  /** `KVM_MP_STATE_*` (0 runnable, 1 uninitialized, 2 INIT received, 3 halted, …). */
+  getMpState(): number {
+    return call('getMpState', () => this.#native.getMpState());
+  }
+
+  /** Sets the multiprocessing state. */
+  setMpState(state: number): void {
+    call('setMpState', () => this.#native.setMpState(state));
+  }
+
+  /** Debug registers DR0–3, DR6, DR7. */
+  getDebugRegs(): DebugRegs {
+    return call('getDebugRegs', () => this.#native.getDebugRegs());
+  }
+
+  /** Sets debug registers. */
+  setDebugRegs(regs: DebugRegs): void {
+    call('setDebugRegs', () => this.#native.setDebugRegs(regs));
+  }
+
+  /** Single-step and breakpoints, reported as `Debug` exits. */
+  setGuestDebug(debug: GuestDebug): void {
+    call('setGuestDebug', () => this.#native.setGuestDebug(debug));
+  }
+
+  /** The 4096-byte XSAVE area. */
+  getXsave(): Uint8Array {
+    return call('getXsave', () => this.#native.getXsave());
+  }
+
+  /** Sets the XSAVE area (4096 bytes). */
+  setXsave(xsave: Uint8Array): void {
+    call('setXsave', () => this.#native.setXsave(xsave));
+  }
+
+  /** Extended control registers (XCR0). */
+  getXcrs(): Xcr[] {
+    return call('getXcrs', () => this.#native.getXcrs());
+  }
+
+  /** Sets extended control registers. */
+  setXcrs(xcrs: readonly Xcr[]): void {
+    call('setXcrs', () => this.#native.setXcrs([...xcrs]));
+  }
+
+  /** Queues external interrupt `vector` (without the in-kernel irqchip). */
+  interrupt(vector: number): void {
+    call('interrupt', () => this.#native.interrupt(vector));
+  }
+
+  /** Queues a non-maskable interrupt. */
+  nmi(): void {
+    call('nmi', () => this.#native.nmi());
+  }
+
+  /**
+   * Puts this vcpu in 64-bit long mode: a flat GDT at 0x500, an empty IDT at 0x520 (any
+   * exception is a triple fault, `Shutdown`), page tables at 0x9000–0xBFFF identity
+   * mapping the first 1 GiB with 2 MiB pages. Guest RAM must cover `[0, 0xC000)`.
+   */
+  setupLongMode(options: LongModeOptions = {}): void {
+    call('setupLongMode', () => this.#native.setupLongMode());
+    const { rip, rsp } = options ?? {};
+    if (rip !== undefined || rsp !== undefined) this.setRegs({ rip, rsp });
+  }
+
+  /** True once closed (or its VM closed). */
+  get closed(): boolean {
+    return this.#native.closed;
+  }
+
+  /** Closes the vcpu and releases its file descriptor. Idempotent. */
+  close(): void {
+    this.#native.close();
+    this.#vm.forgetVcpu(this);
+  }
+
+  /** `using vcpu = …` closes it at the end of the scope. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #guard<T>(op: string, f: () => T): T {
+    this.#thrown = undefined;
+    try {
+      return f();
+    } catch (e) {
+      // A handler's own error propagates unchanged; anything else becomes a VcpuError.
+      const thrown = this.#thrown as { error: unknown } | undefined;
+      this.#thrown = undefined;
+      if (thrown) throw thrown.error;
+      throw toVcpuError(e, op);
+    }
+  }
+
+  #view(offset: number, size: number): Uint8Array {
+    if (this.#scratch) return this.#scratch.subarray(0, size);
+    const key = offset * 16 + size;
+    let view = this.#views.get(key);
+    if (!view) {
+      view = new Uint8Array(this.#run!, offset, size);
+      this.#views.set(key, view);
+    }
+    return view;
+  }
+
+  #fill(address: number, size: number, isWrite: boolean, offset: number): IoParams {
+    const p = this.#params;
+    p.address = address;
+    p.size = size as IoParams['size'];
+    p.operation = isWrite ? 'write' : 'read';
+    p.data = this.#view(offset, size);
+    return p;
+  }
+
+  readonly #onIo = (address: number, size: number, isWrite: boolean, offset: number): void => {
+    try {
+      this.#ioHandler(this.#fill(address, size, isWrite, offset));
+    } catch (error) {
+      this.#thrown = { error };
+      throw error;
+    }
+  };
+
+  readonly #onMmio = (address: number, size: number, isWrite: boolean, offset: number): void => {
+    try {
+      this.#mmioHandler(this.#fill(address, size, isWrite, offset));
+    } catch (error) {
+      this.#thrown = { error };
+      throw error;
+    }
+  };
+
+  readonly #onHypercall = (): void => {
+    try {
+      this.#hypercallHandler(this.#abi);
+    } catch (error) {
+      this.#thrown = { error };
+      throw error;
+    }
+  };
+}
+
+export { VcpuError };

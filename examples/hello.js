@@ -23,8 +23,7 @@ const exit = vcpu.runUntil({
     if (p.address === SERIAL) {
       text += String.fromCharCode(p.data[0]);
       if (text.endsWith('\n')) process.stdout.write(`guest: ${text}`);
-    }
-    else if (p.address === ANSWER) answer.push(Buffer.from(p.data).readUInt32LE());
+    } else if (p.address === ANSWER) answer.push(Buffer.from(p.data).readUInt32LE());
   },
   hypercall(abi) {
     if (abi.hypercallId !== SUM) return; // rax stays -1: not supported

@@ -2,6 +2,7 @@
  * `Vcpu`: crosvm's `Vcpu` trait in TypeScript, plus x86 state.
  * @packageDocumentation
  */
+import { dispose } from './dispose';
 import { call, toVcpuError, VcpuError } from './errors';
 import { exitFor, INTR } from './exit';
 import { HypercallAbi, RECORD_LENGTH, toU64 } from './hypercall';
@@ -339,7 +340,7 @@ export class Vcpu {
   }
 
   /** `using vcpu = …` closes it at the end of the scope. */
-  [Symbol.dispose](): void {
+  [dispose](): void {
     this.close();
   }
 

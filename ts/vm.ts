@@ -2,6 +2,7 @@
  * `Vm`: a virtual machine.
  * @packageDocumentation
  */
+import { dispose } from './dispose';
 import { call, VcpuError } from './errors';
 import { GuestMemory, type MemoryOptions } from './memory';
 import type { NativeVm } from './native';
@@ -97,7 +98,7 @@ export class Vm {
   }
 
   /** `using vm = …` closes it at the end of the scope. */
-  [Symbol.dispose](): void {
+  [dispose](): void {
     this.close();
   }
 

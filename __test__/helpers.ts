@@ -1,0 +1,69 @@
+// Shared set-up for the real-guest tests: guests from guests/, a VM with 2 MiB of RAM
+// at 0, and a watchdog that kicks a vcpu that does not exit in time.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+import { Kvm, type Vcpu, type Vm, type VmOptions } from '../ts';
+
+/** `describe`, skipped when the user opted out of KVM tests (VCPU_SKIP_KVM=1). */
+export const describeKvm: jest.Describe = process.env.VCPU_KVM_SKIPPED === '1' ? describe.skip : describe;
+
+export const LOAD_ADDR = 0x1000;
+
+/** The assembled bytes of guests/<name>.bin. */
+export function guest(name: string): Uint8Array {
+  return readFileSync(join(__dirname, '..', 'guests', `${name}.bin`));
+}
+
+/** A VM with RAM at [0, 2 MiB) holding guest `name` at 0x1000, vcpu 0 in long mode. */
+export function longMode(name: string, options?: VmOptions): { vm: Vm; vcpu: Vcpu } {
+  const vm = Kvm.open().createVm(options);
+  vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+  vm.write(LOAD_ADDR, guest(name));
+  const vcpu = vm.createVcpu(0);
+  vcpu.setupLongMode({ rip: LOAD_ADDR, rsp: 0x8000 });
+  return { vm, vcpu };
+}
+
+/**
+ * Starts a worker that kicks `vcpu` after `ms` milliseconds (a run that never exits
+ * then returns `Intr` instead of hanging the test). Resolves once the worker is ready;
+ * `stop()` ends it.
+ */
+export async function watchdog(vcpu: Vcpu, ms: number): Promise<{ stop: () => Promise<void>; kicked: () => boolean }> {
+  const signal = new Int32Array(new SharedArrayBuffer(8));
+  const worker = new Worker(
+    `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const { VcpuSignalHandle } = require(workerData.pkg);
+    const handle = VcpuSignalHandle.from(workerData.handle);
+    parentPort.postMessage('ready');
+    // Sleeps until told to stop or the time is up; kicks in the second case.
+    if (Atomics.wait(workerData.signal, 0, 0, workerData.ms) === 'timed-out') {
+      Atomics.store(workerData.signal, 1, 1);
+      handle.signalImmediateExit();
+    }
+    `,
+    { eval: true, workerData: { pkg: join(__dirname, '..', 'dist'), handle: vcpu.signalHandle(), ms, signal } },
+  );
+  await new Promise((resolve) => worker.once('message', resolve));
+  return {
+    stop: async () => {
+      Atomics.store(signal, 0, 1);
+      Atomics.notify(signal, 0);
+      await worker.terminate();
+    },
+    kicked: () => Atomics.load(signal, 1) === 1,
+  };
+}
+
+/** Runs with a watchdog of `ms`: a guest that never exits gives `Intr`. */
+export async function runBounded(vcpu: Vcpu, ms = 10000) {
+  const dog = await watchdog(vcpu, ms);
+  try {
+    return vcpu.run();
+  } finally {
+    await dog.stop();
+  }
+}

@@ -1,0 +1,8 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/__test__/**/*.spec.ts'],
+  globalSetup: '<rootDir>/__test__/global-setup.js',
+  testTimeout: 30000,
+};

@@ -1,0 +1,23 @@
+// `npm test`: the Rust tests (cargo test) and the TypeScript tests (jest), both of which
+// run real guests on /dev/kvm. Without a usable /dev/kvm this fails with a message
+// saying what to do, unless VCPU_SKIP_KVM=1 is set (never honoured when CI=true): then
+// only the tests that need no KVM run.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { kvmStatus } = require('./kvm-status');
+
+const status = kvmStatus();
+const skip = !status.ok && process.env.VCPU_SKIP_KVM === '1' && process.env.CI !== 'true';
+if (!status.ok && !skip) {
+  console.error(`\n${status.message}\nTo run only the tests that need no KVM, set VCPU_SKIP_KVM=1 (not honoured under CI=true).\n`);
+  process.exit(1);
+}
+if (skip) console.warn(`VCPU_SKIP_KVM=1: ${status.message} Skipping the tests that need it.`);
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, VCPU_KVM_SKIPPED: skip ? '1' : '' } });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+run('cargo', skip ? ['test', '--workspace', '--lib'] : ['test', '--workspace']);
+run(process.execPath, [require.resolve('jest/bin/jest'), ...process.argv.slice(2)]);

@@ -48,11 +48,7 @@ impl Error {
 
     /// Use of a closed object.
     pub fn closed(op: &'static str, what: &str) -> Self {
-        Self::new(
-            ErrorCode::Closed,
-            op,
-            format!("{op}: the {what} is closed"),
-        )
+        Self::new(ErrorCode::Closed, op, format!("{op}: the {what} is closed"))
     }
 
     /// Why it failed.

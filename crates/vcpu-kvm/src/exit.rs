@@ -86,9 +86,26 @@ impl VcpuExit {
     /// Every variant's name, as the TypeScript facade spells `kind`, in [`Self::index`]
     /// order.
     pub const KINDS: [&'static str; 20] = [
-        "Io", "Mmio", "Hypercall", "Hlt", "Shutdown", "Intr", "FailEntry", "InternalError",
-        "SystemEventShutdown", "SystemEventReset", "SystemEventCrash", "Exception", "Debug",
-        "IrqWindowOpen", "IoapicEoi", "SetTpr", "TprAccess", "BusLock", "MsrAccess", "Unknown",
+        "Io",
+        "Mmio",
+        "Hypercall",
+        "Hlt",
+        "Shutdown",
+        "Intr",
+        "FailEntry",
+        "InternalError",
+        "SystemEventShutdown",
+        "SystemEventReset",
+        "SystemEventCrash",
+        "Exception",
+        "Debug",
+        "IrqWindowOpen",
+        "IoapicEoi",
+        "SetTpr",
+        "TprAccess",
+        "BusLock",
+        "MsrAccess",
+        "Unknown",
     ];
 
     /// The variant's position in [`Self::KINDS`]: a small number for cheap transport.
@@ -131,7 +148,15 @@ mod tests {
     fn kinds_match_indices() {
         assert_eq!(VcpuExit::Hlt.kind(), "Hlt");
         assert_eq!(VcpuExit::Unknown { reason: 99 }.kind(), "Unknown");
-        assert_eq!(VcpuExit::MsrAccess { index: 0, data: 0, write: false }.kind(), "MsrAccess");
+        assert_eq!(
+            VcpuExit::MsrAccess {
+                index: 0,
+                data: 0,
+                write: false
+            }
+            .kind(),
+            "MsrAccess"
+        );
         assert_eq!(VcpuExit::IoapicEoi { vector: 1 }.kind(), "IoapicEoi");
     }
 }

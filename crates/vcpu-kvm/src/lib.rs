@@ -87,6 +87,10 @@ pub trait Vcpu: Send + Sync {
     /// `handle_fn` the call and writes its results back into the vcpu.
     fn handle_hypercall(&self, handle_fn: &mut dyn FnMut(&mut HypercallAbi) -> Result<()>) -> Result<()> {
         let _ = handle_fn;
-        Err(Error::new(ErrorCode::Errno(libc::ENOSYS), "handleHypercall", "this backend has no hypercalls"))
+        Err(Error::new(
+            ErrorCode::Errno(libc::ENOSYS),
+            "handleHypercall",
+            "this backend has no hypercalls",
+        ))
     }
 }

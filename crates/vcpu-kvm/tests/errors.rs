@@ -15,11 +15,20 @@ fn missing_device_says_what_to_do() {
 fn memory_arguments_are_checked() {
     let kvm = Kvm::open(None).unwrap();
     let vm = kvm.create_vm(VmConfig::default()).unwrap();
-    assert_eq!(vm.add_memory(0x123, 0x1000, false, false).unwrap_err().code_name(), "EINVAL");
+    assert_eq!(
+        vm.add_memory(0x123, 0x1000, false, false).unwrap_err().code_name(),
+        "EINVAL"
+    );
     assert_eq!(vm.add_memory(0, 0, false, false).unwrap_err().code_name(), "EINVAL");
-    assert_eq!(vm.add_memory(1 << 52, 0x1000, false, false).unwrap_err().code_name(), "EINVAL");
+    assert_eq!(
+        vm.add_memory(1 << 52, 0x1000, false, false).unwrap_err().code_name(),
+        "EINVAL"
+    );
     vm.add_memory(0, 0x2000, false, false).unwrap();
-    assert_eq!(vm.add_memory(0x1000, 0x1000, false, false).unwrap_err().code_name(), "EEXIST");
+    assert_eq!(
+        vm.add_memory(0x1000, 0x1000, false, false).unwrap_err().code_name(),
+        "EEXIST"
+    );
     assert_eq!(vm.write(0x1ffff, &[1, 2]).unwrap_err().code_name(), "EFAULT");
 }
 
@@ -39,7 +48,10 @@ fn closed_vm_and_vcpu_refuse_calls() {
     let vcpu = vm.create_vcpu(0).unwrap();
     vm.close();
     vm.close();
-    assert_eq!(vm.add_memory(0, 0x1000, false, false).unwrap_err().code_name(), "ECLOSED");
+    assert_eq!(
+        vm.add_memory(0, 0x1000, false, false).unwrap_err().code_name(),
+        "ECLOSED"
+    );
     assert_eq!(vcpu.run().unwrap_err().code_name(), "ECLOSED");
     assert_eq!(vcpu.get_regs().unwrap_err().code_name(), "ECLOSED");
 }

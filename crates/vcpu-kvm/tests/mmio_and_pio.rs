@@ -115,7 +115,10 @@ fn mmio_write_and_read_at_sizes_1_2_4_8() {
         .unwrap();
     }
     expect_exit(&vcpu, VcpuExit::Hlt);
-    assert_eq!(reads, vec![(0x3000_0020, 1), (0x3000_0028, 2), (0x3000_0030, 4), (0x3000_0038, 8)]);
+    assert_eq!(
+        reads,
+        vec![(0x3000_0020, 1), (0x3000_0028, 2), (0x3000_0030, 4), (0x3000_0038, 8)]
+    );
     let regs = vcpu.get_regs().unwrap();
     assert_eq!(regs.rcx, 0xa0);
     assert_eq!(regs.rdx, 0xa1a0);

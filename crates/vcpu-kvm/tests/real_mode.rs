@@ -17,7 +17,12 @@ fn real_mode_port_io_and_memory() {
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
     vcpu.set_sregs(&sregs).unwrap();
-    vcpu.set_regs(&kvm_regs { rip: LOAD_ADDR, rflags: 2, ..Default::default() }).unwrap();
+    vcpu.set_regs(&kvm_regs {
+        rip: LOAD_ADDR,
+        rflags: 2,
+        ..Default::default()
+    })
+    .unwrap();
     expect_exit(&vcpu, VcpuExit::Io);
     let mut out = None;
     vcpu.handle_io(&mut |p| {

@@ -10,7 +10,12 @@ use vcpu_kvm::VcpuExit;
 fn registers_round_trip() {
     let (_vm, vcpu) = long_mode("regs");
     let regs = vcpu.get_regs().unwrap();
-    vcpu.set_regs(&kvm_regs { rax: 40, rbx: 2, ..regs }).unwrap();
+    vcpu.set_regs(&kvm_regs {
+        rax: 40,
+        rbx: 2,
+        ..regs
+    })
+    .unwrap();
     expect_exit(&vcpu, VcpuExit::Hlt);
     let regs = vcpu.get_regs().unwrap();
     assert_eq!(regs.rax, 42);

@@ -10,7 +10,10 @@ pub const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 /// A non-negative integer number no larger than `max`.
 pub fn uint(op: &str, name: &str, v: f64, max: f64) -> Result<u64> {
     if !v.is_finite() || v.fract() != 0.0 || v < 0.0 || v > max {
-        return Err(invalid(op, format!("{name} must be an integer from 0 to {max}, got {v}")));
+        return Err(invalid(
+            op,
+            format!("{name} must be an integer from 0 to {max}, got {v}"),
+        ));
     }
     Ok(v as u64)
 }

@@ -42,7 +42,10 @@ pub unsafe fn external_arraybuffer(
     owner: Box<dyn Send>,
 ) -> Result<Option<Unknown<'_>>> {
     if !live().insert(ptr as usize) {
-        return Err(Error::new(Status::InvalidArg, "this memory already has an ArrayBuffer; reuse it"));
+        return Err(Error::new(
+            Status::InvalidArg,
+            "this memory already has an ArrayBuffer; reuse it",
+        ));
     }
     let hint = Box::into_raw(Box::new(Hold(owner)));
     let mut value = ptr::null_mut();
@@ -61,7 +64,10 @@ pub unsafe fn external_arraybuffer(
     if status != sys::Status::napi_ok {
         // SAFETY: as above.
         drop(unsafe { Box::from_raw(hint) });
-        return Err(Error::new(Status::GenericFailure, "cannot create an external ArrayBuffer"));
+        return Err(Error::new(
+            Status::GenericFailure,
+            "cannot create an external ArrayBuffer",
+        ));
     }
     // SAFETY: `value` is the ArrayBuffer napi just created in this env.
     Ok(Some(unsafe { Unknown::from_raw_unchecked(env.raw(), value) }))

@@ -28,7 +28,9 @@ pub struct NativeKvm {
 impl NativeKvm {
     #[napi(factory)]
     pub fn open(path: Option<String>) -> Result<NativeKvm> {
-        Ok(NativeKvm { kvm: Kvm::open(path.as_deref()).js()? })
+        Ok(NativeKvm {
+            kvm: Kvm::open(path.as_deref()).js()?,
+        })
     }
 
     #[napi(getter)]
@@ -49,7 +51,15 @@ impl NativeKvm {
             .supported_cpuid()
             .js()?
             .iter()
-            .map(|e| CpuidEntry { function: e.function, index: e.index, flags: e.flags, eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx })
+            .map(|e| CpuidEntry {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+            })
             .collect())
     }
 
@@ -61,7 +71,13 @@ impl NativeKvm {
         } else {
             Some(uint("createVm", "hypercallPort", hypercall_port, u16::MAX.into())? as u16)
         };
-        let vm = self.kvm.create_vm(VmConfig { irqchip, hypercall_port }).js()?;
+        let vm = self
+            .kvm
+            .create_vm(VmConfig {
+                irqchip,
+                hypercall_port,
+            })
+            .js()?;
         Ok(NativeVm::new(vm))
     }
 }

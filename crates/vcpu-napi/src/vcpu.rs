@@ -58,7 +58,10 @@ pub struct NativeVcpu {
 
 impl NativeVcpu {
     pub fn new(vcpu: KvmVcpu) -> Self {
-        NativeVcpu { vcpu: RefCell::new(Some(vcpu)), last: Cell::new(VcpuExit::Intr) }
+        NativeVcpu {
+            vcpu: RefCell::new(Some(vcpu)),
+            last: Cell::new(VcpuExit::Intr),
+        }
     }
 
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
@@ -105,7 +108,8 @@ fn io_element(cb: &IoCallback, params: IoParams, offset: usize, scratch: Option<
         (_, Some(_)) => return Err(invalid("handleIo", "scratch buffer is too small")),
         (operation, None) => {
             let is_write = matches!(operation, IoOperation::Write(_));
-            cb.call((address, size as u32, is_write, offset as u32).into()).map_err(js_err)?;
+            cb.call((address, size as u32, is_write, offset as u32).into())
+                .map_err(js_err)?;
         }
     }
     Ok(())
@@ -219,13 +223,20 @@ impl NativeVcpu {
             reason: None,
         };
         match exit {
-            VcpuExit::FailEntry { hardware_entry_failure_reason } => d.hardware_entry_failure_reason = Some(big(hardware_entry_failure_reason)),
+            VcpuExit::FailEntry {
+                hardware_entry_failure_reason,
+            } => d.hardware_entry_failure_reason = Some(big(hardware_entry_failure_reason)),
             VcpuExit::InternalError { suberror } => d.suberror = Some(suberror),
             VcpuExit::Exception { exception, error_code } => {
                 d.exception = Some(exception);
                 d.error_code = Some(error_code);
             }
-            VcpuExit::Debug { exception, pc, dr6, dr7 } => {
+            VcpuExit::Debug {
+                exception,
+                pc,
+                dr6,
+                dr7,
+            } => {
                 d.exception = Some(exception);
                 d.pc = Some(big(pc));
                 d.dr6 = Some(big(dr6));
@@ -244,19 +255,33 @@ impl NativeVcpu {
     }
 
     #[napi]
-    pub fn handle_io(&self, #[napi(ts_arg_type = "(address: number, size: number, isWrite: boolean, dataOffset: number) => void")] cb: IoCallback, scratch: Option<&mut [u8]>) -> Result<()> {
+    pub fn handle_io(
+        &self,
+        #[napi(ts_arg_type = "(address: number, size: number, isWrite: boolean, dataOffset: number) => void")]
+        cb: IoCallback,
+        scratch: Option<&mut [u8]>,
+    ) -> Result<()> {
         let scratch = scratch_of(scratch);
         self.with("handleIo", |v| handle_io(v, &cb, scratch))
     }
 
     #[napi]
-    pub fn handle_mmio(&self, #[napi(ts_arg_type = "(address: number, size: number, isWrite: boolean, dataOffset: number) => void")] cb: IoCallback, scratch: Option<&mut [u8]>) -> Result<()> {
+    pub fn handle_mmio(
+        &self,
+        #[napi(ts_arg_type = "(address: number, size: number, isWrite: boolean, dataOffset: number) => void")]
+        cb: IoCallback,
+        scratch: Option<&mut [u8]>,
+    ) -> Result<()> {
         let scratch = scratch_of(scratch);
         self.with("handleMmio", |v| handle_mmio(v, &cb, scratch))
     }
 
     #[napi]
-    pub fn handle_hypercall(&self, #[napi(ts_arg_type = "() => void")] cb: HypercallCallback, mut record: BigUint64ArraySlice) -> Result<()> {
+    pub fn handle_hypercall(
+        &self,
+        #[napi(ts_arg_type = "() => void")] cb: HypercallCallback,
+        mut record: BigUint64ArraySlice,
+    ) -> Result<()> {
         // SAFETY: the facade owns this array and touches it only inside `cb`, which the
         // handler below calls while it is not holding the slice.
         let record = unsafe { record.as_mut() };
@@ -268,8 +293,14 @@ impl NativeVcpu {
     #[napi]
     pub fn run_until(
         &self,
-        #[napi(ts_arg_type = "(((address: number, size: number, isWrite: boolean, dataOffset: number) => void) | null) | undefined")] io: Option<IoCallback>,
-        #[napi(ts_arg_type = "(((address: number, size: number, isWrite: boolean, dataOffset: number) => void) | null) | undefined")] mmio: Option<IoCallback>,
+        #[napi(
+            ts_arg_type = "(((address: number, size: number, isWrite: boolean, dataOffset: number) => void) | null) | undefined"
+        )]
+        io: Option<IoCallback>,
+        #[napi(
+            ts_arg_type = "(((address: number, size: number, isWrite: boolean, dataOffset: number) => void) | null) | undefined"
+        )]
+        mmio: Option<IoCallback>,
         #[napi(ts_arg_type = "(() => void) | null | undefined")] hypercall: Option<HypercallCallback>,
         scratch: Option<&mut [u8]>,
         record: Option<BigUint64ArraySlice>,
@@ -296,7 +327,8 @@ impl NativeVcpu {
         let (shared, len) = self.with("runBuffer", |v| Ok(v.run_mapping()))?;
         let ptr = shared.base_ptr();
         // SAFETY: the Arc keeps the kvm_run mapping alive until the buffer is collected.
-        unsafe { external_arraybuffer(env, ptr, len, Box::new(shared)) }.map_err(|e| invalid("runBuffer", e.reason.clone()))
+        unsafe { external_arraybuffer(env, ptr, len, Box::new(shared)) }
+            .map_err(|e| invalid("runBuffer", e.reason.clone()))
     }
 
     #[napi]

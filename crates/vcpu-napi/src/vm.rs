@@ -46,7 +46,8 @@ impl NativeVm {
         let (ptr, len) = (region.host_ptr(), region.len());
         // SAFETY: the Arc keeps the mapping alive until the buffer is collected; the
         // facade asks once per region, so no other buffer has this address.
-        unsafe { external_arraybuffer(env, ptr, len, Box::new(region)) }.map_err(|e| crate::error::invalid("bytes", e.reason.clone()))
+        unsafe { external_arraybuffer(env, ptr, len, Box::new(region)) }
+            .map_err(|e| crate::error::invalid("bytes", e.reason.clone()))
     }
 
     #[napi]

@@ -1,10 +1,10 @@
 //! x86 register and device state: conversions between kvm-bindings structs and JS
 //! objects (field names follow kvm-bindings, camelCase), and the `NativeVcpu` methods.
 
-use vcpu_kvm::kvm_bindings::*;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::kvm::GuestDebug as KvmGuestDebug;
+use vcpu_kvm::kvm_bindings::*;
 
 use crate::args::{big, u64_of};
 use crate::error::{invalid, IntoNapi, Result};
@@ -128,7 +128,10 @@ fn dtable_from_js(t: &DTable) -> Result<kvm_dtable> {
 }
 
 fn sregs_to_js(s: &kvm_sregs) -> Sregs {
-    let dt = |t: &kvm_dtable| DTable { base: big(t.base), limit: t.limit.into() };
+    let dt = |t: &kvm_dtable| DTable {
+        base: big(t.base),
+        limit: t.limit.into(),
+    };
     Sregs {
         cs: segment_to_js(&s.cs),
         ds: segment_to_js(&s.ds),
@@ -289,7 +292,8 @@ fn byte(op: &str, v: u32) -> Result<u8> {
 }
 
 fn copy_exact<const N: usize>(op: &str, name: &str, src: &[u8]) -> Result<[u8; N]> {
-    src.try_into().map_err(|_| invalid(op, format!("{name} must be {N} bytes, got {}", src.len())))
+    src.try_into()
+        .map_err(|_| invalid(op, format!("{name} must be {N} bytes, got {}", src.len())))
 }
 
 #[napi]
@@ -361,13 +365,20 @@ impl NativeVcpu {
     #[napi]
     pub fn get_msrs(&self, indices: Vec<u32>) -> Result<Vec<Msr>> {
         self.with("getMsrs", |v| {
-            Ok(v.get_msrs(&indices).js()?.into_iter().map(|(index, data)| Msr { index, data: big(data) }).collect())
+            Ok(v.get_msrs(&indices)
+                .js()?
+                .into_iter()
+                .map(|(index, data)| Msr { index, data: big(data) })
+                .collect())
         })
     }
 
     #[napi]
     pub fn set_msrs(&self, msrs: Vec<Msr>) -> Result<()> {
-        let values = msrs.iter().map(|m| Ok((m.index, u64_of("setMsrs", "data", &m.data)?))).collect::<Result<Vec<_>>>()?;
+        let values = msrs
+            .iter()
+            .map(|m| Ok((m.index, u64_of("setMsrs", "data", &m.data)?)))
+            .collect::<Result<Vec<_>>>()?;
         self.with("setMsrs", |v| v.set_msrs(&values).js())
     }
 
@@ -375,7 +386,16 @@ impl NativeVcpu {
     pub fn set_cpuid(&self, entries: Vec<CpuidEntry>) -> Result<()> {
         let entries: Vec<kvm_cpuid_entry2> = entries
             .iter()
-            .map(|e| kvm_cpuid_entry2 { function: e.function, index: e.index, flags: e.flags, eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx, ..Default::default() })
+            .map(|e| kvm_cpuid_entry2 {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+                ..Default::default()
+            })
             .collect();
         self.with("setCpuid", |v| v.set_cpuid(&entries).js())
     }
@@ -384,14 +404,18 @@ impl NativeVcpu {
     pub fn get_lapic(&self) -> Result<Lapic> {
         self.with("getLapic", |v| {
             let l = v.get_lapic().js()?;
-            Ok(Lapic { regs: Uint8Array::new(l.regs.iter().map(|b| *b as u8).collect()) })
+            Ok(Lapic {
+                regs: Uint8Array::new(l.regs.iter().map(|b| *b as u8).collect()),
+            })
         })
     }
 
     #[napi]
     pub fn set_lapic(&self, lapic: Lapic) -> Result<()> {
         let regs: [u8; 1024] = copy_exact("setLapic", "regs", &lapic.regs)?;
-        let l = kvm_lapic_state { regs: regs.map(|b| b as _) };
+        let l = kvm_lapic_state {
+            regs: regs.map(|b| b as _),
+        };
         self.with("setLapic", |v| v.set_lapic(&l).js())
     }
 
@@ -413,7 +437,11 @@ impl NativeVcpu {
                     soft: e.interrupt.soft.into(),
                     shadow: e.interrupt.shadow.into(),
                 },
-                nmi: NmiEvent { injected: e.nmi.injected.into(), pending: e.nmi.pending.into(), masked: e.nmi.masked.into() },
+                nmi: NmiEvent {
+                    injected: e.nmi.injected.into(),
+                    pending: e.nmi.pending.into(),
+                    masked: e.nmi.masked.into(),
+                },
                 sipi_vector: e.sipi_vector,
                 flags: e.flags,
                 smi: SmiEvent {
@@ -471,7 +499,12 @@ impl NativeVcpu {
     pub fn get_debug_regs(&self) -> Result<DebugRegs> {
         self.with("getDebugRegs", |v| {
             let d = v.get_debug_regs().js()?;
-            Ok(DebugRegs { db: d.db.iter().map(|r| big(*r)).collect(), dr6: big(d.dr6), dr7: big(d.dr7), flags: d.flags as u32 })
+            Ok(DebugRegs {
+                db: d.db.iter().map(|r| big(*r)).collect(),
+                dr6: big(d.dr6),
+                dr7: big(d.dr7),
+                flags: d.flags as u32,
+            })
         })
     }
 
@@ -481,7 +514,12 @@ impl NativeVcpu {
         if d.db.len() != 4 {
             return Err(invalid(OP, "db must hold 4 bigints"));
         }
-        let mut k = kvm_debugregs { dr6: u64_of(OP, "dr6", &d.dr6)?, dr7: u64_of(OP, "dr7", &d.dr7)?, flags: d.flags.into(), ..Default::default() };
+        let mut k = kvm_debugregs {
+            dr6: u64_of(OP, "dr6", &d.dr6)?,
+            dr7: u64_of(OP, "dr7", &d.dr7)?,
+            flags: d.flags.into(),
+            ..Default::default()
+        };
         for (dst, src) in k.db.iter_mut().zip(&d.db) {
             *dst = u64_of(OP, "db", src)?;
         }
@@ -532,7 +570,13 @@ impl NativeVcpu {
         self.with("getXcrs", |v| {
             let x = v.get_xcrs().js()?;
             let n = (x.nr_xcrs as usize).min(x.xcrs.len());
-            Ok(x.xcrs[..n].iter().map(|e| Xcr { xcr: e.xcr, value: big(e.value) }).collect())
+            Ok(x.xcrs[..n]
+                .iter()
+                .map(|e| Xcr {
+                    xcr: e.xcr,
+                    value: big(e.value),
+                })
+                .collect())
         })
     }
 

@@ -41,8 +41,7 @@ impl GuestRegion {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM);
             return Err(Error::errno("addMemory", errno));
         }
-        let host = NonNull::new(addr.cast::<u8>())
-            .ok_or_else(|| Error::invalid("addMemory", "mmap returned null"))?;
+        let host = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::invalid("addMemory", "mmap returned null"))?;
         Ok(GuestRegion {
             host,
             size,

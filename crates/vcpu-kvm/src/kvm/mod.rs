@@ -52,7 +52,11 @@ impl Kvm {
             })?;
         let version = fd.get_api_version();
         if version != 12 {
-            return Err(Error::new(ErrorCode::Errno(libc::ENOTSUP), OP, format!("KVM API version {version} is not the supported version 12")));
+            return Err(Error::new(
+                ErrorCode::Errno(libc::ENOTSUP),
+                OP,
+                format!("KVM API version {version} is not the supported version 12"),
+            ));
         }
         Ok(Kvm { fd })
     }

@@ -51,8 +51,8 @@ impl RunShared {
                 std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL),
             ));
         }
-        let base = NonNull::new(addr.cast::<kvm_run>())
-            .ok_or_else(|| Error::invalid("createVcpu", "mmap returned null"))?;
+        let base =
+            NonNull::new(addr.cast::<kvm_run>()).ok_or_else(|| Error::invalid("createVcpu", "mmap returned null"))?;
         Ok(RunShared {
             base,
             size,

@@ -71,12 +71,7 @@ impl VcpuSignalHandle {
             // SAFETY: tgkill with our own pid only reaches threads of this process; at
             // worst a thread that just left KVM_RUN gets one no-op signal.
             unsafe {
-                libc::syscall(
-                    libc::SYS_tgkill,
-                    libc::getpid(),
-                    tid,
-                    kick_signal(),
-                );
+                libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, kick_signal());
             }
         }
     }

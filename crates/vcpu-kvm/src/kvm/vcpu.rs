@@ -100,6 +100,9 @@ impl KvmVcpu {
     }
 
     /// The `kvm_run` structure. Only the vcpu's own thread reads or writes its union.
+    // kvm_run is kernel-shared memory outside Rust's ownership, used by one thread at a
+    // time (the vcpu's); callers hold one such borrow at a time.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) fn kvm_run(&self) -> &mut kvm_run {
         // SAFETY: the mapping is live for `self`'s lifetime; the union is only accessed
         // from the thread that runs the vcpu, between runs (the kernel writes it only
@@ -127,7 +130,10 @@ impl KvmVcpu {
         let _ = self.fd(op)?;
         let pending = Pending::from_u8(self.pending.load(Ordering::Relaxed));
         if !want.contains(&pending) {
-            return Err(Error::invalid(op, format!("{op} must follow a run() that returned {what}")));
+            return Err(Error::invalid(
+                op,
+                format!("{op} must follow a run() that returned {what}"),
+            ));
         }
         self.pending.store(Pending::None as u8, Ordering::Relaxed);
         Ok(pending)
@@ -180,24 +186,40 @@ impl KvmVcpu {
                 KVM_SYSTEM_EVENT_SHUTDOWN => VcpuExit::SystemEventShutdown,
                 KVM_SYSTEM_EVENT_RESET => VcpuExit::SystemEventReset,
                 KVM_SYSTEM_EVENT_CRASH => VcpuExit::SystemEventCrash,
-                _ => VcpuExit::Unknown { reason: KVM_EXIT_SYSTEM_EVENT },
+                _ => VcpuExit::Unknown {
+                    reason: KVM_EXIT_SYSTEM_EVENT,
+                },
             },
             KVM_EXIT_EXCEPTION => {
                 let ex = unsafe { run.__bindgen_anon_1.ex };
-                VcpuExit::Exception { exception: ex.exception, error_code: ex.error_code }
+                VcpuExit::Exception {
+                    exception: ex.exception,
+                    error_code: ex.error_code,
+                }
             }
             KVM_EXIT_DEBUG => {
                 let arch = unsafe { run.__bindgen_anon_1.debug.arch };
-                VcpuExit::Debug { exception: arch.exception, pc: arch.pc, dr6: arch.dr6, dr7: arch.dr7 }
+                VcpuExit::Debug {
+                    exception: arch.exception,
+                    pc: arch.pc,
+                    dr6: arch.dr6,
+                    dr7: arch.dr7,
+                }
             }
             KVM_EXIT_IRQ_WINDOW_OPEN => VcpuExit::IrqWindowOpen,
-            KVM_EXIT_IOAPIC_EOI => VcpuExit::IoapicEoi { vector: unsafe { run.__bindgen_anon_1.eoi.vector } },
+            KVM_EXIT_IOAPIC_EOI => VcpuExit::IoapicEoi {
+                vector: unsafe { run.__bindgen_anon_1.eoi.vector },
+            },
             KVM_EXIT_SET_TPR => VcpuExit::SetTpr,
             KVM_EXIT_TPR_ACCESS => VcpuExit::TprAccess,
             KVM_EXIT_X86_BUS_LOCK => VcpuExit::BusLock,
             KVM_EXIT_X86_RDMSR | KVM_EXIT_X86_WRMSR => {
                 let msr = unsafe { run.__bindgen_anon_1.msr };
-                VcpuExit::MsrAccess { index: msr.index, data: msr.data, write: run.exit_reason == KVM_EXIT_X86_WRMSR }
+                VcpuExit::MsrAccess {
+                    index: msr.index,
+                    data: msr.data,
+                    write: run.exit_reason == KVM_EXIT_X86_WRMSR,
+                }
             }
             reason => VcpuExit::Unknown { reason },
         }
@@ -205,6 +227,7 @@ impl KvmVcpu {
 
     /// The PIO exit data of the pending `Io` exit: (port, size, is_write, slice of
     /// size * count bytes in the mapping, offset of that slice in the mapping).
+    #[allow(clippy::mut_from_ref)] // a slice of kvm_run: see `kvm_run`
     fn io_exit(&self, op: &'static str) -> Result<(u16, usize, bool, &mut [u8], usize)> {
         // SAFETY: called only while an Io exit is pending, so `io` is the live member.
         let io = unsafe { self.kvm_run().__bindgen_anon_1.io };
@@ -231,8 +254,18 @@ impl KvmVcpu {
         let (port, size, is_write, data, offset) = self.io_exit(OP)?;
         // String I/O (`rep outsb`/`rep insb`): one call per element, in order.
         for (i, element) in data.chunks_exact_mut(size).enumerate() {
-            let operation = if is_write { IoOperation::Write(element) } else { IoOperation::Read(element) };
-            handle_fn(IoParams { address: port.into(), operation }, offset + i * size);
+            let operation = if is_write {
+                IoOperation::Write(element)
+            } else {
+                IoOperation::Read(element)
+            };
+            handle_fn(
+                IoParams {
+                    address: port.into(),
+                    operation,
+                },
+                offset + i * size,
+            );
         }
         Ok(())
     }
@@ -268,7 +301,11 @@ impl Vcpu for KvmVcpu {
             return Err(Error::closed(OP, "vcpu"));
         }
         if self.running.swap(true, Ordering::Acquire) {
-            return Err(Error::new(crate::ErrorCode::Errno(libc::EBUSY), OP, "this vcpu is already running on another thread"));
+            return Err(Error::new(
+                crate::ErrorCode::Errno(libc::EBUSY),
+                OP,
+                "this vcpu is already running on another thread",
+            ));
         }
         self.pending.store(Pending::None as u8, Ordering::Relaxed);
         let tid = TID.with(|t| *t);
@@ -316,8 +353,14 @@ impl Vcpu for KvmVcpu {
     }
 
     unsafe fn enable_raw_capability(&self, cap: u32, args: &[u64; 4]) -> Result<()> {
-        let enable = kvm_enable_cap { cap, args: *args, ..Default::default() };
-        self.fd("enableRawCapability")?.enable_cap(&enable).op("enableRawCapability")
+        let enable = kvm_enable_cap {
+            cap,
+            args: *args,
+            ..Default::default()
+        };
+        self.fd("enableRawCapability")?
+            .enable_cap(&enable)
+            .op("enableRawCapability")
     }
 
     fn handle_hypercall(&self, handle_fn: &mut dyn FnMut(&mut HypercallAbi) -> Result<()>) -> Result<()> {

@@ -78,8 +78,8 @@ impl KvmVm {
             n if n > 0 => n as usize,
             _ => fd.check_extension_int(Cap::MaxVcpus).max(1) as usize,
         };
-        let sync_regs = fd.check_extension_int(Cap::SyncRegs) & super::x86_64::SYNC_REGS_WANTED
-            == super::x86_64::SYNC_REGS_WANTED;
+        let sync_regs =
+            fd.check_extension_int(Cap::SyncRegs) & super::x86_64::SYNC_REGS_WANTED == super::x86_64::SYNC_REGS_WANTED;
         let cpuid = super::x86_64::supported_cpuid(kvm)?;
         Ok(KvmVm {
             shared: Arc::new(VmShared {
@@ -131,11 +131,17 @@ impl KvmVm {
         dirty_log: bool,
     ) -> Result<(MemSlot, Arc<GuestRegion>)> {
         const OP: &str = "addMemory";
-        if size == 0 || size as u64 % PAGE_SIZE != 0 {
-            return Err(Error::invalid(OP, format!("size {size:#x} must be a non-zero multiple of {PAGE_SIZE:#x} (the page size)")));
+        if size == 0 || !(size as u64).is_multiple_of(PAGE_SIZE) {
+            return Err(Error::invalid(
+                OP,
+                format!("size {size:#x} must be a non-zero multiple of {PAGE_SIZE:#x} (the page size)"),
+            ));
         }
-        if guest_address % PAGE_SIZE != 0 {
-            return Err(Error::invalid(OP, format!("guestAddress {guest_address:#x} must be a multiple of {PAGE_SIZE:#x} (the page size)")));
+        if !guest_address.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::invalid(
+                OP,
+                format!("guestAddress {guest_address:#x} must be a multiple of {PAGE_SIZE:#x} (the page size)"),
+            ));
         }
         let end = guest_address.checked_add(size as u64);
         if end.is_none_or(|end| end > 1u64 << MAX_GUEST_ADDRESS_BITS) {
@@ -150,15 +156,29 @@ impl KvmVm {
             return Err(Error::new(
                 ErrorCode::Errno(libc::EEXIST),
                 OP,
-                format!("[{guest_address:#x}, +{size:#x}) overlaps the region at [{:#x}, +{:#x})", r.guest_address(), r.len()),
+                format!(
+                    "[{guest_address:#x}, +{size:#x}) overlaps the region at [{:#x}, +{:#x})",
+                    r.guest_address(),
+                    r.len()
+                ),
             ));
         }
         let slot = (0..self.shared.max_slots as MemSlot)
             .find(|n| state.slots.iter().all(|s| s.slot != *n))
-            .ok_or_else(|| Error::new(ErrorCode::Errno(libc::ENOSPC), OP, format!("all {} memory slots are in use", self.shared.max_slots)))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Errno(libc::ENOSPC),
+                    OP,
+                    format!("all {} memory slots are in use", self.shared.max_slots),
+                )
+            })?;
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
         if readonly && !fd.check_extension(Cap::ReadonlyMem) {
-            return Err(Error::new(ErrorCode::Errno(libc::ENOTSUP), OP, "this KVM has no read-only memory (KVM_CAP_READONLY_MEM)"));
+            return Err(Error::new(
+                ErrorCode::Errno(libc::ENOTSUP),
+                OP,
+                "this KVM has no read-only memory (KVM_CAP_READONLY_MEM)",
+            ));
         }
         let region = Arc::new(GuestRegion::new(guest_address, size, readonly)?);
         let mut flags = 0;
@@ -191,11 +211,13 @@ impl KvmVm {
     pub fn remove_memory(&self, slot: MemSlot) -> Result<()> {
         const OP: &str = "removeMemory";
         let mut state = self.lock(OP)?;
-        let index = state
-            .slots
-            .iter()
-            .position(|s| s.slot == slot)
-            .ok_or_else(|| Error::new(ErrorCode::Errno(libc::ENOENT), OP, format!("no memory region in slot {slot}")))?;
+        let index = state.slots.iter().position(|s| s.slot == slot).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Errno(libc::ENOENT),
+                OP,
+                format!("no memory region in slot {slot}"),
+            )
+        })?;
         let region = &state.slots[index].region;
         let mem = kvm_userspace_memory_region {
             slot,
@@ -225,7 +247,13 @@ impl KvmVm {
             .slots
             .iter()
             .find_map(|s| s.region.offset_of(gpa, len).map(|o| (s.region.clone(), o)))
-            .ok_or_else(|| Error::new(ErrorCode::Errno(libc::EFAULT), op, format!("[{gpa:#x}, +{len:#x}) is not inside one memory region")))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Errno(libc::EFAULT),
+                    op,
+                    format!("[{gpa:#x}, +{len:#x}) is not inside one memory region"),
+                )
+            })
     }
 
     /// Copies guest memory at `gpa` into `buf`; the range must lie inside one region.
@@ -254,11 +282,13 @@ impl KvmVm {
     pub fn get_dirty_log(&self, slot: MemSlot) -> Result<Vec<u64>> {
         const OP: &str = "getDirtyLog";
         let state = self.lock(OP)?;
-        let s = state
-            .slots
-            .iter()
-            .find(|s| s.slot == slot)
-            .ok_or_else(|| Error::new(ErrorCode::Errno(libc::ENOENT), OP, format!("no memory region in slot {slot}")))?;
+        let s = state.slots.iter().find(|s| s.slot == slot).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Errno(libc::ENOENT),
+                OP,
+                format!("no memory region in slot {slot}"),
+            )
+        })?;
         if !s.dirty_log {
             return Err(Error::invalid(OP, format!("slot {slot} was added without dirtyLog")));
         }
@@ -271,12 +301,19 @@ impl KvmVm {
     pub fn create_vcpu(&self, id: usize) -> Result<KvmVcpu> {
         const OP: &str = "createVcpu";
         if id >= self.shared.max_vcpu_id {
-            return Err(Error::invalid(OP, format!("vcpu id {id} is out of range (0..{})", self.shared.max_vcpu_id)));
+            return Err(Error::invalid(
+                OP,
+                format!("vcpu id {id} is out of range (0..{})", self.shared.max_vcpu_id),
+            ));
         }
         let mut state = self.lock(OP)?;
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
         let vcpu_fd = fd.create_vcpu(id as u64).map_err(|e| match e.errno() {
-            libc::EEXIST => Error::new(ErrorCode::Errno(libc::EEXIST), OP, format!("vcpu {id} already exists in this VM")),
+            libc::EEXIST => Error::new(
+                ErrorCode::Errno(libc::EEXIST),
+                OP,
+                format!("vcpu {id} already exists in this VM"),
+            ),
             errno => Error::errno(OP, errno),
         })?;
         let vcpu = KvmVcpu::new(id, vcpu_fd, self.clone())?;

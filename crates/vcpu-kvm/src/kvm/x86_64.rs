@@ -23,10 +23,14 @@ pub const HYPERCALL_RESULT_REGS: [&str; 4] = ["rax", "rbx", "rcx", "rdx"];
 /// Places KVM's TSS and identity map, and creates the irqchip and PIT if asked.
 pub(crate) fn init_vm(fd: &VmFd, irqchip: bool) -> Result<()> {
     fd.set_tss_address(layout::KVM_TSS_ADDR as usize).op("createVm")?;
-    fd.set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR).op("createVm")?;
+    fd.set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
+        .op("createVm")?;
     if irqchip {
         fd.create_irq_chip().op("createVm")?;
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
         fd.create_pit2(pit).op("createVm")?;
     }
     Ok(())
@@ -58,6 +62,7 @@ fn regs_pending_in_run(vcpu: &KvmVcpu) -> bool {
     vcpu.kvm_run().kvm_dirty_regs & KVM_SYNC_X86_REGS as u64 != 0
 }
 
+#[allow(clippy::mut_from_ref)] // part of kvm_run: see `KvmVcpu::kvm_run`
 fn sync_regs(vcpu: &KvmVcpu) -> &mut kvm_regs {
     // SAFETY: `s.regs` is the sync-register area of our live kvm_run, plain old data.
     unsafe { &mut vcpu.kvm_run().s.regs.regs }
@@ -78,7 +83,10 @@ pub(crate) fn port_hypercall(
     let mut abi = HypercallAbi::new(id as usize, &args, &defaults);
     handle_fn(&mut abi)?;
     let results = abi.get_results();
-    for (reg, value) in [&mut regs.rax, &mut regs.rbx, &mut regs.rcx, &mut regs.rdx].into_iter().zip(results) {
+    for (reg, value) in [&mut regs.rax, &mut regs.rbx, &mut regs.rcx, &mut regs.rdx]
+        .into_iter()
+        .zip(results)
+    {
         *reg = *value as u64;
     }
     if sync {
@@ -173,7 +181,13 @@ impl KvmVcpu {
     pub fn get_msrs(&self, indices: &[u32]) -> Result<Vec<(u32, u64)>> {
         const OP: &str = "getMsrs";
         let fd = self.fd(OP)?;
-        let entries: Vec<kvm_msr_entry> = indices.iter().map(|&index| kvm_msr_entry { index, ..Default::default() }).collect();
+        let entries: Vec<kvm_msr_entry> = indices
+            .iter()
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
         let mut msrs = Msrs::from_entries(&entries).map_err(|_| Error::invalid(OP, "too many MSRs in one call"))?;
         let n = fd.get_msrs(&mut msrs).op(OP)?;
         if n < indices.len() {
@@ -186,7 +200,14 @@ impl KvmVcpu {
     pub fn set_msrs(&self, values: &[(u32, u64)]) -> Result<()> {
         const OP: &str = "setMsrs";
         let fd = self.fd(OP)?;
-        let entries: Vec<kvm_msr_entry> = values.iter().map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() }).collect();
+        let entries: Vec<kvm_msr_entry> = values
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
         let msrs = Msrs::from_entries(&entries).map_err(|_| Error::invalid(OP, "too many MSRs in one call"))?;
         let n = fd.set_msrs(&msrs).op(OP)?;
         if n < values.len() {
@@ -199,7 +220,8 @@ impl KvmVcpu {
     pub fn set_cpuid(&self, entries: &[kvm_cpuid_entry2]) -> Result<()> {
         const OP: &str = "setCpuid";
         let fd = self.fd(OP)?;
-        let cpuid = CpuId::from_entries(entries).map_err(|_| Error::invalid(OP, format!("at most {KVM_MAX_CPUID_ENTRIES} CPUID entries")))?;
+        let cpuid = CpuId::from_entries(entries)
+            .map_err(|_| Error::invalid(OP, format!("at most {KVM_MAX_CPUID_ENTRIES} CPUID entries")))?;
         fd.set_cpuid2(&cpuid).op(OP)
     }
 
@@ -230,7 +252,9 @@ impl KvmVcpu {
 
     /// `KVM_SET_MP_STATE`.
     pub fn set_mp_state(&self, mp_state: u32) -> Result<()> {
-        self.fd("setMpState")?.set_mp_state(kvm_mp_state { mp_state }).op("setMpState")
+        self.fd("setMpState")?
+            .set_mp_state(kvm_mp_state { mp_state })
+            .op("setMpState")
     }
 
     /// `KVM_GET_DEBUGREGS`.
@@ -245,7 +269,9 @@ impl KvmVcpu {
 
     /// `KVM_SET_GUEST_DEBUG`: single-step and breakpoints, reported as `Debug` exits.
     pub fn set_guest_debug(&self, debug: &GuestDebug) -> Result<()> {
-        self.fd("setGuestDebug")?.set_guest_debug(&debug.to_kvm()).op("setGuestDebug")
+        self.fd("setGuestDebug")?
+            .set_guest_debug(&debug.to_kvm())
+            .op("setGuestDebug")
     }
 
     /// `KVM_GET_XSAVE`.
@@ -283,7 +309,11 @@ impl KvmVcpu {
             Error::new(
                 ErrorCode::Errno(libc::EFAULT),
                 OP,
-                format!("long mode needs guest RAM at [0, {:#x}) for its GDT and page tables ({})", layout::LOW_END, e.message()),
+                format!(
+                    "long mode needs guest RAM at [0, {:#x}) for its GDT and page tables ({})",
+                    layout::LOW_END,
+                    e.message()
+                ),
             )
         };
         vm.write(layout::GDT_ADDR, &long_mode::gdt_bytes()).map_err(needs)?;
@@ -294,7 +324,10 @@ impl KvmVcpu {
         let mut sregs = self.get_sregs()?;
         long_mode::set_long_mode(&mut sregs);
         self.set_sregs(&sregs)?;
-        let regs = kvm_regs { rflags: 2, ..self.get_regs()? };
+        let regs = kvm_regs {
+            rflags: 2,
+            ..self.get_regs()?
+        };
         self.set_regs(&regs)
     }
 }

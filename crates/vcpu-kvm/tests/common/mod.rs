@@ -26,7 +26,13 @@ pub fn long_mode(name: &str) -> (KvmVm, KvmVcpu) {
     vm.write(LOAD_ADDR, &guest(name)).expect("load guest");
     let vcpu = vm.create_vcpu(0).expect("create vcpu");
     vcpu.setup_long_mode().expect("long mode");
-    vcpu.set_regs(&kvm_regs { rip: LOAD_ADDR, rsp: 0x8000, rflags: 2, ..Default::default() }).expect("set regs");
+    vcpu.set_regs(&kvm_regs {
+        rip: LOAD_ADDR,
+        rsp: 0x8000,
+        rflags: 2,
+        ..Default::default()
+    })
+    .expect("set regs");
     (vm, vcpu)
 }
 

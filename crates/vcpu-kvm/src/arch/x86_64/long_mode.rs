@@ -44,7 +44,11 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
         base: ((entry >> 16) & 0x00ff_ffff) | ((entry >> 32) & 0xff00_0000),
         limit: {
             let raw = ((entry & 0xffff) | ((entry >> 32) & 0x000f_0000)) as u32;
-            if (entry >> 55) & 1 == 1 { (raw << 12) | 0xfff } else { raw }
+            if (entry >> 55) & 1 == 1 {
+                (raw << 12) | 0xfff
+            } else {
+                raw
+            }
         },
         selector,
         type_: ((entry >> 40) & 0xf) as u8,

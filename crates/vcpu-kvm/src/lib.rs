@@ -24,6 +24,8 @@
 //! ```
 
 pub mod arch;
+#[doc(hidden)]
+pub mod bench;
 mod error;
 mod exit;
 mod hypercall;

@@ -3,6 +3,7 @@
 //! it the documented API.
 
 mod args;
+mod bench;
 mod error;
 mod external;
 mod kvm;

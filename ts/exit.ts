@@ -22,5 +22,5 @@ export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
   return Object.freeze(detail) as unknown as VcpuExit;
 }
 
-/** The code of `Intr`. */
-export const INTR = EXIT_KINDS.indexOf('Intr');
+/** Exit codes by kind. */
+export const CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(EXIT_KINDS.map((k, i) => [k, i])));

@@ -81,9 +81,10 @@ export class HypercallAbi {
     if (!Array.isArray(results) || results.length > MAX_RESULTS) {
       throw new VcpuError('EINVAL', 'setResults', `setResults takes an array of at most ${MAX_RESULTS} values`);
     }
-    const values = results.map((v, i) => toU64(v, `results[${i}]`));
-    values.forEach((v, i) => (this.#record[RESULTS + i] = v));
-    this.#record[NRESULTS] = BigInt(Math.max(Number(this.#record[NRESULTS]), values.length));
+    // Checked before anything is written, so a bad value changes nothing.
+    for (let i = 0; i < results.length; i++) toU64(results[i], 'results', i);
+    for (let i = 0; i < results.length; i++) this.#record[RESULTS + i] = toU64(results[i], 'results', i);
+    if (BigInt(results.length) > this.#record[NRESULTS]) this.#record[NRESULTS] = BigInt(results.length);
   }
 
   /** A copy of the guest buffer whose address is argument `ptrArg` and length argument `lenArg`. */
@@ -110,11 +111,19 @@ export class HypercallAbi {
   }
 }
 
-/** A register value as an unsigned 64-bit bigint, or a VcpuError. @internal */
-export function toU64(v: unknown, name: string, op = 'setResults'): bigint {
+const MIN_I64 = -(1n << 63n);
+const LIMIT_U64 = 1n << 64n;
+
+/**
+ * A register value as an unsigned 64-bit bigint, or a VcpuError naming `name` (and
+ * `index`). Allocation-free on the good path: it runs once per hypercall result.
+ * @internal
+ */
+export function toU64(v: unknown, name: string, index?: number, op = 'setResults'): bigint {
   if (typeof v === 'number' && Number.isSafeInteger(v)) v = BigInt(v);
-  if (typeof v !== 'bigint' || v < -(1n << 63n) || v >= 1n << 64n) {
-    throw new VcpuError('EINVAL', op, `${name} must be a bigint (or safe integer) in [-2^63, 2^64), got ${String(v)}`);
+  if (typeof v !== 'bigint' || v < MIN_I64 || v >= LIMIT_U64) {
+    const what = index === undefined ? name : `${name}[${index}]`;
+    throw new VcpuError('EINVAL', op, `${what} must be a bigint (or safe integer) in [-2^63, 2^64), got ${String(v)}`);
   }
-  return BigInt.asUintN(64, v);
+  return v < 0n ? BigInt.asUintN(64, v) : v;
 }

@@ -4,7 +4,7 @@
  */
 import { dispose } from './dispose';
 import { call, toVcpuError, VcpuError } from './errors';
-import { exitFor, INTR } from './exit';
+import { CODE, exitFor } from './exit';
 import { HypercallAbi, RECORD_LENGTH, toU64 } from './hypercall';
 import type { NativeVcpu } from './native';
 import { VcpuSignalHandle } from './signal';
@@ -51,6 +51,12 @@ const REG_NAMES = [
 /** Size of the copy buffer used where external buffers are forbidden (one PIO page). */
 const SCRATCH_SIZE = 4096;
 
+/** The exit record the native `run` fills for Io/Mmio: address, size, isWrite, count, dataOffset. */
+const EXIT_RECORD_LENGTH = 5;
+
+/** No exit waiting for a handler. */
+const NONE = -1;
+
 /**
  * A virtual CPU. Made by {@link Vm.createVcpu}; runs on the thread that created it.
  *
@@ -69,11 +75,15 @@ export class Vcpu {
   readonly #vm: Vm;
   readonly #id: number;
   readonly #params: IoParams = { address: 0, size: 1, operation: 'read', data: new Uint8Array(1) };
+  readonly #exit = new Float64Array(EXIT_RECORD_LENGTH);
   readonly #record = new BigUint64Array(RECORD_LENGTH);
   readonly #abi: HypercallAbi;
   readonly #views = new Map<number, Uint8Array>();
-  readonly #run: ArrayBuffer | null;
+  readonly #kvmRun: ArrayBuffer | null;
   readonly #scratch: Uint8Array | undefined;
+  readonly #runFn: () => number;
+  #last = NONE;
+  #closed = false;
   #ioHandler: IoHandler = () => {};
   #mmioHandler: IoHandler = () => {};
   #hypercallHandler: (abi: HypercallAbi) => void = () => {};
@@ -85,9 +95,10 @@ export class Vcpu {
     this.#vm = vm;
     this.#id = native.id;
     this.#abi = new HypercallAbi(this.#record, vm);
-    this.#run = call('createVcpu', () => native.runBuffer());
+    this.#kvmRun = call('createVcpu', () => native.runBuffer());
     // Where JS may not view kvm_run directly, exit data is copied through this buffer.
-    this.#scratch = this.#run ? undefined : new Uint8Array(SCRATCH_SIZE);
+    this.#scratch = this.#kvmRun ? undefined : new Uint8Array(SCRATCH_SIZE);
+    this.#runFn = call('createVcpu', () => native.bind(this.#exit, this.#record, this.#scratch));
   }
 
   /** The vcpu id. */
@@ -107,10 +118,12 @@ export class Vcpu {
   run(): VcpuExit {
     let code: number;
     try {
-      code = this.#native.run();
+      code = this.#runFn();
     } catch (e) {
+      this.#last = NONE;
       throw toVcpuError(e, 'run');
     }
+    this.#last = code;
     return exitFor(code, this.#native);
   }
 
@@ -120,20 +133,19 @@ export class Vcpu {
    * throws, the error propagates and the vcpu stays usable.
    */
   handleIo(fn: IoHandler): void {
-    this.#ioHandler = fn;
-    this.#guard('handleIo', () => this.#native.handleIo(this.#onIo, this.#scratch));
+    this.#handleAccess('handleIo', 'Io', fn);
   }
 
   /** After an `Mmio` exit: as {@link Vcpu.handleIo}, for the memory access. */
   handleMmio(fn: IoHandler): void {
-    this.#mmioHandler = fn;
-    this.#guard('handleMmio', () => this.#native.handleMmio(this.#onMmio, this.#scratch));
+    this.#handleAccess('handleMmio', 'Mmio', fn);
   }
 
   /** After a `Hypercall` exit: gives `fn` the call; its results go back to the guest. */
   handleHypercall(fn: (abi: HypercallAbi) => void): void {
     this.#hypercallHandler = fn;
-    this.#guard('handleHypercall', () => this.#native.handleHypercall(this.#onHypercall, this.#record));
+    this.#last = NONE;
+    this.#guard('handleHypercall', () => this.#native.handleHypercall(this.#onHypercall));
   }
 
   /**
@@ -152,15 +164,11 @@ export class Vcpu {
     if (io) this.#ioHandler = io;
     if (mmio) this.#mmioHandler = mmio;
     if (hypercall) this.#hypercallHandler = hypercall;
+    this.#last = NONE;
     const code = this.#guard('runUntil', () =>
-      this.#native.runUntil(
-        io ? this.#onIo : undefined,
-        mmio ? this.#onMmio : undefined,
-        hypercall ? this.#onHypercall : undefined,
-        this.#scratch,
-        this.#record,
-      ),
+      this.#native.runUntil(io ? this.#onIo : undefined, mmio ? this.#onMmio : undefined, hypercall ? this.#onHypercall : undefined),
     );
+    this.#last = code;
     return exitFor(code, this.#native);
   }
 
@@ -201,7 +209,7 @@ export class Vcpu {
     const full = {} as Regs;
     for (const n of REG_NAMES) {
       const v = regs?.[n];
-      full[n] = v === undefined ? current![n] : toU64(v, n, 'setRegs');
+      full[n] = v === undefined ? current![n] : toU64(v, n, undefined, 'setRegs');
     }
     call('setRegs', () => this.#native.setRegs(full));
   }
@@ -335,6 +343,8 @@ export class Vcpu {
 
   /** Closes the vcpu and releases its file descriptor. Idempotent. */
   close(): void {
+    this.#closed = true;
+    this.#last = NONE;
     this.#native.close();
     this.#vm.forgetVcpu(this);
   }
@@ -357,52 +367,68 @@ export class Vcpu {
     }
   }
 
+  /**
+   * Io/Mmio after `run()`. Over views of kvm_run the whole exit is handled here, with
+   * no native call; with a scratch copy (Electron) the native side calls back per element.
+   */
+  #handleAccess(op: 'handleIo' | 'handleMmio', kind: 'Io' | 'Mmio', fn: IoHandler): void {
+    if (this.#scratch) {
+      if (kind === 'Io') this.#ioHandler = fn;
+      else this.#mmioHandler = fn;
+      this.#last = NONE;
+      this.#guard(op, () => (kind === 'Io' ? this.#native.handleIo(this.#onIo) : this.#native.handleMmio(this.#onMmio)));
+      return;
+    }
+    if (this.#closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
+    if (this.#last !== CODE[kind]) throw new VcpuError('EINVAL', op, `${op} must follow a run() that returned ${kind}`);
+    this.#last = NONE;
+    this.#dispatch(fn);
+  }
+
+  /** Calls `fn` for each element of the access the exit record describes. */
+  #dispatch(fn: IoHandler): void {
+    const r = this.#exit;
+    const address = r[0];
+    const size = r[1];
+    const isWrite = r[2] === 1;
+    const count = r[3];
+    const offset = r[4];
+    const p = this.#params;
+    for (let i = 0; i < count; i++) {
+      p.address = address;
+      p.size = size as IoParams['size'];
+      p.operation = isWrite ? 'write' : 'read';
+      p.data = this.#view(offset + i * size, size);
+      fn(p);
+    }
+  }
+
   #view(offset: number, size: number): Uint8Array {
     if (this.#scratch) return this.#scratch.subarray(0, size);
     const key = offset * 16 + size;
     let view = this.#views.get(key);
     if (!view) {
-      view = new Uint8Array(this.#run!, offset, size);
+      view = new Uint8Array(this.#kvmRun!, offset, size);
       this.#views.set(key, view);
     }
     return view;
   }
 
-  #fill(address: number, size: number, isWrite: boolean, offset: number): IoParams {
-    const p = this.#params;
-    p.address = address;
-    p.size = size as IoParams['size'];
-    p.operation = isWrite ? 'write' : 'read';
-    p.data = this.#view(offset, size);
-    return p;
+  /** Wraps a handler called from native code: its error is kept to be rethrown as is. */
+  #trampoline(f: () => void): () => void {
+    return () => {
+      try {
+        f();
+      } catch (error) {
+        this.#thrown = { error };
+        throw error;
+      }
+    };
   }
 
-  readonly #onIo = (address: number, size: number, isWrite: boolean, offset: number): void => {
-    try {
-      this.#ioHandler(this.#fill(address, size, isWrite, offset));
-    } catch (error) {
-      this.#thrown = { error };
-      throw error;
-    }
-  };
-
-  readonly #onMmio = (address: number, size: number, isWrite: boolean, offset: number): void => {
-    try {
-      this.#mmioHandler(this.#fill(address, size, isWrite, offset));
-    } catch (error) {
-      this.#thrown = { error };
-      throw error;
-    }
-  };
-
-  readonly #onHypercall = (): void => {
-    try {
-      this.#hypercallHandler(this.#abi);
-    } catch (error) {
-      this.#thrown = { error };
-      throw error;
-    }
-  };
+  readonly #onIo = this.#trampoline(() => this.#dispatch(this.#ioHandler));
+  readonly #onMmio = this.#trampoline(() => this.#dispatch(this.#mmioHandler));
+  readonly #onHypercall = this.#trampoline(() => this.#hypercallHandler(this.#abi));
 }
 
 export { VcpuError };

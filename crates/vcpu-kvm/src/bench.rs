@@ -46,7 +46,11 @@ pub fn startup(iterations: u32) -> Result<Vec<u64>> {
             vm.write(0x1000, &[0xf4])?;
             let vcpu = vm.create_vcpu(0)?;
             vcpu.setup_long_mode()?;
-            let regs = crate::kvm_bindings::kvm_regs { rip: 0x1000, rflags: 2, ..Default::default() };
+            let regs = crate::kvm_bindings::kvm_regs {
+                rip: 0x1000,
+                rflags: 2,
+                ..Default::default()
+            };
             vcpu.set_regs(&regs)?;
             let exit = vcpu.run()?;
             let elapsed = start.elapsed().as_nanos() as u64;

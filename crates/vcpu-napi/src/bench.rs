@@ -16,5 +16,9 @@ pub fn bench_rust_exit_loop(vcpu: &NativeVcpu, n: f64) -> Result<f64> {
 /// The Rust start-up sequence, `iterations` times; nanoseconds of each.
 #[napi]
 pub fn bench_rust_startup(iterations: u32) -> Result<Vec<f64>> {
-    Ok(vcpu_kvm::bench::startup(iterations).js()?.into_iter().map(|ns| ns as f64).collect())
+    Ok(vcpu_kvm::bench::startup(iterations)
+        .js()?
+        .into_iter()
+        .map(|ns| ns as f64)
+        .collect())
 }

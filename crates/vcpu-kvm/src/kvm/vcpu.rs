@@ -126,6 +126,7 @@ impl KvmVcpu {
         self.fd("nmi")?.nmi().op("nmi")
     }
 
+    /// Takes the pending exit, which must be one of `want` (`EINVAL` otherwise).
     fn take_pending(&self, want: &[Pending], op: &'static str, what: &str) -> Result<Pending> {
         let _ = self.fd(op)?;
         let pending = Pending::from_u8(self.pending.load(Ordering::Relaxed));
@@ -225,73 +226,132 @@ impl KvmVcpu {
         }
     }
 
-    /// The PIO exit data of the pending `Io` exit: (port, size, is_write, slice of
-    /// size * count bytes in the mapping, offset of that slice in the mapping).
-    #[allow(clippy::mut_from_ref)] // a slice of kvm_run: see `kvm_run`
-    fn io_exit(&self, op: &'static str) -> Result<(u16, usize, bool, &mut [u8], usize)> {
-        // SAFETY: called only while an Io exit is pending, so `io` is the live member.
-        let io = unsafe { self.kvm_run().__bindgen_anon_1.io };
-        let size = io.size as usize;
-        if !matches!(size, 1 | 2 | 4 | 8) {
-            return Err(Error::invalid(op, format!("KVM reported an I/O size of {size}")));
-        }
-        let offset = io.data_offset as usize;
-        let len = size
-            .checked_mul(io.count as usize)
-            .ok_or_else(|| Error::invalid(op, "I/O count overflows"))?;
-        let data = self
-            .shared
-            .slice_mut(offset, len)
-            .ok_or_else(|| Error::invalid(op, "KVM's I/O data lies outside kvm_run"))?;
-        Ok((io.port, size, io.direction == KVM_EXIT_IO_OUT as u8, data, offset))
+    /// Where the pending `Io` or `Mmio` exit's data is, checked against the mapping.
+    /// `None` when the last exit was neither (or was already handled).
+    pub fn io_access(&self) -> Option<IoAccess> {
+        self.access_for(Pending::from_u8(self.pending.load(Ordering::Relaxed)))
     }
 
-    /// Like [`Vcpu::handle_io`], also telling the handler each element's offset inside
-    /// the `kvm_run` mapping, for zero-copy views of the data.
-    pub fn handle_io_at(&self, handle_fn: &mut dyn FnMut(IoParams, usize)) -> Result<()> {
-        const OP: &str = "handleIo";
-        self.take_pending(&[Pending::Io], OP, "Io")?;
-        let (port, size, is_write, data, offset) = self.io_exit(OP)?;
-        // String I/O (`rep outsb`/`rep insb`): one call per element, in order.
-        for (i, element) in data.chunks_exact_mut(size).enumerate() {
-            let operation = if is_write {
+    fn access_for(&self, pending: Pending) -> Option<IoAccess> {
+        let run = self.kvm_run();
+        let base = run as *mut kvm_run as usize;
+        let access = match pending {
+            Pending::Io | Pending::PortHypercall => {
+                // SAFETY: an Io exit (plain or hypercall) is pending: `io` is live.
+                let io = unsafe { run.__bindgen_anon_1.io };
+                IoAccess {
+                    address: io.port.into(),
+                    size: io.size as usize,
+                    count: io.count as usize,
+                    is_write: io.direction == KVM_EXIT_IO_OUT as u8,
+                    data_offset: io.data_offset as usize,
+                }
+            }
+            Pending::Mmio => {
+                // SAFETY: an Mmio exit is pending: `mmio` is live.
+                let mmio = unsafe { &run.__bindgen_anon_1.mmio };
+                IoAccess {
+                    address: mmio.phys_addr,
+                    size: mmio.len as usize,
+                    count: 1,
+                    is_write: mmio.is_write != 0,
+                    data_offset: mmio.data.as_ptr() as usize - base,
+                }
+            }
+            _ => return None,
+        };
+        // Never trust the sizes: the data must be 1/2/4/8-byte elements inside the mapping.
+        let len = access.size.checked_mul(access.count)?;
+        let fits = access
+            .data_offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.shared.len());
+        (matches!(access.size, 1 | 2 | 4 | 8) && access.count > 0 && fits).then_some(access)
+    }
+
+    /// The data of the pending access, `size * count` bytes of the mapping.
+    #[allow(clippy::mut_from_ref)] // a slice of kvm_run: see `kvm_run`
+    fn access_data(&self, access: &IoAccess) -> &mut [u8] {
+        // io_access checked that this range lies inside the mapping.
+        self.shared
+            .slice_mut(access.data_offset, access.size * access.count)
+            .unwrap_or_default()
+    }
+
+    /// Calls `handle_fn` once per element of the pending access, with the element's
+    /// offset in the mapping; stops at the first error.
+    fn each_element(
+        &self,
+        pending: Pending,
+        op: &'static str,
+        handle_fn: &mut dyn FnMut(IoParams, usize) -> Result<()>,
+    ) -> Result<()> {
+        let access = self
+            .access_for(pending)
+            .ok_or_else(|| Error::invalid(op, "KVM reported malformed I/O data"))?;
+        let data = self.access_data(&access);
+        for (i, element) in data.chunks_exact_mut(access.size).enumerate() {
+            let operation = if access.is_write {
                 IoOperation::Write(element)
             } else {
                 IoOperation::Read(element)
             };
             handle_fn(
                 IoParams {
-                    address: port.into(),
+                    address: access.address,
                     operation,
                 },
-                offset + i * size,
-            );
+                access.data_offset + i * access.size,
+            )?;
         }
         Ok(())
+    }
+
+    /// Completes the pending `Io` (or, with `mmio`, `Mmio`) exit without a handler and
+    /// says where its data is, for callers that read and write it in place (a read's
+    /// data reaches the guest on the next `run`).
+    pub fn take_access(&self, mmio: bool) -> Result<IoAccess> {
+        let (op, want, what) = if mmio {
+            ("handleMmio", Pending::Mmio, "Mmio")
+        } else {
+            ("handleIo", Pending::Io, "Io")
+        };
+        let pending = self.take_pending(&[want], op, what)?;
+        self.access_for(pending)
+            .ok_or_else(|| Error::invalid(op, "KVM reported malformed I/O data"))
+    }
+
+    /// Like [`Vcpu::handle_io`], also telling the handler each element's offset inside
+    /// the `kvm_run` mapping, for zero-copy views of the data; a handler error stops
+    /// at that element.
+    pub fn handle_io_at(&self, handle_fn: &mut dyn FnMut(IoParams, usize) -> Result<()>) -> Result<()> {
+        const OP: &str = "handleIo";
+        let pending = self.take_pending(&[Pending::Io], OP, "Io")?;
+        self.each_element(pending, OP, handle_fn)
     }
 
     /// Like [`Vcpu::handle_mmio`], also telling the handler the data's offset inside the
     /// `kvm_run` mapping.
     pub fn handle_mmio_at(&self, handle_fn: &mut dyn FnMut(IoParams, usize) -> Result<()>) -> Result<()> {
         const OP: &str = "handleMmio";
-        self.take_pending(&[Pending::Mmio], OP, "Mmio")?;
-        let run = self.kvm_run();
-        let base = run as *mut kvm_run as usize;
-        // SAFETY: an Mmio exit is pending, so `mmio` is the live member.
-        let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
-        let len = mmio.len as usize;
-        if !matches!(len, 1 | 2 | 4 | 8) {
-            return Err(Error::invalid(OP, format!("KVM reported an MMIO size of {len}")));
-        }
-        let offset = mmio.data.as_ptr() as usize - base;
-        let address = mmio.phys_addr;
-        let operation = if mmio.is_write != 0 {
-            IoOperation::Write(&mmio.data[..len])
-        } else {
-            IoOperation::Read(&mut mmio.data[..len])
-        };
-        handle_fn(IoParams { address, operation }, offset)
+        let pending = self.take_pending(&[Pending::Mmio], OP, "Mmio")?;
+        self.each_element(pending, OP, handle_fn)
     }
+}
+
+/// Where a pending `Io` or `Mmio` access's data lies in the `kvm_run` mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoAccess {
+    /// Port or guest physical address.
+    pub address: u64,
+    /// Element width: 1, 2, 4 or 8.
+    pub size: usize,
+    /// Number of elements (string I/O), 1 otherwise.
+    pub count: usize,
+    /// True when the guest wrote.
+    pub is_write: bool,
+    /// Offset of the first element's data in the mapping.
+    pub data_offset: usize,
 }
 
 impl Vcpu for KvmVcpu {
@@ -345,7 +405,10 @@ impl Vcpu for KvmVcpu {
     }
 
     fn handle_io(&self, handle_fn: &mut dyn FnMut(IoParams)) -> Result<()> {
-        self.handle_io_at(&mut |params, _| handle_fn(params))
+        self.handle_io_at(&mut |params, _| {
+            handle_fn(params);
+            Ok(())
+        })
     }
 
     fn on_suspend(&self) -> Result<()> {
@@ -367,9 +430,12 @@ impl Vcpu for KvmVcpu {
         const OP: &str = "handleHypercall";
         match self.take_pending(&[Pending::PortHypercall, Pending::KvmHypercall], OP, "Hypercall")? {
             Pending::PortHypercall => {
-                let (_, _, _, data, _) = self.io_exit(OP)?;
+                let access = self
+                    .access_for(Pending::PortHypercall)
+                    .ok_or_else(|| Error::invalid(OP, "KVM reported malformed I/O data"))?;
+                let data = self.access_data(&access);
                 let mut id = [0u8; 8];
-                id[..data.len()].copy_from_slice(data);
+                id[..access.size].copy_from_slice(&data[..access.size]);
                 x86_64::port_hypercall(self, u64::from_le_bytes(id), handle_fn)
             }
             _ => {

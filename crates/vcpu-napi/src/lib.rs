@@ -3,7 +3,7 @@
 //! it the documented API.
 
 mod args;
-mod bench;
+pub mod bench;
 mod error;
 mod external;
 mod kvm;

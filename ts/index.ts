@@ -16,7 +16,7 @@
  * @packageDocumentation
  */
 export { Kvm, DEFAULT_HYPERCALL_PORT, type VmOptions } from './kvm';
-export { Vm } from './vm';
+export { Vm, type VmHandle } from './vm';
 export { GuestMemory, type MemoryOptions } from './memory';
 export { Vcpu, type ExitHandlers, type LongModeOptions } from './vcpu';
 export { VcpuError } from './errors';

@@ -57,6 +57,9 @@ const EXIT_RECORD_LENGTH = 5;
 /** No exit waiting for a handler. */
 const NONE = -1;
 
+/** The async runner's events at or above this are the final exit (see vcpu-napi). */
+const ASYNC_FINAL = 256;
+
 /**
  * A virtual CPU. Made by {@link Vm.createVcpu}; runs on the thread that created it.
  *
@@ -88,6 +91,8 @@ export class Vcpu {
   #mmioHandler: IoHandler = () => {};
   #hypercallHandler: (abi: HypercallAbi) => void = () => {};
   #thrown: { error: unknown } | undefined;
+  #async = false;
+  #inHandler = false;
 
   /** @internal */
   constructor(native: NativeVcpu, vm: Vm) {
@@ -116,6 +121,7 @@ export class Vcpu {
    * vcpu is closed), never for what the guest did.
    */
   run(): VcpuExit {
+    if (this.#async) this.#checkIdle('run');
     let code: number;
     try {
       code = this.#runFn();
@@ -143,6 +149,7 @@ export class Vcpu {
 
   /** After a `Hypercall` exit: gives `fn` the call; its results go back to the guest. */
   handleHypercall(fn: (abi: HypercallAbi) => void): void {
+    this.#checkIdle('handleHypercall');
     this.#hypercallHandler = fn;
     this.#last = NONE;
     this.#guard('handleHypercall', () => this.#native.handleHypercall(this.#onHypercall));
@@ -160,6 +167,7 @@ export class Vcpu {
    * ```
    */
   runUntil(handlers: ExitHandlers): VcpuExit {
+    this.#checkIdle('runUntil');
     const { io, mmio, hypercall } = handlers ?? {};
     if (io) this.#ioHandler = io;
     if (mmio) this.#mmioHandler = mmio;
@@ -170,6 +178,77 @@ export class Vcpu {
     );
     this.#last = code;
     return exitFor(code, this.#native);
+  }
+
+  /**
+   * Runs on a native thread, so the event loop stays free (Electron's main process):
+   * each `Io`, `Mmio` or `Hypercall` exit with a handler is handled by it on this thread
+   * while the vcpu thread waits for the answer (a read gets the handler's data), and the
+   * promise resolves to the first exit without a handler, or `Intr` after a kick
+   * ({@link Vcpu.signalHandle}) or close. A handler that throws rejects the promise
+   * with its error. While it runs, the vcpu's other methods throw `EBUSY`, except inside
+   * its handlers.
+   *
+   * @example
+   * ```ts
+   * const done = vcpu.runAsync({ io: (p) => console.log(p.data[0]) });
+   * setTimeout(() => vcpu.signalHandle().signalImmediateExit(), 1000);
+   * console.log((await done).kind); // 'Hlt', or 'Intr' after the kick
+   * ```
+   */
+  runAsync(handlers: ExitHandlers): Promise<VcpuExit> {
+    const { io, mmio, hypercall } = handlers ?? {};
+    this.#checkIdle('runAsync');
+    if (io) this.#ioHandler = io;
+    if (mmio) this.#mmioHandler = mmio;
+    if (hypercall) this.#hypercallHandler = hypercall;
+    this.#last = NONE;
+    return new Promise<VcpuExit>((resolve, reject) => {
+      const finish = () => {
+        this.#async = false;
+        this.#inHandler = false;
+      };
+      const onEvent = (err: Error | null, event: number): boolean => {
+        if (err) {
+          finish();
+          const [code, message] = String(err.message).split('\u0001');
+          reject(message === undefined ? toVcpuError(err, 'runAsync') : toVcpuError({ code, message }, 'runAsync'));
+          return false;
+        }
+        const code = event & 0xff;
+        if (event >= ASYNC_FINAL) {
+          finish();
+          this.#last = code;
+          resolve(exitFor(code, this.#native));
+          return false;
+        }
+        this.#inHandler = true;
+        try {
+          if (code === CODE.Io) this.#dispatch(this.#ioHandler);
+          else if (code === CODE.Mmio) this.#dispatch(this.#mmioHandler);
+          else this.#hypercallHandler(this.#abi);
+          return true;
+        } catch (error) {
+          finish();
+          reject(error);
+          return false;
+        } finally {
+          this.#inHandler = false;
+        }
+      };
+      this.#guard('runAsync', () => this.#native.runAsync(onEvent, !!io, !!mmio, !!hypercall));
+      this.#async = true;
+    });
+  }
+
+  /** Alias of {@link Vcpu.runAsync}: the async form of {@link Vcpu.runUntil}. */
+  runUntilAsync(handlers: ExitHandlers): Promise<VcpuExit> {
+    return this.runAsync(handlers);
+  }
+
+  /** True while {@link Vcpu.runAsync} runs the vcpu on its native thread. */
+  get running(): boolean {
+    return this.#async;
   }
 
   /** Sets `kvm_run.immediate_exit`: while true, every `run()` returns `Intr` at once. */
@@ -184,7 +263,7 @@ export class Vcpu {
 
   /** Userspace is pausing this vcpu (`KVM_KVMCLOCK_CTRL`); fails where there is no kvmclock. */
   onSuspend(): void {
-    call('onSuspend', () => this.#native.onSuspend());
+    this.#call('onSuspend', () => this.#native.onSuspend());
   }
 
   /**
@@ -192,12 +271,12 @@ export class Vcpu {
    * pointers: the kernel dereferences them.
    */
   enableRawCapability(cap: number, args: readonly [bigint, bigint, bigint, bigint]): void {
-    call('enableRawCapability', () => this.#native.enableRawCapability(cap, [...args]));
+    this.#call('enableRawCapability', () => this.#native.enableRawCapability(cap, [...args]));
   }
 
   /** General-purpose registers. */
   getRegs(): Regs {
-    return call('getRegs', () => this.#native.getRegs());
+    return this.#call('getRegs', () => this.#native.getRegs());
   }
 
   /**
@@ -211,127 +290,128 @@ export class Vcpu {
       const v = regs?.[n];
       full[n] = v === undefined ? current![n] : toU64(v, n, undefined, 'setRegs');
     }
-    call('setRegs', () => this.#native.setRegs(full));
+    this.#call('setRegs', () => this.#native.setRegs(full));
   }
 
   /** Segment, descriptor-table and control registers. */
   getSregs(): Sregs {
-    return call('getSregs', () => this.#native.getSregs());
+    return this.#call('getSregs', () => this.#native.getSregs());
   }
 
   /** Sets special registers; missing top-level fields keep their current values. */
   setSregs(sregs: Partial<Sregs>): void {
     const full = { ...this.getSregs(), ...sregs } as Sregs;
-    call('setSregs', () => this.#native.setSregs(full));
+    this.#call('setSregs', () => this.#native.setSregs(full));
   }
 
   /** FPU and SSE state. */
   getFpu(): Fpu {
-    return call('getFpu', () => this.#native.getFpu());
+    return this.#call('getFpu', () => this.#native.getFpu());
   }
 
   /** Sets FPU and SSE state. */
   setFpu(fpu: Fpu): void {
-    call('setFpu', () => this.#native.setFpu(fpu));
+    this.#call('setFpu', () => this.#native.setFpu(fpu));
   }
 
   /** Reads MSRs by index. */
   getMsrs(indices: readonly number[]): Msr[] {
-    return call('getMsrs', () => this.#native.getMsrs([...indices]));
+    return this.#call('getMsrs', () => this.#native.getMsrs([...indices]));
   }
 
   /** Writes MSRs. */
   setMsrs(msrs: readonly Msr[]): void {
-    call('setMsrs', () => this.#native.setMsrs([...msrs]));
+    this.#call('setMsrs', () => this.#native.setMsrs([...msrs]));
   }
 
   /** `KVM_SET_CPUID2` (a new vcpu starts with the host's supported CPUID). */
   setCpuid(entries: readonly CpuidEntry[]): void {
-    call('setCpuid', () => this.#native.setCpuid([...entries]));
+    this.#call('setCpuid', () => this.#native.setCpuid([...entries]));
   }
 
   /** The local APIC's registers (needs `createVm({ irqchip: true })`). */
   getLapic(): Lapic {
-    return call('getLapic', () => this.#native.getLapic());
+    return this.#call('getLapic', () => this.#native.getLapic());
   }
 
   /** Sets the local APIC's registers. */
   setLapic(lapic: Lapic): void {
-    call('setLapic', () => this.#native.setLapic(lapic));
+    this.#call('setLapic', () => this.#native.setLapic(lapic));
   }
 
   /** Pending exceptions, interrupts, NMIs, SMM state. */
   getVcpuEvents(): VcpuEvents {
-    return call('getVcpuEvents', () => this.#native.getVcpuEvents());
+    return this.#call('getVcpuEvents', () => this.#native.getVcpuEvents());
   }
 
   /** Sets pending events. */
   setVcpuEvents(events: VcpuEvents): void {
-    call('setVcpuEvents', () => this.#native.setVcpuEvents(events));
+    this.#call('setVcpuEvents', () => this.#native.setVcpuEvents(events));
   }
 
   /** `KVM_MP_STATE_*` (0 runnable, 1 uninitialized, 2 INIT received, 3 halted, …). */
   getMpState(): number {
-    return call('getMpState', () => this.#native.getMpState());
+    return this.#call('getMpState', () => this.#native.getMpState());
   }
 
   /** Sets the multiprocessing state. */
   setMpState(state: number): void {
-    call('setMpState', () => this.#native.setMpState(state));
+    this.#call('setMpState', () => this.#native.setMpState(state));
   }
 
   /** Debug registers DR0–3, DR6, DR7. */
   getDebugRegs(): DebugRegs {
-    return call('getDebugRegs', () => this.#native.getDebugRegs());
+    return this.#call('getDebugRegs', () => this.#native.getDebugRegs());
   }
 
   /** Sets debug registers. */
   setDebugRegs(regs: DebugRegs): void {
-    call('setDebugRegs', () => this.#native.setDebugRegs(regs));
+    this.#call('setDebugRegs', () => this.#native.setDebugRegs(regs));
   }
 
   /** Single-step and breakpoints, reported as `Debug` exits. */
   setGuestDebug(debug: GuestDebug): void {
-    call('setGuestDebug', () => this.#native.setGuestDebug(debug));
+    this.#call('setGuestDebug', () => this.#native.setGuestDebug(debug));
   }
 
   /** The 4096-byte XSAVE area. */
   getXsave(): Uint8Array {
-    return call('getXsave', () => this.#native.getXsave());
+    return this.#call('getXsave', () => this.#native.getXsave());
   }
 
   /** Sets the XSAVE area (4096 bytes). */
   setXsave(xsave: Uint8Array): void {
-    call('setXsave', () => this.#native.setXsave(xsave));
+    this.#call('setXsave', () => this.#native.setXsave(xsave));
   }
 
   /** Extended control registers (XCR0). */
   getXcrs(): Xcr[] {
-    return call('getXcrs', () => this.#native.getXcrs());
+    return this.#call('getXcrs', () => this.#native.getXcrs());
   }
 
   /** Sets extended control registers. */
   setXcrs(xcrs: readonly Xcr[]): void {
-    call('setXcrs', () => this.#native.setXcrs([...xcrs]));
+    this.#call('setXcrs', () => this.#native.setXcrs([...xcrs]));
   }
 
   /** Queues external interrupt `vector` (without the in-kernel irqchip). */
   interrupt(vector: number): void {
-    call('interrupt', () => this.#native.interrupt(vector));
+    this.#call('interrupt', () => this.#native.interrupt(vector));
   }
 
   /** Queues a non-maskable interrupt. */
   nmi(): void {
-    call('nmi', () => this.#native.nmi());
+    this.#call('nmi', () => this.#native.nmi());
   }
 
   /**
    * Puts this vcpu in 64-bit long mode: a flat GDT at 0x500, an empty IDT at 0x520 (any
-   * exception is a triple fault, `Shutdown`), page tables at 0x9000–0xBFFF identity
-   * mapping the first 1 GiB with 2 MiB pages. Guest RAM must cover `[0, 0xC000)`.
+   * exception is a triple fault, `Shutdown`), page tables at 0x9000–0xEFFF identity
+   * mapping the first 4 GiB with 2 MiB pages (so the LAPIC at 0xFEE00000 is reachable).
+   * Guest RAM must cover `[0, 0xF000)`.
    */
   setupLongMode(options: LongModeOptions = {}): void {
-    call('setupLongMode', () => this.#native.setupLongMode());
+    this.#call('setupLongMode', () => this.#native.setupLongMode());
     const { rip, rsp } = options ?? {};
     if (rip !== undefined || rsp !== undefined) this.setRegs({ rip, rsp });
   }
@@ -354,6 +434,19 @@ export class Vcpu {
     this.close();
   }
 
+  /** `call`, refused (`EBUSY`) while runAsync owns the vcpu, outside its handlers. */
+  #call<T>(op: string, f: () => T): T {
+    if (this.#async) this.#checkIdle(op);
+    return call(op, f);
+  }
+
+  /** While runAsync owns the vcpu, only its handlers may use it. */
+  #checkIdle(op: string): void {
+    if (this.#async && !this.#inHandler) {
+      throw new VcpuError('EBUSY', op, `${op}: the vcpu is running on its thread (runAsync); stop it first`);
+    }
+  }
+
   #guard<T>(op: string, f: () => T): T {
     this.#thrown = undefined;
     try {
@@ -372,6 +465,7 @@ export class Vcpu {
    * no native call; with a scratch copy (Electron) the native side calls back per element.
    */
   #handleAccess(op: 'handleIo' | 'handleMmio', kind: 'Io' | 'Mmio', fn: IoHandler): void {
+    this.#checkIdle(op);
     if (this.#scratch) {
       if (kind === 'Io') this.#ioHandler = fn;
       else this.#mmioHandler = fn;

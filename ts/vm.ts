@@ -5,11 +5,18 @@
 import { dispose } from './dispose';
 import { call, VcpuError } from './errors';
 import { GuestMemory, type MemoryOptions } from './memory';
-import type { NativeVm } from './native';
+import native, { type NativeVm } from './native';
 import { Vcpu } from './vcpu';
 
+/** Plain data naming a VM: send it to a worker with `postMessage`, open it with {@link Vm.fromHandle}. */
+export interface VmHandle {
+  /** Process-wide number of the VM. */
+  readonly id: number;
+}
+
 /**
- * A KVM virtual machine: guest memory and vcpus. Made by {@link Kvm.createVm}.
+ * A KVM virtual machine: guest memory and vcpus. Made by {@link Kvm.createVm}, or in
+ * another worker by {@link Vm.fromHandle}.
  *
  * @example
  * ```ts
@@ -27,6 +34,29 @@ export class Vm {
   /** @internal */
   constructor(native: NativeVm) {
     this.#native = native;
+  }
+
+  /**
+   * The same VM in this thread (a worker): same guest memory, same KVM VM. Create the
+   * vcpus this thread runs here. `ECLOSED` once the VM is closed.
+   *
+   * @example
+   * ```ts
+   * // main thread
+   * new Worker('./cpu1.js', { workerData: { vm: vm.handle } });
+   * // cpu1.js
+   * const vm = Vm.fromHandle(workerData.vm);
+   * const vcpu = vm.createVcpu(1);
+   * ```
+   */
+  static fromHandle(handle: VmHandle | number): Vm {
+    const id = typeof handle === 'number' ? handle : handle?.id;
+    return new Vm(call('Vm.fromHandle', () => native.NativeVm.fromHandle(id as number)));
+  }
+
+  /** Plain data naming this VM, for {@link Vm.fromHandle} in another worker. */
+  get handle(): VmHandle {
+    return Object.freeze({ id: call('handle', () => this.#native.handle) });
   }
 
   /**
@@ -51,8 +81,19 @@ export class Vm {
     memory.markRemoved();
   }
 
-  /** The regions currently mapped. */
+  /** The regions currently mapped (also those another thread added). */
   get memory(): GuestMemory[] {
+    const regions = this.#native.closed ? [] : this.#native.regions();
+    const present = new Set(regions.map((r) => r.slot));
+    for (const [slot, mem] of this.#memory) {
+      if (!present.has(slot)) {
+        mem.markRemoved();
+        this.#memory.delete(slot);
+      }
+    }
+    for (const r of regions) {
+      if (!this.#memory.has(r.slot)) this.#memory.set(r.slot, new GuestMemory(this.#native, r.slot, r));
+    }
     return [...this.#memory.values()];
   }
 

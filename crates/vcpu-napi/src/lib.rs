@@ -5,6 +5,7 @@
 mod args;
 pub mod bench;
 mod error;
+mod exits;
 mod external;
 mod kvm;
 mod vcpu;
@@ -16,7 +17,7 @@ use napi_derive::napi;
 /// The exit kinds, in the order of the codes `NativeVcpu.run()` returns.
 #[napi]
 pub fn exit_kinds() -> Vec<&'static str> {
-    vcpu::EXIT_KINDS.to_vec()
+    vcpu_kvm::VcpuExit::KINDS.to_vec()
 }
 
 /// Kicks the vcpu whose `signalHandleId()` is `id`, from any thread or worker: sets its

@@ -1,40 +1,35 @@
-//! `NativeVcpu`: run, exit handling through JS callbacks, signal handles.
+//! `NativeVcpu`: run, exit handling through JS callbacks, the async runner, signal
+//! handles.
 //!
 //! The hot path builds no JS objects and passes no arguments: `run()` (a function bound
 //! to the vcpu, see `bind`) returns a small exit code and describes an `Io`/`Mmio`
-//! access in the exit record, a `Float64Array` the facade owns; the data stays in
-//! `kvm_run`, which JS views through one external `ArrayBuffer`. Where external buffers
-//! are forbidden (Electron), elements are copied through a scratch buffer instead.
+//! access in the exit record; the data stays in `kvm_run`, which JS views through one
+//! external `ArrayBuffer` (see `exits`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use vcpu_kvm::kvm::IoAccess;
-use vcpu_kvm::{HypercallAbi, IoOperation, IoParams, KvmVcpu, Vcpu, VcpuExit};
+use vcpu_kvm::{KvmVcpu, Vcpu, VcpuExit};
 
 use crate::args::{big, u64_of};
 use crate::error::{closed, invalid, to_napi, IntoNapi, Result};
+use crate::exits::{self, Records, EXIT_RECORD_LEN, HYPERCALL_RECORD_LEN};
 use crate::external::external_arraybuffer;
 
-pub const EXIT_KINDS: [&str; 20] = VcpuExit::KINDS;
 const INTR: u32 = 5;
 
 /// The facade's trampolines take no arguments: what they need is in the records.
 pub type Callback<'a> = Function<'a, (), Unknown<'a>>;
 
-/// Exit record (`Float64Array`): address, size, isWrite, count, dataOffset.
-const EXIT_RECORD_LEN: usize = 5;
-
-/// Hypercall record (`BigUint64Array`): id, argument count, 6 arguments, count of
-/// results the handler set, 4 results (the defaults until set).
-const REC_ID: usize = 0;
-const REC_NARGS: usize = 1;
-const REC_ARGS: usize = 2;
-const REC_NRESULTS: usize = REC_ARGS + HypercallAbi::MAX_ARGS;
-const REC_RESULTS: usize = REC_NRESULTS + 1;
-const REC_LEN: usize = REC_RESULTS + HypercallAbi::MAX_RESULTS;
+/// The async runner's callback: `(error, event)`, event = phase * 256 + exit code,
+/// phase 0 = handle this exit (return true to go on), 1 = the final exit.
+pub type AsyncCallback = ThreadsafeFunction<u32, bool, u32, Status, true>;
+const PHASE_FINAL: u32 = 256;
 
 /// The payload of the last exit, for kinds that have one.
 #[napi(object)]
@@ -57,17 +52,16 @@ pub struct ExitDetail {
 /// The vcpu and what the JS side shares with it; owned by the `NativeVcpu` and by the
 /// bound `run` function.
 struct VcpuState {
-    vcpu: RefCell<Option<KvmVcpu>>,
-    last: Cell<VcpuExit>,
-    exit_record: RefCell<Option<Float64Array>>,
-    hypercall_record: RefCell<Option<BigUint64Array>>,
-    /// The copy buffer, only where JS cannot view `kvm_run` (Electron).
-    scratch: RefCell<Option<Uint8Array>>,
+    vcpu: RefCell<Option<Arc<KvmVcpu>>>,
+    last: Arc<std::sync::Mutex<VcpuExit>>,
+    /// Keep the facade's typed arrays alive (and the pointers in `records` valid).
+    arrays: RefCell<Option<(Float64Array, BigUint64Array, Option<Uint8Array>)>>,
+    records: Cell<Option<Records>>,
 }
 
 impl VcpuState {
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
-    fn with<R>(&self, op: &str, f: impl FnOnce(&KvmVcpu) -> Result<R>) -> Result<R> {
+    fn with<R>(&self, op: &str, f: impl FnOnce(&Arc<KvmVcpu>) -> Result<R>) -> Result<R> {
         let guard = self.vcpu.borrow();
         match guard.as_ref() {
             Some(v) if !v.is_closed() => f(v),
@@ -75,152 +69,33 @@ impl VcpuState {
         }
     }
 
-    fn write_exit_record(&self, access: &IoAccess, count: usize, data_offset: usize) {
-        if let Some(rec) = self.exit_record.borrow_mut().as_mut() {
-            // SAFETY: the facade's own Float64Array, held by our reference and never
-            // detached; JS reads it only after this returns.
-            let rec = unsafe { rec.as_mut() };
-            if rec.len() >= EXIT_RECORD_LEN {
-                rec[0] = access.address as f64;
-                rec[1] = access.size as f64;
-                rec[2] = if access.is_write { 1.0 } else { 0.0 };
-                rec[3] = count as f64;
-                rec[4] = data_offset as f64;
-            }
-        }
+    fn records(&self, op: &str) -> Result<Records> {
+        self.records
+            .get()
+            .ok_or_else(|| invalid(op, "the vcpu's records are not bound"))
     }
 
-    fn run(&self, v: &KvmVcpu) -> Result<u32> {
-        match v.run() {
-            Ok(exit) => {
-                self.last.set(exit);
-                if let Some(access) = v.io_access() {
-                    self.write_exit_record(&access, access.count, access.data_offset);
-                }
-                Ok(exit.index() as u32)
-            }
-            Err(e) if e.is_interrupted() => {
-                self.last.set(VcpuExit::Intr);
-                Ok(INTR)
-            }
-            Err(e) => Err(to_napi(e)),
-        }
+    fn set_last(&self, exit: VcpuExit) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
     }
 
-    /// Handles the pending Io/Mmio exit with the facade's trampoline: once per exit
-    /// over views (JS walks the elements the exit record describes), or once per element
-    /// through `scratch`.
-    fn handle_access(&self, v: &KvmVcpu, mmio: bool, cb: &Callback) -> Result<()> {
-        let scratch = self.scratch.borrow_mut().as_mut().map(|s| {
-            // SAFETY: the facade's own Uint8Array, held by our reference, never detached;
-            // JS touches it only inside `cb`, between our copies.
-            let s = unsafe { s.as_mut() };
-            (s.as_mut_ptr(), s.len())
-        });
-        let Some(scratch) = scratch else {
-            v.take_access(mmio).js()?;
-            return cb.call(()).map(|_| ()).map_err(js_err);
+    fn last(&self) -> VcpuExit {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One run: the exit's code (`Intr` when interrupted).
+    fn run(&self, v: &KvmVcpu, rec: &Records) -> Result<u32> {
+        let exit = match exits::run(v, rec) {
+            Ok(exit) => exit,
+            Err(e) if e.is_interrupted() => VcpuExit::Intr,
+            Err(e) => return Err(to_napi(e)),
         };
-        let mut failure = None;
-        let mut each = |params: IoParams, _offset: usize| {
-            self.copy_element(params, cb, scratch).map_err(|e| {
-                failure = Some(e);
-                vcpu_kvm::Error::invalid("handler", "the handler failed")
-            })
-        };
-        let result = if mmio {
-            v.handle_mmio_at(&mut each)
+        self.set_last(exit);
+        Ok(if exit == VcpuExit::Intr {
+            INTR
         } else {
-            v.handle_io_at(&mut each)
-        };
-        match (result, failure) {
-            (_, Some(e)) => Err(e),
-            (r, None) => r.js(),
-        }
-    }
-
-    /// One element through the scratch buffer: write data in, call, read data back.
-    fn copy_element(&self, params: IoParams, cb: &Callback, (ptr, len): (*mut u8, usize)) -> Result<()> {
-        let size = params.size();
-        if size > len {
-            return Err(invalid("handleIo", "scratch buffer is too small"));
-        }
-        let access = IoAccess {
-            address: params.address,
-            size,
-            count: 1,
-            is_write: matches!(params.operation, IoOperation::Write(_)),
-            data_offset: 0,
-        };
-        self.write_exit_record(&access, 1, 0);
-        match params.operation {
-            IoOperation::Write(data) => {
-                // SAFETY: ptr/len describe the facade's scratch Uint8Array, alive for
-                // this call; size <= len.
-                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, size) };
-                cb.call(()).map_err(js_err)?;
-            }
-            IoOperation::Read(data) => {
-                // SAFETY: as above; the handler fills the scratch buffer during the call.
-                unsafe { std::ptr::write_bytes(ptr, 0, size) };
-                cb.call(()).map_err(js_err)?;
-                // SAFETY: as above.
-                unsafe { std::ptr::copy_nonoverlapping(ptr, data.as_mut_ptr(), size) };
-            }
-        }
-        Ok(())
-    }
-
-    fn handle_hypercall(&self, v: &KvmVcpu, cb: &Callback) -> Result<()> {
-        let mut record = self.hypercall_record.borrow_mut();
-        let record = record
-            .as_mut()
-            .ok_or_else(|| invalid("handleHypercall", "no hypercall record bound"))?;
-        // SAFETY: the facade's own BigUint64Array, held by our reference, never detached;
-        // JS touches it only inside `cb`, while we do not.
-        let record = unsafe { record.as_mut() };
-        if record.len() < REC_LEN {
-            return Err(invalid(
-                "handleHypercall",
-                format!("the record needs {REC_LEN} entries"),
-            ));
-        }
-        let rec = record.as_mut_ptr();
-        let mut failure = None;
-        let result = v.handle_hypercall(&mut |abi| {
-            // SAFETY: `rec` points to REC_LEN or more entries (checked above).
-            unsafe {
-                rec.add(REC_ID).write(abi.hypercall_id() as u64);
-                rec.add(REC_NARGS).write(abi.args().len() as u64);
-                for (i, a) in abi.args().iter().enumerate() {
-                    rec.add(REC_ARGS + i).write(*a as u64);
-                }
-                // The defaults, so the handler can read them; none counts as set yet.
-                for (i, r) in abi.get_results().iter().enumerate() {
-                    rec.add(REC_RESULTS + i).write(*r as u64);
-                }
-                rec.add(REC_NRESULTS).write(0);
-            }
-            if let Err(e) = cb.call(()) {
-                failure = Some(js_err(e));
-                return Err(vcpu_kvm::Error::invalid("handleHypercall", "the handler failed"));
-            }
-            let mut results = [0usize; HypercallAbi::MAX_RESULTS];
-            // SAFETY: as above, after the call.
-            let n = unsafe {
-                let n = (rec.add(REC_NRESULTS).read() as usize).min(HypercallAbi::MAX_RESULTS);
-                for (i, r) in results[..n].iter_mut().enumerate() {
-                    *r = rec.add(REC_RESULTS + i).read() as usize;
-                }
-                n
-            };
-            abi.set_results(&results[..n]);
-            Ok(())
-        });
-        match (result, failure) {
-            (_, Some(e)) => Err(e),
-            (r, None) => r.js(),
-        }
+            exit.index() as u32
+        })
     }
 }
 
@@ -228,6 +103,10 @@ fn js_err(e: napi::Error) -> napi::Error<String> {
     // Keeps the status: a pending exception (the handler's own error) is rethrown by the
     // facade unchanged.
     napi::Error::new(e.status.as_ref().to_string(), e.reason.clone())
+}
+
+fn call_sync<'a>(cb: &'a Callback<'a>) -> impl FnMut() -> Result<()> + 'a {
+    move || cb.call(()).map(|_| ()).map_err(js_err)
 }
 
 #[napi]
@@ -239,18 +118,17 @@ impl NativeVcpu {
     pub fn new(vcpu: KvmVcpu) -> Self {
         NativeVcpu {
             state: Rc::new(VcpuState {
-                vcpu: RefCell::new(Some(vcpu)),
-                last: Cell::new(VcpuExit::Intr),
-                exit_record: RefCell::new(None),
-                hypercall_record: RefCell::new(None),
-                scratch: RefCell::new(None),
+                vcpu: RefCell::new(Some(Arc::new(vcpu))),
+                last: Arc::new(std::sync::Mutex::new(VcpuExit::Intr)),
+                arrays: RefCell::new(None),
+                records: Cell::new(None),
             }),
         }
     }
 
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
     pub fn with<R>(&self, op: &str, f: impl FnOnce(&KvmVcpu) -> Result<R>) -> Result<R> {
-        self.state.with(op, f)
+        self.state.with(op, |v| f(v))
     }
 }
 
@@ -261,32 +139,43 @@ impl NativeVcpu {
         self.with("id", |v| Ok(v.id() as u32))
     }
 
-    /// Binds the facade's exit and hypercall records to this vcpu and returns its `run`
-    /// function: `() => exitCode` (an index in `exitKinds()`, `Intr` when interrupted).
-    /// A plain function, so each run costs one call with no receiver to check.
+    /// Binds the facade's exit record, hypercall record and (where JS cannot view
+    /// `kvm_run`) scratch buffer to this vcpu, and returns its `run` function:
+    /// `() => exitCode` (an index in `exitKinds()`, `Intr` when interrupted). A plain
+    /// function, so each run costs one call with no receiver to check.
     #[napi(ts_return_type = "() => number")]
     pub fn bind<'env>(
         &self,
         env: &'env Env,
-        exit_record: Float64Array,
-        hypercall_record: BigUint64Array,
+        mut exit_record: Float64Array,
+        mut hypercall_record: BigUint64Array,
         scratch: Option<Uint8Array>,
     ) -> Result<Function<'env, (), u32>> {
-        if exit_record.len() < EXIT_RECORD_LEN || hypercall_record.len() < REC_LEN {
+        if exit_record.len() < EXIT_RECORD_LEN || hypercall_record.len() < HYPERCALL_RECORD_LEN {
             return Err(invalid("bind", "records are too short"));
         }
-        *self.state.exit_record.borrow_mut() = Some(exit_record);
-        *self.state.hypercall_record.borrow_mut() = Some(hypercall_record);
-        *self.state.scratch.borrow_mut() = scratch;
+        let mut scratch = scratch;
+        // SAFETY: pointers into the typed arrays stored just below, which keep them alive
+        // (see `Records`).
+        let records = unsafe {
+            Records {
+                exit: exit_record.as_mut().as_mut_ptr(),
+                hypercall: hypercall_record.as_mut().as_mut_ptr(),
+                scratch: scratch.as_mut().map(|s| {
+                    let s = s.as_mut();
+                    (s.as_mut_ptr(), s.len())
+                }),
+            }
+        };
+        *self.state.arrays.borrow_mut() = Some((exit_record, hypercall_record, scratch));
+        self.state.records.set(Some(records));
         let state = self.state.clone();
-        env.create_function_from_closure("run", move |ctx| {
-            match state.with("run", |v| state.run(v)) {
-                Ok(code) => Ok(code),
-                Err(e) => {
-                    // Thrown as a JS error with our code; the return value is ignored.
-                    ctx.env.throw_error(&e.reason, Some(e.status.as_ref()))?;
-                    Ok(0)
-                }
+        env.create_function_from_closure("run", move |ctx| match state.with("run", |v| state.run(v, &records)) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                // Thrown as a JS error with our code; the return value is ignored.
+                ctx.env.throw_error(&e.reason, Some(e.status.as_ref()))?;
+                Ok(0)
             }
         })
         .map_err(js_err)
@@ -295,7 +184,7 @@ impl NativeVcpu {
     /// The last exit with its payload.
     #[napi]
     pub fn last_exit(&self) -> ExitDetail {
-        let exit = self.state.last.get();
+        let exit = self.state.last();
         let mut d = ExitDetail {
             kind: exit.kind().to_string(),
             hardware_entry_failure_reason: None,
@@ -343,30 +232,36 @@ impl NativeVcpu {
         d
     }
 
-    /// Handles the pending `Io` exit with `cb` (see `handle_access`). Over views the
-    /// facade needs no call: it reads the exit record and the data in place.
+    /// Handles the pending `Io` exit with `cb` (see `exits::handle_access`). Over
+    /// views the facade needs no call: it reads the exit record and the data in place.
     #[napi]
     pub fn handle_io(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
-        self.state.with("handleIo", |v| self.state.handle_access(v, false, &cb))
+        let rec = self.state.records("handleIo")?;
+        self.state.with("handleIo", |v| {
+            exits::handle_access(v, &rec, false, &mut call_sync(&cb))
+        })
     }
 
     /// Handles the pending `Mmio` exit, as `handleIo`.
     #[napi]
     pub fn handle_mmio(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
-        self.state
-            .with("handleMmio", |v| self.state.handle_access(v, true, &cb))
+        let rec = self.state.records("handleMmio")?;
+        self.state.with("handleMmio", |v| {
+            exits::handle_access(v, &rec, true, &mut call_sync(&cb))
+        })
     }
 
     /// Handles the pending `Hypercall` exit: `cb` reads and writes the hypercall record.
     #[napi]
     pub fn handle_hypercall(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
-        self.state
-            .with("handleHypercall", |v| self.state.handle_hypercall(v, &cb))
+        let rec = self.state.records("handleHypercall")?;
+        self.state.with("handleHypercall", |v| {
+            exits::handle_hypercall(v, &rec, &mut call_sync(&cb))
+        })
     }
 
-    /// Runs, handling Io/Mmio/Hypercall exits with the callbacks given (per exit over
-    /// views, per element through the scratch buffer), and returns the code of the first exit
-    /// without one.
+    /// Runs, handling Io/Mmio/Hypercall exits with the callbacks given, and returns the
+    /// code of the first exit without one.
     #[napi]
     pub fn run_until(
         &self,
@@ -374,16 +269,43 @@ impl NativeVcpu {
         #[napi(ts_arg_type = "(() => void) | null | undefined")] mmio: Option<Callback>,
         #[napi(ts_arg_type = "(() => void) | null | undefined")] hypercall: Option<Callback>,
     ) -> Result<u32> {
+        let rec = self.state.records("runUntil")?;
         let state = &self.state;
         state.with("runUntil", |v| loop {
-            let code = state.run(v)?;
-            match (state.last.get(), &io, &mmio, &hypercall) {
-                (VcpuExit::Io, Some(cb), _, _) => state.handle_access(v, false, cb)?,
-                (VcpuExit::Mmio, _, Some(cb), _) => state.handle_access(v, true, cb)?,
-                (VcpuExit::Hypercall, _, _, Some(cb)) => state.handle_hypercall(v, cb)?,
-                _ => return Ok(code),
+            let code = state.run(v, &rec)?;
+            let exit = state.last();
+            let cb = match exit {
+                VcpuExit::Io => io.as_ref(),
+                VcpuExit::Mmio => mmio.as_ref(),
+                VcpuExit::Hypercall => hypercall.as_ref(),
+                _ => None,
+            };
+            match cb {
+                Some(cb) => exits::handle(v, &rec, exit, &mut call_sync(cb))?,
+                None => return Ok(code),
             }
         })
+    }
+
+    /// Runs on a new native thread until an exit without a handler (or a kick): each
+    /// handled exit is delivered to `cb` on the JS thread while the vcpu thread waits for
+    /// its answer, then the final exit. See `AsyncCallback` for the protocol.
+    #[napi]
+    pub fn run_async(
+        &self,
+        #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: AsyncCallback,
+        io: bool,
+        mmio: bool,
+        hypercall: bool,
+    ) -> Result<()> {
+        let rec = self.state.records("runAsync")?;
+        let vcpu = self.state.with("runAsync", |v| Ok(v.clone()))?;
+        let last = self.state.last.clone();
+        std::thread::Builder::new()
+            .name(format!("vcpu-{}", vcpu.id()))
+            .spawn(move || run_on_thread(&vcpu, &rec, &last, &cb, (io, mmio, hypercall)))
+            .map_err(|e| invalid("runAsync", format!("cannot start the vcpu thread: {e}")))?;
+        Ok(())
     }
 
     /// A zero-copy `ArrayBuffer` over this vcpu's `kvm_run` mapping (the exit data
@@ -463,6 +385,64 @@ impl NativeVcpu {
         }
         if let Ok(mut slot) = self.state.vcpu.try_borrow_mut() {
             slot.take();
+        }
+    }
+}
+
+/// Why the vcpu thread stopped without a final exit: the JS side said so (a handler
+/// threw, and the promise is already rejected) or the JS thread is gone.
+const STOPPED: &str = "STOPPED:runAsync";
+
+/// The async runner's vcpu thread: runs, hands each handled exit to the JS thread and
+/// waits for it, and reports the final exit (or an error) last.
+fn run_on_thread(
+    vcpu: &KvmVcpu,
+    rec: &Records,
+    last: &std::sync::Mutex<VcpuExit>,
+    cb: &AsyncCallback,
+    (io, mmio, hypercall): (bool, bool, bool),
+) {
+    let result = (|| loop {
+        let exit = match exits::run(vcpu, rec) {
+            Ok(exit) => exit,
+            Err(e) if e.is_interrupted() => VcpuExit::Intr,
+            Err(e) => return Err(to_napi(e)),
+        };
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
+        let code = if exit == VcpuExit::Intr {
+            INTR
+        } else {
+            exit.index() as u32
+        };
+        if !exits::handled(exit, io, mmio, hypercall) {
+            return Ok(code);
+        }
+        let mut invoke = || -> Result<()> {
+            let (tx, rx) = mpsc::channel();
+            let status = cb.call_with_return_value(Ok(code), ThreadsafeFunctionCallMode::Blocking, move |ret, _env| {
+                let _ = tx.send(ret.unwrap_or(false));
+                Ok(())
+            });
+            match (status, rx.recv()) {
+                (Status::Ok, Ok(true)) => Ok(()),
+                _ => Err(napi::Error::new(STOPPED.to_string(), "stopped")),
+            }
+        };
+        exits::handle(vcpu, rec, exit, &mut invoke)?;
+    })();
+    match result {
+        Ok(code) => {
+            cb.call(Ok(PHASE_FINAL + code), ThreadsafeFunctionCallMode::Blocking);
+        }
+        Err(e) if e.status == STOPPED => {}
+        Err(e) => {
+            cb.call(
+                Err(napi::Error::new(
+                    Status::GenericFailure,
+                    format!("{}\u{1}{}", e.status, e.reason),
+                )),
+                ThreadsafeFunctionCallMode::Blocking,
+            );
         }
     }
 }

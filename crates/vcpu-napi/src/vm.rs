@@ -1,7 +1,13 @@
 //! `NativeVm`: memory slots, copies in and out of guest RAM, vcpu creation.
 
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{LazyLock, Mutex};
+
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use vcpu_kvm::kvm::WeakVm;
 use vcpu_kvm::KvmVm;
 
 use crate::args::{uint, MAX_SAFE};
@@ -9,14 +15,36 @@ use crate::error::{IntoNapi, Result};
 use crate::external::external_arraybuffer;
 use crate::vcpu::NativeVcpu;
 
+/// One memory region, as every thread sees it.
+#[napi(object)]
+pub struct RegionInfo {
+    pub slot: u32,
+    pub guest_address: f64,
+    pub size: f64,
+    pub readonly: bool,
+    pub dirty_log: bool,
+}
+
+/// VMs that a handle can name, process-wide; weak, so a handle keeps nothing alive.
+static HANDLES: LazyLock<Mutex<HashMap<u32, WeakVm>>> = LazyLock::new(Mutex::default);
+
+fn handles() -> std::sync::MutexGuard<'static, HashMap<u32, WeakVm>> {
+    // Each update is one insert or retain: a poisoned map is still consistent.
+    HANDLES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[napi]
 pub struct NativeVm {
     vm: KvmVm,
+    handle: Cell<u32>,
 }
 
 impl NativeVm {
     pub fn new(vm: KvmVm) -> Self {
-        NativeVm { vm }
+        NativeVm {
+            vm,
+            handle: Cell::new(0),
+        }
     }
 }
 
@@ -32,8 +60,9 @@ impl NativeVm {
         Ok(slot)
     }
 
-    /// A zero-copy `ArrayBuffer` over the slot's RAM (call once per slot: the facade
-    /// caches it), or `null` where the runtime forbids external buffers.
+    /// A zero-copy `ArrayBuffer` over the slot's RAM, through a mapping of its own (so
+    /// it has a unique address and outlives the slot), or `null` where the runtime
+    /// forbids external buffers.
     #[napi(ts_return_type = "ArrayBuffer | null")]
     pub fn memory_buffer<'env>(&self, env: &'env Env, slot: u32) -> Result<Option<Unknown<'env>>> {
         let region = self
@@ -42,12 +71,55 @@ impl NativeVm {
             .into_iter()
             .find(|(s, _)| *s == slot)
             .map(|(_, r)| r)
-            .ok_or_else(|| crate::error::invalid("bytes", format!("no memory region in slot {slot}")))?;
-        let (ptr, len) = (region.host_ptr(), region.len());
-        // SAFETY: the Arc keeps the mapping alive until the buffer is collected; the
-        // facade asks once per region, so no other buffer has this address.
-        unsafe { external_arraybuffer(env, ptr, len, Box::new(region)) }
+            .ok_or_else(|| crate::error::closed("bytes", "memory region"))?;
+        let view = region.map_view().js()?;
+        let (ptr, len) = (view.as_ptr(), view.len());
+        // SAFETY: the Arc keeps this fresh mapping alive until the buffer is collected.
+        unsafe { external_arraybuffer(env, ptr, len, Box::new(view)) }
             .map_err(|e| crate::error::invalid("bytes", e.reason.clone()))
+    }
+
+    /// The regions mapped now.
+    #[napi]
+    pub fn regions(&self) -> Vec<RegionInfo> {
+        self.vm
+            .slots()
+            .into_iter()
+            .map(|(slot, r, dirty_log)| RegionInfo {
+                slot,
+                guest_address: r.guest_address() as f64,
+                size: r.len() as f64,
+                readonly: r.readonly(),
+                dirty_log,
+            })
+            .collect()
+    }
+
+    /// A process-wide number naming this VM, for `fromHandle` in any worker.
+    #[napi(getter)]
+    pub fn handle(&self) -> u32 {
+        if self.handle.get() == 0 {
+            static NEXT: AtomicU32 = AtomicU32::new(1);
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            let mut map = handles();
+            map.retain(|_, w| w.upgrade().is_some());
+            map.insert(id, self.vm.downgrade());
+            self.handle.set(id);
+        }
+        self.handle.get()
+    }
+
+    /// The VM a handle names, for this thread. `ECLOSED` once it is closed or gone.
+    #[napi(factory)]
+    pub fn from_handle(handle: u32) -> Result<NativeVm> {
+        let vm = handles()
+            .get(&handle)
+            .and_then(WeakVm::upgrade)
+            .ok_or_else(|| crate::error::closed("Vm.fromHandle", "VM"))?;
+        Ok(NativeVm {
+            vm,
+            handle: Cell::new(handle),
+        })
     }
 
     #[napi]

@@ -1,17 +1,84 @@
-//! Guest RAM: one anonymous host mapping per memory slot.
+//! Guest RAM: one memfd per memory slot, mapped once for KVM and once more for each
+//! zero-copy view (so every view has its own address, and outlives the slot safely).
 
+use std::fs::File;
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
 /// Host page size; guest memory addresses and sizes must be multiples of it.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// One mapped region of guest physical memory. Shared (`Arc`) between the VM and any
-/// zero-copy view of it, so the mapping outlives the slot for as long as a view exists.
+/// A shared mapping of some memory, unmapped on drop.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: plain shared memory; concurrent guest and host accesses are the VMM's protocol
+// to keep (as with any shared guest RAM), never Rust aliasing.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(fd: &File, len: usize, op: &'static str) -> Result<Self> {
+        // SAFETY: a fresh shared mapping of our own memfd of at least `len` bytes; the
+        // result is checked and unmapped exactly once in Drop. MAP_NORESERVE: untouched
+        // guest RAM costs nothing.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::errno(op, last_errno()));
+        }
+        let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::invalid(op, "mmap returned null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The first byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty mappings are refused.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new` with this length; unmapped exactly once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL)
+}
+
+/// One region of guest physical memory: a memfd, the mapping KVM uses, and the means
+/// to map it again for a view.
 pub struct GuestRegion {
-    host: NonNull<u8>,
-    size: usize,
+    memfd: File,
+    mapping: Mapping,
     guest_address: u64,
     readonly: bool,
 }
@@ -23,46 +90,48 @@ unsafe impl Send for GuestRegion {}
 unsafe impl Sync for GuestRegion {}
 
 impl GuestRegion {
-    /// Maps `size` bytes of zeroed anonymous memory for guest address `guest_address`.
+    /// `size` bytes of zeroed memory for guest address `guest_address`.
     pub(crate) fn new(guest_address: u64, size: usize, readonly: bool) -> Result<Self> {
-        // SAFETY: a fresh private anonymous mapping; the result is checked and unmapped
-        // exactly once in Drop. MAP_NORESERVE: untouched guest RAM costs nothing.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM);
-            return Err(Error::errno("addMemory", errno));
+        const OP: &str = "addMemory";
+        // SAFETY: memfd_create with a static NUL-terminated name; the fd is checked and
+        // owned by the File from here on.
+        let fd = unsafe { libc::memfd_create(c"vcpu-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::errno(OP, last_errno()));
         }
-        let host = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::invalid("addMemory", "mmap returned null"))?;
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let memfd = unsafe { File::from_raw_fd(fd) };
+        memfd
+            .set_len(size as u64)
+            .map_err(|e| Error::errno(OP, e.raw_os_error().unwrap_or(libc::ENOMEM)))?;
+        let mapping = Mapping::new(&memfd, size, OP)?;
         Ok(GuestRegion {
-            host,
-            size,
+            memfd,
+            mapping,
             guest_address,
             readonly,
         })
     }
 
+    /// A new mapping of the same memory at another address, for one zero-copy view: it
+    /// stays valid after the region is removed or the VM closed.
+    pub fn map_view(&self) -> Result<Arc<Mapping>> {
+        Ok(Arc::new(Mapping::new(&self.memfd, self.mapping.len(), "bytes")?))
+    }
+
     /// The host address of the region's first byte.
     pub fn host_ptr(&self) -> *mut u8 {
-        self.host.as_ptr()
+        self.mapping.as_ptr()
     }
 
     /// Size in bytes.
     pub fn len(&self) -> usize {
-        self.size
+        self.mapping.len()
     }
 
     /// Always false: empty regions are refused.
     pub fn is_empty(&self) -> bool {
-        self.size == 0
+        self.mapping.is_empty()
     }
 
     /// The guest physical address of the first byte.
@@ -79,7 +148,7 @@ impl GuestRegion {
     pub fn offset_of(&self, gpa: u64, len: usize) -> Option<usize> {
         let offset = gpa.checked_sub(self.guest_address)?;
         let end = offset.checked_add(len as u64)?;
-        (end <= self.size as u64).then_some(offset as usize)
+        (end <= self.len() as u64).then_some(offset as usize)
     }
 
     /// Copies guest memory at `offset` into `buf`. The caller checked the bounds.
@@ -100,18 +169,8 @@ impl std::fmt::Debug for GuestRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestRegion")
             .field("guest_address", &format_args!("{:#x}", self.guest_address))
-            .field("size", &format_args!("{:#x}", self.size))
+            .field("size", &format_args!("{:#x}", self.len()))
             .field("readonly", &self.readonly)
             .finish()
-    }
-}
-
-impl Drop for GuestRegion {
-    fn drop(&mut self) {
-        // SAFETY: created in `new` with this size; unmapped exactly once, when the last
-        // owner (VM slot or JS view) lets go.
-        unsafe {
-            libc::munmap(self.host.as_ptr().cast(), self.size);
-        }
     }
 }

@@ -62,11 +62,15 @@ impl VcpuSignalHandle {
         self.shared.immediate_exit().store(1, Ordering::Release);
     }
 
-    /// [`Self::signal_immediate_exit`], then a real-time signal to the thread that is in
-    /// `KVM_RUN`, if any, so a guest that never exits is interrupted promptly.
-    pub fn kick(&self) {
-        self.signal_immediate_exit();
-        let tid = self.shared.running_tid.load(Ordering::Acquire);
+    /// Kicks a vcpu that is being closed (where `kick` would do nothing).
+    pub(crate) fn kick_closed(shared: &Arc<RunShared>) {
+        shared.kicked.store(true, Ordering::Release);
+        shared.immediate_exit().store(1, Ordering::Release);
+        Self::signal_thread(shared);
+    }
+
+    fn signal_thread(shared: &RunShared) {
+        let tid = shared.running_tid.load(Ordering::Acquire);
         if tid != 0 {
             // SAFETY: tgkill with our own pid only reaches threads of this process; at
             // worst a thread that just left KVM_RUN gets one no-op signal.
@@ -74,6 +78,16 @@ impl VcpuSignalHandle {
                 libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, kick_signal());
             }
         }
+    }
+
+    /// [`Self::signal_immediate_exit`], then a real-time signal to the thread that is in
+    /// `KVM_RUN`, if any, so a guest that never exits is interrupted promptly.
+    pub fn kick(&self) {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.signal_immediate_exit();
+        Self::signal_thread(&self.shared);
     }
 
     /// A process-wide number for this vcpu, for [`kick_by_id`] from another thread or

@@ -85,9 +85,12 @@ impl KvmVcpu {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Marks the vcpu closed: later calls fail with `ECLOSED`, handles do nothing. The fd
+    /// Marks the vcpu closed, kicking a run in progress: later calls fail with `ECLOSED`,
+    /// handles do nothing. The fd
     /// itself is released when the `KvmVcpu` is dropped. Idempotent.
     pub fn close(&self) {
+        // Kick first: a run in progress on another thread returns at once.
+        self.signal_handle().kick();
         self.shared.closed.store(true, Ordering::Release);
     }
 

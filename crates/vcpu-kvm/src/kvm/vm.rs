@@ -16,6 +16,9 @@ use crate::MemSlot;
 /// Guest physical addresses are at most 52 bits wide on x86-64 and arm64.
 pub const MAX_GUEST_ADDRESS_BITS: u32 = 52;
 
+/// How long [`KvmVm::close`] waits for its vcpus to leave the guest.
+pub const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The I/O port of the hypercall ABI unless `VmConfig::hypercall_port` says otherwise.
 pub const DEFAULT_HYPERCALL_PORT: u16 = 0x0500;
 
@@ -67,6 +70,20 @@ pub struct KvmVm {
     shared: Arc<VmShared>,
 }
 
+/// A reference to a VM that does not keep it alive (for registries of handles).
+#[derive(Clone)]
+pub struct WeakVm(Weak<VmShared>);
+
+impl WeakVm {
+    /// The VM, if it still exists and is not closed.
+    pub fn upgrade(&self) -> Option<KvmVm> {
+        self.0
+            .upgrade()
+            .map(|shared| KvmVm { shared })
+            .filter(|vm| !vm.is_closed())
+    }
+}
+
 impl KvmVm {
     pub(crate) fn new(kvm: &Kvm, config: VmConfig) -> Result<Self> {
         let sys = kvm.fd();
@@ -107,6 +124,28 @@ impl KvmVm {
             return Err(Error::closed(op, "VM"));
         }
         Ok(state)
+    }
+
+    /// A reference that does not keep the VM alive.
+    pub fn downgrade(&self) -> WeakVm {
+        WeakVm(Arc::downgrade(&self.shared))
+    }
+
+    /// Whether two handles name the same VM.
+    pub fn same_vm(&self, other: &KvmVm) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// The slot of each region with whether it logs dirty pages.
+    pub fn slots(&self) -> Vec<(MemSlot, Arc<GuestRegion>, bool)> {
+        match self.lock("memory") {
+            Ok(state) => state
+                .slots
+                .iter()
+                .map(|s| (s.slot, s.region.clone(), s.dirty_log))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The configuration the VM was created with.
@@ -330,14 +369,24 @@ impl KvmVm {
         &self.shared
     }
 
-    /// Closes the VM: every vcpu of it is kicked out of `run()` and closed, the memory
-    /// slots are released (views keep their mapping), the fd is closed. Idempotent.
+    /// Closes the VM: every vcpu of it is marked closed and kicked out of `run()` (on any
+    /// thread), and, once none is inside the guest any more (or after
+    /// [`CLOSE_WAIT`]), the memory slots are released (views keep their own mapping) and
+    /// the fd is closed. Idempotent.
     pub fn close(&self) {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.closed.store(true, Ordering::Release);
-        for vcpu in state.vcpus.drain(..).filter_map(|w| w.upgrade()) {
-            super::signal::VcpuSignalHandle::new(vcpu.clone()).kick();
+        let vcpus: Vec<_> = state.vcpus.drain(..).filter_map(|w| w.upgrade()).collect();
+        for vcpu in &vcpus {
             vcpu.closed.store(true, Ordering::Release);
+            super::signal::VcpuSignalHandle::kick_closed(vcpu);
+        }
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while vcpus.iter().any(|v| v.running_tid.load(Ordering::Acquire) != 0) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            for vcpu in &vcpus {
+                super::signal::VcpuSignalHandle::kick_closed(vcpu);
+            }
         }
         state.slots.clear();
         state.fd = None;

@@ -298,7 +298,7 @@ impl KvmVcpu {
     }
 
     /// Puts this vcpu in 64-bit long mode: writes the GDT and identity-mapped page tables
-    /// (first 1 GiB) at the addresses in [`crate::arch::x86_64::layout`], which guest
+    /// (first 4 GiB) at the addresses in [`crate::arch::x86_64::layout`], which guest
     /// RAM must cover, and sets the segment and control registers. RFLAGS becomes 2; set
     /// RIP and RSP afterwards.
     pub fn setup_long_mode(&self) -> Result<()> {

@@ -4,14 +4,17 @@
 pub const GDT_ADDR: u64 = 0x500;
 /// An empty IDT: any exception triple-faults, a clean `Shutdown`.
 pub const IDT_ADDR: u64 = 0x520;
-/// The long-mode page tables: PML4, one PDPT, one page directory of 2 MiB pages.
+/// The long-mode page tables: PML4, one PDPT, four page directories of 2 MiB pages.
 pub const PML4_ADDR: u64 = 0x9000;
 /// The page-directory-pointer table.
 pub const PDPT_ADDR: u64 = 0xA000;
-/// The page directory (512 × 2 MiB = the first 1 GiB, identity mapped).
+/// The first of four consecutive page directories (4 × 512 × 2 MiB = the first 4 GiB,
+/// identity mapped, so the LAPIC and IOAPIC pages below 4 GiB are reachable).
 pub const PD_ADDR: u64 = 0xB000;
+/// How many page directories (GiB) the helper maps.
+pub const PD_COUNT: u64 = 4;
 /// The first byte after the helper's structures: guest RAM must cover `[0, LOW_END)`.
-pub const LOW_END: u64 = 0xC000;
+pub const LOW_END: u64 = PD_ADDR + PD_COUNT * 0x1000;
 /// The TSS KVM needs on Intel hosts (three pages), placed just below the 4 GiB hole's
 /// top, where no guest RAM is expected.
 pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;

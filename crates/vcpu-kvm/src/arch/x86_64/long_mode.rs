@@ -1,5 +1,5 @@
 //! The state that puts a fresh vcpu straight into 64-bit long mode: a flat GDT,
-//! identity-mapped page tables for the first 1 GiB, and the control registers.
+//! identity-mapped page tables for the first 4 GiB, and the control registers.
 
 use kvm_bindings::{kvm_segment, kvm_sregs};
 
@@ -64,15 +64,17 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
     }
 }
 
-/// The page tables as (guest address, bytes) pairs: PML4 → PDPT → one page directory of
-/// 2 MiB pages identity-mapping the first 1 GiB.
+/// The page tables as (guest address, bytes) pairs: PML4 → PDPT → page directories of
+/// 2 MiB pages identity-mapping the first `PD_COUNT` GiB.
 pub fn page_tables() -> [(u64, Vec<u8>); 3] {
     let pml4 = (PDPT_ADDR | PTE_PRESENT | PTE_WRITABLE).to_le_bytes().to_vec();
-    let pdpt = (PD_ADDR | PTE_PRESENT | PTE_WRITABLE).to_le_bytes().to_vec();
-    let pd = (0..512u64)
+    let pdpt = (0..PD_COUNT)
+        .flat_map(|i| ((PD_ADDR + i * 0x1000) | PTE_PRESENT | PTE_WRITABLE).to_le_bytes())
+        .collect();
+    let pds = (0..512 * PD_COUNT)
         .flat_map(|i| ((i << 21) | PTE_PRESENT | PTE_WRITABLE | PTE_HUGE).to_le_bytes())
         .collect();
-    [(PML4_ADDR, pml4), (PDPT_ADDR, pdpt), (PD_ADDR, pd)]
+    [(PML4_ADDR, pml4), (PDPT_ADDR, pdpt), (PD_ADDR, pds)]
 }
 
 /// The GDT's bytes, for `GDT_ADDR`.
@@ -114,11 +116,12 @@ mod tests {
     }
 
     #[test]
-    fn page_directory_maps_first_gib() {
-        let [_, _, (addr, pd)] = page_tables();
+    fn page_directories_map_first_4_gib() {
+        let [_, (_, pdpt), (addr, pds)] = page_tables();
         assert_eq!(addr, PD_ADDR);
-        assert_eq!(pd.len(), 4096);
-        let last = u64::from_le_bytes(pd[4088..].try_into().unwrap());
-        assert_eq!(last & !0xfff, 511 << 21);
+        assert_eq!(pdpt.len(), 8 * PD_COUNT as usize);
+        assert_eq!(pds.len(), 4096 * PD_COUNT as usize);
+        let last = u64::from_le_bytes(pds[pds.len() - 8..].try_into().unwrap());
+        assert_eq!(last & !0xfff, (4 << 30) - (2 << 20));
     }
 }

@@ -8,6 +8,10 @@
 const native: typeof import('../native/index') = require('../native/index.js');
 
 export default native;
+
+// On process exit Node joins its worker threads: kick every vcpu first, so none stays
+// inside a guest that never exits. (Only the main thread sees 'exit' for the process.)
+if (require('node:worker_threads').isMainThread) process.once('exit', () => native.shutdown());
 export type {
   NativeKvm,
   NativeVm,

@@ -27,6 +27,13 @@ pub fn kick_vcpu(id: f64) -> bool {
     id.fract() == 0.0 && id > 0.0 && vcpu_kvm::kvm::kick_by_id(id as u64)
 }
 
+/// For process exit: kicks every vcpu of the process out of the guest and makes later
+/// runs return at once, so Node can join worker threads that were running guests.
+#[napi]
+pub fn shutdown() {
+    vcpu_kvm::kvm::shutdown();
+}
+
 /// The hypercall ABI's default port.
 #[napi]
 pub fn default_hypercall_port() -> u32 {

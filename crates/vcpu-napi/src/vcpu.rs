@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
+use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use vcpu_kvm::{KvmVcpu, Vcpu, VcpuExit};
@@ -83,12 +84,17 @@ impl VcpuState {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One run: the exit's code (`Intr` when interrupted).
-    fn run(&self, v: &KvmVcpu, rec: &Records) -> Result<u32> {
-        let exit = match exits::run(v, rec) {
-            Ok(exit) => exit,
-            Err(e) if e.is_interrupted() => VcpuExit::Intr,
-            Err(e) => return Err(to_napi(e)),
+    /// One run: the exit's code (`Intr` when an exit was requested). A run interrupted
+    /// only by the liveness tick or a stray signal goes on, unless `alive` says this
+    /// thread is going away (a worker being terminated, process exit).
+    fn run(&self, v: &KvmVcpu, rec: &Records, alive: &dyn Fn() -> bool) -> Result<u32> {
+        let exit = loop {
+            match exits::run(v, rec) {
+                Ok(exit) => break exit,
+                Err(e) if e.is_interrupted() && v.interrupted_by_request() => break VcpuExit::Intr,
+                Err(e) if e.is_interrupted() && alive() => continue,
+                Err(e) => return Err(to_napi(e)),
+            }
         };
         self.set_last(exit);
         Ok(if exit == VcpuExit::Intr {
@@ -96,6 +102,18 @@ impl VcpuState {
         } else {
             exit.index() as u32
         })
+    }
+}
+
+/// Whether this JS thread can still run JavaScript (false once its worker is being
+/// terminated or the process is exiting).
+fn js_alive(env: &Env) -> bool {
+    let mut script = std::ptr::null_mut();
+    let mut result = std::ptr::null_mut();
+    // SAFETY: plain Node-API calls on the current env, on its own thread.
+    unsafe {
+        sys::napi_create_string_utf8(env.raw(), c"0".as_ptr(), 1, &mut script) == sys::Status::napi_ok
+            && sys::napi_run_script(env.raw(), script, &mut result) == sys::Status::napi_ok
     }
 }
 
@@ -116,6 +134,8 @@ pub struct NativeVcpu {
 
 impl NativeVcpu {
     pub fn new(vcpu: KvmVcpu) -> Self {
+        // JS threads check, on each tick, that they are still wanted (see `VcpuState::run`).
+        vcpu.set_liveness_tick(true);
         NativeVcpu {
             state: Rc::new(VcpuState {
                 vcpu: RefCell::new(Some(Arc::new(vcpu))),
@@ -170,12 +190,14 @@ impl NativeVcpu {
         *self.state.arrays.borrow_mut() = Some((exit_record, hypercall_record, scratch));
         self.state.records.set(Some(records));
         let state = self.state.clone();
-        env.create_function_from_closure("run", move |ctx| match state.with("run", |v| state.run(v, &records)) {
-            Ok(code) => Ok(code),
-            Err(e) => {
-                // Thrown as a JS error with our code; the return value is ignored.
-                ctx.env.throw_error(&e.reason, Some(e.status.as_ref()))?;
-                Ok(0)
+        env.create_function_from_closure("run", move |ctx| {
+            match state.with("run", |v| state.run(v, &records, &|| js_alive(ctx.env))) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    // Thrown as a JS error with our code; the return value is ignored.
+                    ctx.env.throw_error(&e.reason, Some(e.status.as_ref()))?;
+                    Ok(0)
+                }
             }
         })
         .map_err(js_err)
@@ -265,6 +287,7 @@ impl NativeVcpu {
     #[napi]
     pub fn run_until(
         &self,
+        env: &Env,
         #[napi(ts_arg_type = "(() => void) | null | undefined")] io: Option<Callback>,
         #[napi(ts_arg_type = "(() => void) | null | undefined")] mmio: Option<Callback>,
         #[napi(ts_arg_type = "(() => void) | null | undefined")] hypercall: Option<Callback>,
@@ -272,7 +295,7 @@ impl NativeVcpu {
         let rec = self.state.records("runUntil")?;
         let state = &self.state;
         state.with("runUntil", |v| loop {
-            let code = state.run(v, &rec)?;
+            let code = state.run(v, &rec, &|| js_alive(env))?;
             let exit = state.last();
             let cb = match exit {
                 VcpuExit::Io => io.as_ref(),
@@ -405,7 +428,8 @@ fn run_on_thread(
     let result = (|| loop {
         let exit = match exits::run(vcpu, rec) {
             Ok(exit) => exit,
-            Err(e) if e.is_interrupted() => VcpuExit::Intr,
+            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => VcpuExit::Intr,
+            Err(e) if e.is_interrupted() => continue,
             Err(e) => return Err(to_napi(e)),
         };
         *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;

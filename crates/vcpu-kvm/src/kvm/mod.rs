@@ -12,7 +12,7 @@ use kvm_bindings::{kvm_cpuid_entry2, KVM_MAX_CPUID_ENTRIES};
 
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
-pub use signal::{kick_by_id, kick_signal, VcpuSignalHandle, KICK_SIGNAL_OFFSET};
+pub use signal::{kick_by_id, kick_signal, shutdown, shutting_down, VcpuSignalHandle, KICK_SIGNAL_OFFSET, TICK};
 pub use vcpu::{IoAccess, KvmVcpu};
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
 pub use x86_64::{GuestDebug, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};

@@ -19,6 +19,8 @@ pub struct RunShared {
     pub(crate) kicked: AtomicBool,
     /// True once the vcpu is closed: kicks do nothing more.
     pub(crate) closed: AtomicBool,
+    /// Whether the liveness tick applies to this vcpu.
+    pub(crate) tick: AtomicBool,
 }
 
 // SAFETY: the mapping is process-wide memory; the fields other threads touch
@@ -59,6 +61,7 @@ impl RunShared {
             running_tid: AtomicI32::new(0),
             kicked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            tick: AtomicBool::new(false),
         })
     }
 

@@ -5,8 +5,8 @@
 //! thread inside `KVM_RUN`, whose no-op handler makes the ioctl return `EINTR`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Once, OnceLock, Weak};
 
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
@@ -72,11 +72,7 @@ impl VcpuSignalHandle {
     fn signal_thread(shared: &RunShared) {
         let tid = shared.running_tid.load(Ordering::Acquire);
         if tid != 0 {
-            // SAFETY: tgkill with our own pid only reaches threads of this process; at
-            // worst a thread that just left KVM_RUN gets one no-op signal.
-            unsafe {
-                libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, kick_signal());
-            }
+            signal_tid(tid);
         }
     }
 
@@ -103,6 +99,79 @@ impl VcpuSignalHandle {
         registry.by_ptr.insert(key, id);
         registry.by_id.insert(id, Arc::downgrade(&self.shared));
         id
+    }
+}
+
+/// Set once the process is exiting: every run returns `EINTR` at once from then on.
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Every live vcpu's mapping, to kick them all at process exit.
+static ALL: LazyLock<Mutex<Vec<Weak<RunShared>>>> = LazyLock::new(Mutex::default);
+
+/// How often a vcpu that stays inside the guest is woken (without an exit being
+/// requested), if it opted in, so its caller can check that its thread is still wanted;
+/// see [`KvmVcpu::set_liveness_tick`](super::KvmVcpu::set_liveness_tick) and
+/// [`KvmVcpu::interrupted_by_request`](super::KvmVcpu::interrupted_by_request).
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Records a new vcpu for [`shutdown`] and the tick.
+pub(crate) fn register(shared: &Arc<RunShared>) {
+    static TICKER: Once = Once::new();
+    let mut all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(shared));
+    TICKER.call_once(|| {
+        // Best effort: without the thread, runs are simply never ticked.
+        let _ = std::thread::Builder::new().name("vcpu-tick".into()).spawn(tick);
+    });
+}
+
+/// Every [`TICK`], signals the threads that have been inside `KVM_RUN` since the last
+/// tick. The run returns `EINTR` with no exit requested; callers re-enter the guest.
+fn tick() {
+    let mut seen: Vec<(usize, i32)> = Vec::new();
+    loop {
+        std::thread::sleep(TICK);
+        let all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+        let running: Vec<(usize, i32)> = all
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| s.tick.load(Ordering::Acquire))
+            .map(|s| (Arc::as_ptr(&s) as usize, s.running_tid.load(Ordering::Acquire)))
+            .filter(|(_, tid)| *tid != 0)
+            .collect();
+        drop(all);
+        for (key, tid) in &running {
+            if seen.contains(&(*key, *tid)) {
+                signal_tid(*tid);
+            }
+        }
+        seen = running;
+    }
+}
+
+/// Whether [`shutdown`] was called.
+pub fn shutting_down() -> bool {
+    SHUTDOWN.load(Ordering::Acquire)
+}
+
+/// For process exit: kicks every vcpu out of the guest, and makes every later run
+/// return `EINTR` at once, so no thread stays stuck in `KVM_RUN` (Node joins its worker
+/// threads on exit).
+pub fn shutdown() {
+    SHUTDOWN.store(true, Ordering::Release);
+    let all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+    for shared in all.iter().filter_map(Weak::upgrade) {
+        VcpuSignalHandle::kick_closed(&shared);
+    }
+}
+
+/// Sends the kick signal to thread `tid` of this process.
+fn signal_tid(tid: i32) {
+    // SAFETY: tgkill with our own pid only reaches threads of this process; at worst a
+    // thread that just left KVM_RUN gets one no-op signal.
+    unsafe {
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, kick_signal());
     }
 }
 

@@ -7,7 +7,7 @@ use kvm_bindings::*;
 use kvm_ioctls::VcpuFd;
 
 use super::run::RunShared;
-use super::signal::{install_kick_handler, unregister, VcpuSignalHandle};
+use super::signal::{install_kick_handler, register, shutting_down, unregister, VcpuSignalHandle};
 use super::vm::KvmVm;
 use super::{ioctls, x86_64};
 use crate::error::{Context, Error, Result};
@@ -53,12 +53,14 @@ pub struct KvmVcpu {
     pub(crate) vm: KvmVm,
     pending: AtomicU8,
     running: AtomicBool,
+    requested: AtomicBool,
 }
 
 impl KvmVcpu {
     pub(crate) fn new(id: usize, fd: VcpuFd, vm: KvmVm) -> Result<Self> {
         install_kick_handler()?;
         let shared = Arc::new(RunShared::map(&fd, vm.shared().run_size)?);
+        register(&shared);
         let vcpu = KvmVcpu {
             id,
             fd,
@@ -66,6 +68,7 @@ impl KvmVcpu {
             vm,
             pending: AtomicU8::new(Pending::None as u8),
             running: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
         };
         x86_64::init_vcpu(&vcpu)?;
         Ok(vcpu)
@@ -73,6 +76,22 @@ impl KvmVcpu {
 
     pub(crate) fn run_shared(&self) -> &Arc<RunShared> {
         &self.shared
+    }
+
+    /// After `run()` returned `EINTR`: whether an exit was asked for (immediate exit, a
+    /// kick, process shutdown), as opposed to a stray signal or the liveness tick, after
+    /// which a caller may simply run again.
+    pub fn interrupted_by_request(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
+    }
+
+    /// Opts in to (or out of) the liveness tick: a run that stays inside the guest for
+    /// longer than [`TICK`](super::TICK) is interrupted (`EINTR`, not
+    /// [`Self::interrupted_by_request`]) so its caller can check that its thread is
+    /// still wanted (a JS worker being terminated) and otherwise run again. Off by
+    /// default.
+    pub fn set_liveness_tick(&self, on: bool) {
+        self.shared.tick.store(on, Ordering::Release);
     }
 
     /// The VM this vcpu belongs to.
@@ -371,6 +390,11 @@ impl Vcpu for KvmVcpu {
             ));
         }
         self.pending.store(Pending::None as u8, Ordering::Relaxed);
+        if shutting_down() {
+            self.requested.store(true, Ordering::Relaxed);
+            self.running.store(false, Ordering::Release);
+            return Err(Error::errno(OP, libc::EINTR));
+        }
         let tid = TID.with(|t| *t);
         self.shared.running_tid.store(tid, Ordering::Release);
         let result = ioctls::run(&self.fd);
@@ -379,9 +403,15 @@ impl Vcpu for KvmVcpu {
         match result {
             Ok(()) => Ok(self.decode_exit()),
             Err(e) => {
-                if e.errno() == libc::EINTR && self.shared.kicked.swap(false, Ordering::AcqRel) {
-                    // A kick is consumed by the run it interrupted.
-                    self.shared.immediate_exit().store(0, Ordering::Release);
+                if e.errno() == libc::EINTR {
+                    let kicked = self.shared.kicked.swap(false, Ordering::AcqRel);
+                    let immediate = self.shared.immediate_exit().load(Ordering::Acquire) != 0;
+                    self.requested
+                        .store(kicked || immediate || shutting_down(), Ordering::Relaxed);
+                    if kicked {
+                        // A kick is consumed by the run it interrupted.
+                        self.shared.immediate_exit().store(0, Ordering::Release);
+                    }
                 }
                 Err(Error::errno(OP, e.errno()))
             }

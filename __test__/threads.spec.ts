@@ -199,3 +199,29 @@ describeKvm('interrupts and SMP with the in-kernel irqchip', () => {
     vm.close();
   });
 });
+
+describeKvm('worker termination', () => {
+  test('terminating a worker whose vcpu spins in the guest does not hang', async () => {
+    const vm = Kvm.open().createVm();
+    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+    vm.write(0x1000, guest('spin'));
+    const w = worker(
+      `const vm = vcpu.Vm.fromHandle(workerData.vm);
+       const cpu = vm.createVcpu(0);
+       cpu.setupLongMode({ rip: 0x1000 });
+       parentPort.postMessage('entering');
+       cpu.run();`,
+      { vm: vm.handle },
+    );
+    expect(await message(w)).toBe('entering');
+    const started = Date.now();
+    await w.terminate();
+    expect(Date.now() - started).toBeLessThan(5000);
+    // The VM is still usable from here.
+    const cpu = vm.createVcpu(1);
+    vm.write(0x2000, guest('hlt'));
+    cpu.setupLongMode({ rip: 0x2000 });
+    expect(cpu.run().kind).toBe('Hlt');
+    vm.close();
+  });
+});

@@ -3,7 +3,7 @@
 
 use std::os::unix::io::AsRawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8};
 
 use kvm_bindings::kvm_run;
 
@@ -21,6 +21,8 @@ pub struct RunShared {
     pub(crate) closed: AtomicBool,
     /// Whether the liveness tick applies to this vcpu.
     pub(crate) tick: AtomicBool,
+    /// Counts entries into `KVM_RUN`, so the tick can tell one long run from many.
+    pub(crate) runs: AtomicU64,
 }
 
 // SAFETY: the mapping is process-wide memory; the fields other threads touch
@@ -62,6 +64,7 @@ impl RunShared {
             kicked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             tick: AtomicBool::new(false),
+            runs: AtomicU64::new(0),
         })
     }
 

@@ -126,24 +126,31 @@ pub(crate) fn register(shared: &Arc<RunShared>) {
     });
 }
 
-/// Every [`TICK`], signals the threads that have been inside `KVM_RUN` since the last
-/// tick. The run returns `EINTR` with no exit requested; callers re-enter the guest.
+/// Every [`TICK`], signals the threads whose current `KVM_RUN` call began before the
+/// last tick. The run returns `EINTR` with no exit requested; callers re-enter the guest.
 fn tick() {
-    let mut seen: Vec<(usize, i32)> = Vec::new();
+    // (mapping, thread, run number) of each vcpu inside the guest at the last tick.
+    let mut seen: Vec<(usize, i32, u64)> = Vec::new();
     loop {
         std::thread::sleep(TICK);
         let all = ALL.lock().unwrap_or_else(|p| p.into_inner());
-        let running: Vec<(usize, i32)> = all
+        let running: Vec<(usize, i32, u64)> = all
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|s| s.tick.load(Ordering::Acquire))
-            .map(|s| (Arc::as_ptr(&s) as usize, s.running_tid.load(Ordering::Acquire)))
-            .filter(|(_, tid)| *tid != 0)
+            .map(|s| {
+                (
+                    Arc::as_ptr(&s) as usize,
+                    s.running_tid.load(Ordering::Acquire),
+                    s.runs.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, tid, _)| *tid != 0)
             .collect();
         drop(all);
-        for (key, tid) in &running {
-            if seen.contains(&(*key, *tid)) {
-                signal_tid(*tid);
+        for entry in &running {
+            if seen.contains(entry) {
+                signal_tid(entry.1);
             }
         }
         seen = running;

@@ -396,6 +396,7 @@ impl Vcpu for KvmVcpu {
             return Err(Error::errno(OP, libc::EINTR));
         }
         let tid = TID.with(|t| *t);
+        self.shared.runs.fetch_add(1, Ordering::Relaxed);
         self.shared.running_tid.store(tid, Ordering::Release);
         let result = ioctls::run(&self.fd);
         self.shared.running_tid.store(0, Ordering::Release);

@@ -5,4 +5,6 @@ module.exports = {
   testMatch: ['<rootDir>/__test__/**/*.spec.ts'],
   globalSetup: '<rootDir>/__test__/global-setup.js',
   testTimeout: 30000,
+  // The package's own name, as the examples import it.
+  moduleNameMapper: { '^vcpu$': '<rootDir>/ts/index.ts' },
 };

@@ -106,7 +106,7 @@ function benchExits() {
     const runners = Object.fromEntries(Object.entries(modes).map(([m, make]) => [m, make(scenario)]));
     const samples = Object.fromEntries(Object.keys(modes).map((m) => [m, []]));
     for (let r = 0; r < ROUNDS; r++) for (const m of Object.keys(modes)) samples[m].push(runners[m].round() / N);
-    for (const [m, runner] of Object.entries(runners)) runner.close();
+    for (const runner of Object.values(runners)) runner.close();
     const floor = stats(samples.rust);
     for (const [m, xs] of Object.entries(samples)) {
       const s = stats(xs);
@@ -118,7 +118,12 @@ function benchExits() {
       };
     }
     results[scenario] = rows;
-    console.log(scenario.padEnd(11), Object.entries(rows).map(([m, r]) => `${m} ${r.medianNs} ns (×${r.ratio})`).join('  '));
+    console.log(
+      scenario.padEnd(11),
+      Object.entries(rows)
+        .map(([m, r]) => `${m} ${r.medianNs} ns (×${r.ratio})`)
+        .join('  '),
+    );
   }
   return results;
 }
@@ -151,10 +156,14 @@ function benchStartup(iterations = 50) {
 
 function meminfoKiB() {
   const m = Object.fromEntries(
-    fs.readFileSync('/proc/meminfo', 'utf8').split('\n').filter(Boolean).map((l) => {
-      const [k, v] = l.split(':');
-      return [k, parseInt(v, 10)];
-    }),
+    fs
+      .readFileSync('/proc/meminfo', 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [k, v] = l.split(':');
+        return [k, parseInt(v, 10)];
+      }),
   );
   return m.Slab + m.KernelStack + m.PageTables + (m.SecPageTables ?? 0);
 }
@@ -179,7 +188,10 @@ function benchMemory(count = 100) {
     kernelKiBPerVm: Math.round((meminfoKiB() - kernel0) / count),
   };
   for (const vm of vms) vm.close();
-  console.log('memory     ', `${out.rssKiBPerVm} KiB RSS, ${out.kernelKiBPerVm} KiB kernel, ${out.fdsPerVm} fds per idle VM`);
+  console.log(
+    'memory     ',
+    `${out.rssKiBPerVm} KiB RSS, ${out.kernelKiBPerVm} KiB kernel, ${out.fdsPerVm} fds per idle VM`,
+  );
   return out;
 }
 
@@ -243,7 +255,13 @@ async function main() {
   console.log(`vcpu bench: ${N} exits × ${ROUNDS} rounds, ${cpu}, ${os.release()}`);
   const result = {
     date: new Date().toISOString(),
-    machine: { cpu, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version },
+    machine: {
+      cpu,
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      kernel: os.release(),
+      node: process.version,
+    },
     config: { exitsPerRound: N, rounds: ROUNDS },
     exits: benchExits(),
     startup: benchStartup(),
@@ -255,7 +273,12 @@ async function main() {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(result, null, 2) + '\n');
   writeSvg(path.join(dir, 'ratios.svg'), result);
-  console.log('targets    ', Object.entries(result.targets).map(([k, ok]) => `${k} ${ok ? 'met' : 'MISSED'}`).join(', '));
+  console.log(
+    'targets    ',
+    Object.entries(result.targets)
+      .map(([k, ok]) => `${k} ${ok ? 'met' : 'MISSED'}`)
+      .join(', '),
+  );
   console.log(`wrote ${path.relative(process.cwd(), dir)}/latest.json and ratios.svg`);
 }
 

@@ -8,7 +8,11 @@ function writeSvg(file, result) {
   const scenarios = Object.keys(result.exits);
   const modes = Object.keys(result.exits[scenarios[0]]);
   const max = Math.max(1.2, ...scenarios.flatMap((s) => modes.map((m) => result.exits[s][m].ratio)));
-  const W = 720, H = 360, left = 60, bottom = 60, top = 40;
+  const W = 720,
+    H = 360,
+    left = 60,
+    bottom = 60,
+    top = 40;
   const plotH = H - bottom - top;
   const groupW = (W - left - 20) / scenarios.length;
   const barW = (groupW - 20) / modes.length;
@@ -27,14 +31,20 @@ function writeSvg(file, result) {
     modes.forEach((m, j) => {
       const r = result.exits[s][m];
       const x = x0 + j * barW;
-      parts.push(`<rect x="${x}" y="${y(r.ratio)}" width="${barW - 4}" height="${y(0) - y(r.ratio)}" fill="${COLORS[m] ?? '#999'}"><title>${s} ${m}: ${r.medianNs} ns</title></rect>`);
-      parts.push(`<text x="${x + (barW - 4) / 2}" y="${y(r.ratio) - 4}" text-anchor="middle" font-size="10">${r.ratio.toFixed(2)}</text>`);
+      parts.push(
+        `<rect x="${x}" y="${y(r.ratio)}" width="${barW - 4}" height="${y(0) - y(r.ratio)}" fill="${COLORS[m] ?? '#999'}"><title>${s} ${m}: ${r.medianNs} ns</title></rect>`,
+      );
+      parts.push(
+        `<text x="${x + (barW - 4) / 2}" y="${y(r.ratio) - 4}" text-anchor="middle" font-size="10">${r.ratio.toFixed(2)}</text>`,
+      );
     });
     parts.push(`<text x="${x0 + (groupW - 20) / 2}" y="${H - bottom + 18}" text-anchor="middle">${s}</text>`);
   });
   modes.forEach((m, j) => {
     parts.push(`<rect x="${left + j * 140}" y="${H - 22}" width="12" height="12" fill="${COLORS[m] ?? '#999'}"/>`);
-    parts.push(`<text x="${left + j * 140 + 18}" y="${H - 12}">${m === 'rust' ? 'Rust loop (floor)' : m === 'run' ? 'JS run() + handler' : 'runUntil'}</text>`);
+    parts.push(
+      `<text x="${left + j * 140 + 18}" y="${H - 12}">${m === 'rust' ? 'Rust loop (floor)' : m === 'run' ? 'JS run() + handler' : 'runUntil'}</text>`,
+    );
   });
   parts.push('</svg>');
   fs.writeFileSync(file, parts.join('\n') + '\n');

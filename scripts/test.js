@@ -1,5 +1,6 @@
-// `npm test`: the Rust tests (cargo test) and the TypeScript tests (jest), both of which
-// run real guests on /dev/kvm. Without a usable /dev/kvm this fails with a message
+// `npm test`: lint (eslint, prettier, rustfmt, clippy, workflows), the Rust tests
+// (cargo test) and the TypeScript tests (jest), both of which run real guests on
+// /dev/kvm, the install test (packed tarballs in a fresh project), and the docs build. Without a usable /dev/kvm this fails with a message
 // saying what to do, unless VCPU_SKIP_KVM=1 is set (never honoured when CI=true): then
 // only the tests that need no KVM run.
 'use strict';
@@ -9,7 +10,9 @@ const { kvmStatus } = require('./kvm-status');
 const status = kvmStatus();
 const skip = !status.ok && process.env.VCPU_SKIP_KVM === '1' && process.env.CI !== 'true';
 if (!status.ok && !skip) {
-  console.error(`\n${status.message}\nTo run only the tests that need no KVM, set VCPU_SKIP_KVM=1 (not honoured under CI=true).\n`);
+  console.error(
+    `\n${status.message}\nTo run only the tests that need no KVM, set VCPU_SKIP_KVM=1 (not honoured under CI=true).\n`,
+  );
   process.exit(1);
 }
 if (skip) console.warn(`VCPU_SKIP_KVM=1: ${status.message} Skipping the tests that need it.`);
@@ -19,5 +22,9 @@ function run(cmd, args) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
+const npmRun = (script) => run('npm', ['run', '--silent', script]);
+npmRun('lint');
 run('cargo', skip ? ['test', '--workspace', '--lib'] : ['test', '--workspace']);
 run(process.execPath, [require.resolve('jest/bin/jest'), ...process.argv.slice(2)]);
+if (!skip) run(process.execPath, [require.resolve('./install-test')]);
+npmRun('docs');

@@ -6,7 +6,15 @@
 import { EXIT_KINDS, type NativeVcpu } from './native';
 import type { VcpuExit } from './types';
 
-const PAYLOAD_KINDS = new Set(['FailEntry', 'InternalError', 'Exception', 'Debug', 'IoapicEoi', 'MsrAccess', 'Unknown']);
+const PAYLOAD_KINDS = new Set([
+  'FailEntry',
+  'InternalError',
+  'Exception',
+  'Debug',
+  'IoapicEoi',
+  'MsrAccess',
+  'Unknown',
+]);
 
 /** One frozen object per payload-free kind, shared by every exit of that kind. */
 const PLAIN: (VcpuExit | undefined)[] = EXIT_KINDS.map((kind) =>
@@ -23,4 +31,6 @@ export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
 }
 
 /** Exit codes by kind. */
-export const CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(EXIT_KINDS.map((k, i) => [k, i])));
+export const CODE: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(EXIT_KINDS.map((k, i) => [k, i])),
+);

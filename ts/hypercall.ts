@@ -18,7 +18,9 @@ export const RECORD_LENGTH = RESULTS + MAX_RESULTS;
 
 /** What the helpers need of a VM: bounds-checked copies of guest memory. */
 export interface GuestMemoryAccess {
+  /** A copy of `length` bytes at guest physical address `gpa`. */
   read(gpa: number, length: number): Uint8Array;
+  /** Copies `bytes` to guest physical address `gpa`. */
   write(gpa: number, bytes: Uint8Array): void;
 }
 

@@ -78,14 +78,64 @@ export type PlainExitKind =
  * ```
  */
 export type VcpuExit =
-  | { readonly kind: PlainExitKind }
-  | { readonly kind: 'FailEntry'; readonly hardwareEntryFailureReason: bigint }
-  | { readonly kind: 'InternalError'; readonly suberror: number }
-  | { readonly kind: 'Exception'; readonly exception: number; readonly errorCode: number }
-  | { readonly kind: 'Debug'; readonly exception: number; readonly pc: bigint; readonly dr6: bigint; readonly dr7: bigint }
-  | { readonly kind: 'IoapicEoi'; readonly vector: number }
-  | { readonly kind: 'MsrAccess'; readonly index: number; readonly data: bigint; readonly write: boolean }
-  | { readonly kind: 'Unknown'; readonly reason: number };
+  | {
+      /** An exit that carries nothing else. */
+      readonly kind: PlainExitKind;
+    }
+  | {
+      /** The hardware refused to enter the guest. */
+      readonly kind: 'FailEntry';
+      /** The hardware's reason code. */
+      readonly hardwareEntryFailureReason: bigint;
+    }
+  | {
+      /** KVM could not go on (often an instruction its emulator does not handle). */
+      readonly kind: 'InternalError';
+      /** KVM's `KVM_INTERNAL_ERROR_*` sub-code. */
+      readonly suberror: number;
+    }
+  | {
+      /** An exception KVM passes to userspace. */
+      readonly kind: 'Exception';
+      /** The vector. */
+      readonly exception: number;
+      /** The error code. */
+      readonly errorCode: number;
+    }
+  | {
+      /** Single step or breakpoint (see `setGuestDebug`). */
+      readonly kind: 'Debug';
+      /** The vector (1 = #DB, 3 = #BP). */
+      readonly exception: number;
+      /** The guest's instruction pointer. */
+      readonly pc: bigint;
+      /** Debug status. */
+      readonly dr6: bigint;
+      /** Debug control. */
+      readonly dr7: bigint;
+    }
+  | {
+      /** The in-kernel IOAPIC needs an EOI for a level-triggered vector. */
+      readonly kind: 'IoapicEoi';
+      /** The vector. */
+      readonly vector: number;
+    }
+  | {
+      /** `rdmsr`/`wrmsr` forwarded to userspace. */
+      readonly kind: 'MsrAccess';
+      /** The MSR number. */
+      readonly index: number;
+      /** The value written (or read). */
+      readonly data: bigint;
+      /** True for `wrmsr`. */
+      readonly write: boolean;
+    }
+  | {
+      /** Any other KVM exit reason. */
+      readonly kind: 'Unknown';
+      /** The raw `kvm_run.exit_reason`. */
+      readonly reason: number;
+    };
 
 /** Any exit kind. */
 export type VcpuExitKind = VcpuExit['kind'];

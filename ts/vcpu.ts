@@ -45,7 +45,24 @@ export interface LongModeOptions {
 }
 
 const REG_NAMES = [
-  'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags',
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
 ] as const;
 
 /** Size of the copy buffer used where external buffers are forbidden (one PIO page). */
@@ -174,7 +191,11 @@ export class Vcpu {
     if (hypercall) this.#hypercallHandler = hypercall;
     this.#last = NONE;
     const code = this.#guard('runUntil', () =>
-      this.#native.runUntil(io ? this.#onIo : undefined, mmio ? this.#onMmio : undefined, hypercall ? this.#onHypercall : undefined),
+      this.#native.runUntil(
+        io ? this.#onIo : undefined,
+        mmio ? this.#onMmio : undefined,
+        hypercall ? this.#onHypercall : undefined,
+      ),
     );
     this.#last = code;
     return exitFor(code, this.#native);
@@ -470,7 +491,9 @@ export class Vcpu {
       if (kind === 'Io') this.#ioHandler = fn;
       else this.#mmioHandler = fn;
       this.#last = NONE;
-      this.#guard(op, () => (kind === 'Io' ? this.#native.handleIo(this.#onIo) : this.#native.handleMmio(this.#onMmio)));
+      this.#guard(op, () =>
+        kind === 'Io' ? this.#native.handleIo(this.#onIo) : this.#native.handleMmio(this.#onMmio),
+      );
       return;
     }
     if (this.#closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);

@@ -74,7 +74,11 @@ export class Vm {
   /** Removes a region: guest accesses there become `Mmio` exits. */
   removeMemory(memory: GuestMemory): void {
     if (!(memory instanceof GuestMemory) || this.#memory.get(memory.slot) !== memory) {
-      throw new VcpuError('EINVAL', 'removeMemory', 'removeMemory: not a memory region of this VM (or removed already)');
+      throw new VcpuError(
+        'EINVAL',
+        'removeMemory',
+        'removeMemory: not a memory region of this VM (or removed already)',
+      );
     }
     call('removeMemory', () => this.#native.removeMemory(memory.slot));
     this.#memory.delete(memory.slot);

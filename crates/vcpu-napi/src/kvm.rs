@@ -10,12 +10,19 @@ use crate::vm::NativeVm;
 /// One `KVM_GET_SUPPORTED_CPUID` / `KVM_SET_CPUID2` entry.
 #[napi(object)]
 pub struct CpuidEntry {
+    /// The leaf (EAX input).
     pub function: u32,
+    /// The subleaf (ECX input).
     pub index: u32,
+    /// KVM_CPUID_FLAG_* flags.
     pub flags: u32,
+    /// EAX output.
     pub eax: u32,
+    /// EBX output.
     pub ebx: u32,
+    /// ECX output.
     pub ecx: u32,
+    /// EDX output.
     pub edx: u32,
 }
 

@@ -18,10 +18,15 @@ use crate::vcpu::NativeVcpu;
 /// One memory region, as every thread sees it.
 #[napi(object)]
 pub struct RegionInfo {
+    /// The KVM memory slot.
     pub slot: u32,
+    /// Guest physical address of the first byte.
     pub guest_address: f64,
+    /// Size in bytes.
     pub size: f64,
+    /// Read-only for the guest.
     pub readonly: bool,
+    /// Dirty pages are logged.
     pub dirty_log: bool,
 }
 

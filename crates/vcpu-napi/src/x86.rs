@@ -11,11 +11,50 @@ use crate::error::{invalid, IntoNapi, Result};
 use crate::kvm::CpuidEntry;
 use crate::vcpu::NativeVcpu;
 
+/// General-purpose registers (`kvm_regs`).
+#[napi(object)]
+pub struct Regs {
+    /// `rax`.
+    pub rax: BigInt,
+    /// `rbx`.
+    pub rbx: BigInt,
+    /// `rcx`.
+    pub rcx: BigInt,
+    /// `rdx`.
+    pub rdx: BigInt,
+    /// `rsi`.
+    pub rsi: BigInt,
+    /// `rdi`.
+    pub rdi: BigInt,
+    /// `rsp`.
+    pub rsp: BigInt,
+    /// `rbp`.
+    pub rbp: BigInt,
+    /// `r8`.
+    pub r8: BigInt,
+    /// `r9`.
+    pub r9: BigInt,
+    /// `r10`.
+    pub r10: BigInt,
+    /// `r11`.
+    pub r11: BigInt,
+    /// `r12`.
+    pub r12: BigInt,
+    /// `r13`.
+    pub r13: BigInt,
+    /// `r14`.
+    pub r14: BigInt,
+    /// `r15`.
+    pub r15: BigInt,
+    /// Instruction pointer.
+    pub rip: BigInt,
+    /// Flags register (bit 1 is always set).
+    pub rflags: BigInt,
+}
+
+/// Converts `Regs` from and to `kvm_regs`, field by field.
 macro_rules! regs_object {
     ($($f:ident),*) => {
-        /// General-purpose registers (`kvm_regs`).
-        #[napi(object)]
-        pub struct Regs { $(pub $f: BigInt,)* }
 
         fn regs_to_js(r: &kvm_regs) -> Regs {
             Regs { $($f: big(r.$f),)* }
@@ -31,48 +70,80 @@ regs_object!(rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8, r9, r10, r11, r12, r13,
 /// A segment register (`kvm_segment`).
 #[napi(object)]
 pub struct Segment {
+    /// Base address.
     pub base: BigInt,
+    /// Limit.
     pub limit: u32,
+    /// Selector.
     pub selector: u32,
+    /// Segment type (4 bits).
     #[napi(js_name = "type")]
     pub type_: u32,
+    /// Present bit.
     pub present: u32,
+    /// Descriptor privilege level (0-3).
     pub dpl: u32,
+    /// Default operation size (1 = 32-bit).
     pub db: u32,
+    /// Descriptor type (1 = code or data).
     pub s: u32,
+    /// Long mode (64-bit code).
     pub l: u32,
+    /// Granularity (1 = 4 KiB units).
     pub g: u32,
+    /// Available bit.
     pub avl: u32,
+    /// Unusable (null) segment.
     pub unusable: u32,
 }
 
 /// A descriptor table register (`kvm_dtable`).
 #[napi(object)]
 pub struct DTable {
+    /// Base address.
     pub base: BigInt,
+    /// Limit.
     pub limit: u32,
 }
 
 /// Special registers (`kvm_sregs`).
 #[napi(object)]
 pub struct Sregs {
+    /// Code segment.
     pub cs: Segment,
+    /// Data segment.
     pub ds: Segment,
+    /// Extra segment.
     pub es: Segment,
+    /// FS segment.
     pub fs: Segment,
+    /// GS segment.
     pub gs: Segment,
+    /// Stack segment.
     pub ss: Segment,
+    /// Task register.
     pub tr: Segment,
+    /// Local descriptor table.
     pub ldt: Segment,
+    /// Global descriptor table.
     pub gdt: DTable,
+    /// Interrupt descriptor table.
     pub idt: DTable,
+    /// Control register 0.
     pub cr0: BigInt,
+    /// Control register 2 (page-fault address).
     pub cr2: BigInt,
+    /// Control register 3 (page-table root).
     pub cr3: BigInt,
+    /// Control register 4.
     pub cr4: BigInt,
+    /// Control register 8 (task priority).
     pub cr8: BigInt,
+    /// Extended feature enable register.
     pub efer: BigInt,
+    /// The APIC base MSR.
     pub apic_base: BigInt,
+    /// Pending external interrupts, one bit per vector (4 × 64 bits).
     pub interrupt_bitmap: Vec<BigInt>,
 }
 
@@ -188,102 +259,149 @@ fn sregs_from_js(s: &Sregs) -> Result<kvm_sregs> {
 /// FPU state (`kvm_fpu`): `fpr` 8 × 16 bytes, `xmm` 16 × 16 bytes.
 #[napi(object)]
 pub struct Fpu {
+    /// x87 registers: 8 × 16 bytes.
     pub fpr: Uint8Array,
+    /// x87 control word.
     pub fcw: u32,
+    /// x87 status word.
     pub fsw: u32,
+    /// x87 abridged tag word.
     pub ftwx: u32,
+    /// Last x87 opcode.
     pub last_opcode: u32,
+    /// Last x87 instruction pointer.
     pub last_ip: BigInt,
+    /// Last x87 data pointer.
     pub last_dp: BigInt,
+    /// SSE registers: 16 × 16 bytes.
     pub xmm: Uint8Array,
+    /// SSE control and status.
     pub mxcsr: u32,
 }
 
 /// One MSR.
 #[napi(object)]
 pub struct Msr {
+    /// The MSR number.
     pub index: u32,
+    /// The value.
     pub data: BigInt,
 }
 
 /// The local APIC's register page (`kvm_lapic_state`, 1024 bytes).
 #[napi(object)]
 pub struct Lapic {
+    /// The 1024-byte register page.
     pub regs: Uint8Array,
 }
 
 /// Debug registers (`kvm_debugregs`).
 #[napi(object)]
 pub struct DebugRegs {
+    /// Default operation size (1 = 32-bit).
     pub db: Vec<BigInt>,
+    /// Debug status (DR6).
     pub dr6: BigInt,
+    /// Debug control (DR7).
     pub dr7: BigInt,
+    /// Flags.
     pub flags: u32,
 }
 
 /// One extended control register (`kvm_xcr`).
 #[napi(object)]
 pub struct Xcr {
+    /// The XCR number (0 = XCR0).
     pub xcr: u32,
+    /// The value.
     pub value: BigInt,
 }
 
 /// What `setGuestDebug` traps.
 #[napi(object)]
 pub struct GuestDebug {
+    /// Turn guest debugging on (off clears everything).
     pub enable: bool,
+    /// Exit with `Debug` after every instruction.
     pub single_step: Option<bool>,
+    /// Exit with `Debug` on `int3`.
     pub software_breakpoints: Option<bool>,
+    /// Up to four execution breakpoint addresses.
     pub hardware_breakpoints: Option<Vec<BigInt>>,
 }
 
 /// Pending exception state (`kvm_vcpu_events.exception`).
 #[napi(object)]
 pub struct ExceptionEvent {
+    /// Being injected.
     pub injected: u32,
+    /// Vector.
     pub nr: u32,
+    /// Whether it has an error code.
     pub has_error_code: u32,
+    /// Pending.
     pub pending: u32,
+    /// The error code.
     pub error_code: u32,
 }
 
 /// Interrupt state (`kvm_vcpu_events.interrupt`).
 #[napi(object)]
 pub struct InterruptEvent {
+    /// Being injected.
     pub injected: u32,
+    /// Vector.
     pub nr: u32,
+    /// Software interrupt.
     pub soft: u32,
+    /// Interrupt shadow (after `sti` or `mov ss`).
     pub shadow: u32,
 }
 
 /// NMI state (`kvm_vcpu_events.nmi`).
 #[napi(object)]
 pub struct NmiEvent {
+    /// Being injected.
     pub injected: u32,
+    /// Pending.
     pub pending: u32,
+    /// NMIs masked.
     pub masked: u32,
 }
 
 /// SMM state (`kvm_vcpu_events.smi`).
 #[napi(object)]
 pub struct SmiEvent {
+    /// In system management mode.
     pub smm: u32,
+    /// Pending.
     pub pending: u32,
+    /// SMM entered inside an NMI handler.
     pub smm_inside_nmi: u32,
+    /// An INIT is latched.
     pub latched_init: u32,
 }
 
 /// `kvm_vcpu_events`.
 #[napi(object)]
 pub struct VcpuEvents {
+    /// Exception state.
     pub exception: ExceptionEvent,
+    /// External interrupt state.
     pub interrupt: InterruptEvent,
+    /// NMI state.
     pub nmi: NmiEvent,
+    /// The SIPI vector.
     pub sipi_vector: u32,
+    /// Flags.
     pub flags: u32,
+    /// SMM state.
     pub smi: SmiEvent,
+    /// A triple fault is pending.
     pub triple_fault_pending: u32,
+    /// Whether `exceptionPayload` is valid.
     pub exception_has_payload: u32,
+    /// The exception payload (CR2 or DR6).
     pub exception_payload: BigInt,
 }
 

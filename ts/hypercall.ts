@@ -13,8 +13,11 @@ const MAX_ARGS = 6;
 const NRESULTS = ARGS + MAX_ARGS;
 const RESULTS = NRESULTS + 1;
 const MAX_RESULTS = 4;
+const STATE = RESULTS + MAX_RESULTS;
 /** @internal */
-export const RECORD_LENGTH = RESULTS + MAX_RESULTS;
+export const RECORD_LENGTH = STATE + 1;
+/** The record's state once the handler answered: the next run writes the results back. */
+const ANSWERED = 2n;
 
 /** What the helpers need of a VM: bounds-checked copies of guest memory. */
 export interface GuestMemoryAccess {
@@ -53,6 +56,11 @@ export class HypercallAbi {
   constructor(record: BigUint64Array, memory: GuestMemoryAccess) {
     this.#record = record;
     this.#memory = memory;
+  }
+
+  /** Marks the call answered: its results go back into the vcpu before it runs again. @internal */
+  answered(): void {
+    this.#record[STATE] = ANSWERED;
   }
 
   /** The call's id. */

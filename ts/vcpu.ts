@@ -164,12 +164,15 @@ export class Vcpu {
     this.#handleAccess('handleMmio', 'Mmio', fn);
   }
 
-  /** After a `Hypercall` exit: gives `fn` the call; its results go back to the guest. */
+  /**
+   * After a `Hypercall` exit: gives `fn` the call; its results go back to the guest
+   * (written into the registers before the vcpu runs again, or before `getRegs`).
+   * If `fn` throws, the error propagates and the guest sees no results.
+   */
   handleHypercall(fn: (abi: HypercallAbi) => void): void {
-    this.#checkIdle('handleHypercall');
-    this.#hypercallHandler = fn;
-    this.#last = NONE;
-    this.#guard('handleHypercall', () => this.#native.handleHypercall(this.#onHypercall));
+    this.#checkPending('handleHypercall', 'Hypercall');
+    fn(this.#abi);
+    this.#abi.answered();
   }
 
   /**
@@ -496,10 +499,16 @@ export class Vcpu {
       );
       return;
     }
+    this.#checkPending(op, kind);
+    this.#dispatch(fn);
+  }
+
+  /** The last exit must be `kind` and not handled yet; it is taken. */
+  #checkPending(op: string, kind: 'Io' | 'Mmio' | 'Hypercall'): void {
+    this.#checkIdle(op);
     if (this.#closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
     if (this.#last !== CODE[kind]) throw new VcpuError('EINVAL', op, `${op} must follow a run() that returned ${kind}`);
     this.#last = NONE;
-    this.#dispatch(fn);
   }
 
   /** Calls `fn` for each element of the access the exit record describes. */

@@ -10,13 +10,19 @@ use crate::error::{invalid, IntoNapi, Result};
 pub const EXIT_RECORD_LEN: usize = 5;
 
 /// Hypercall record (`BigUint64Array`): id, argument count, 6 arguments, count of
-/// results the handler set, 4 results (the defaults until set).
+/// results the handler set, 4 results (the defaults until set), state.
 const REC_ID: usize = 0;
 const REC_NARGS: usize = 1;
 const REC_ARGS: usize = 2;
 const REC_NRESULTS: usize = REC_ARGS + HypercallAbi::MAX_ARGS;
 const REC_RESULTS: usize = REC_NRESULTS + 1;
-pub const HYPERCALL_RECORD_LEN: usize = REC_RESULTS + HypercallAbi::MAX_RESULTS;
+const REC_STATE: usize = REC_RESULTS + HypercallAbi::MAX_RESULTS;
+pub const HYPERCALL_RECORD_LEN: usize = REC_STATE + 1;
+
+/// Record states: no call; a call waiting for its handler; answered (results to write).
+const CALL_NONE: u64 = 0;
+const CALL_PENDING: u64 = 1;
+const CALL_ANSWERED: u64 = 2;
 
 /// Where the facade's records are: raw pointers into typed arrays the `NativeVcpu`
 /// holds references to, so they live as long as it does; the facade never detaches
@@ -34,6 +40,24 @@ pub struct Records {
 unsafe impl Send for Records {}
 
 impl Records {
+    fn write_call(&self, abi: &HypercallAbi) {
+        let r = self.hypercall;
+        // SAFETY: `r` has HYPERCALL_RECORD_LEN entries (checked at bind; see `Records`).
+        unsafe {
+            r.add(REC_ID).write(abi.hypercall_id() as u64);
+            r.add(REC_NARGS).write(abi.args().len() as u64);
+            for (i, a) in abi.args().iter().enumerate() {
+                r.add(REC_ARGS + i).write(*a as u64);
+            }
+            // The defaults, so the handler can read them; none counts as set yet.
+            for (i, d) in abi.get_results().iter().enumerate() {
+                r.add(REC_RESULTS + i).write(*d as u64);
+            }
+            r.add(REC_NRESULTS).write(0);
+            r.add(REC_STATE).write(CALL_PENDING);
+        }
+    }
+
     fn write_access(&self, access: &IoAccess, count: usize, data_offset: usize) {
         let values = [
             access.address as f64,
@@ -52,13 +76,42 @@ impl Records {
 /// How JS is reached: a synchronous call, or a threadsafe call and a wait.
 pub type Invoke<'a> = dyn FnMut() -> Result<()> + 'a;
 
-/// Runs once; for an `Io`/`Mmio` exit, describes the access in the exit record.
+/// Runs once: first writes back a hypercall the handler answered, then for an
+/// `Io`/`Mmio` exit describes the access in the exit record, for a `Hypercall` the call in
+/// the hypercall record (the facade's handler answers there, with no native call).
 pub fn run(v: &KvmVcpu, rec: &Records) -> vcpu_kvm::Result<VcpuExit> {
+    finish_answered(v, rec)?;
     let exit = v.run()?;
     if let Some(access) = v.io_access() {
         rec.write_access(&access, access.count, access.data_offset);
     }
+    if exit == VcpuExit::Hypercall {
+        rec.write_call(&v.begin_hypercall()?);
+    }
     Ok(exit)
+}
+
+/// Writes back the results of a hypercall the handler answered, if any.
+pub fn finish_answered(v: &KvmVcpu, rec: &Records) -> vcpu_kvm::Result<()> {
+    let r = rec.hypercall;
+    // SAFETY: `r` has HYPERCALL_RECORD_LEN entries (checked at bind; see `Records`).
+    if unsafe { r.add(REC_STATE).read() } != CALL_ANSWERED {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    unsafe { r.add(REC_STATE).write(CALL_NONE) };
+    let mut abi = v.begin_hypercall()?;
+    let mut results = [0usize; HypercallAbi::MAX_RESULTS];
+    // SAFETY: as above.
+    let n = unsafe {
+        let n = (r.add(REC_NRESULTS).read() as usize).min(HypercallAbi::MAX_RESULTS);
+        for (i, out) in results[..n].iter_mut().enumerate() {
+            *out = r.add(REC_RESULTS + i).read() as usize;
+        }
+        n
+    };
+    abi.set_results(&results[..n]);
+    v.finish_hypercall(&abi)
 }
 
 /// Handles the pending Io/Mmio exit: one `invoke` over views (JS walks the elements the
@@ -122,45 +175,13 @@ fn copy_element(rec: &Records, params: IoParams, (ptr, len): (*mut u8, usize), i
     }
 }
 
-/// Handles the pending `Hypercall` exit: the call goes into the hypercall record, JS
-/// sets results there, and they go back into the vcpu.
+/// Handles the pending `Hypercall` exit (described in the record by `run`): JS sets the
+/// results there in `invoke`, and they go back into the vcpu at once.
 pub fn handle_hypercall(v: &KvmVcpu, rec: &Records, invoke: &mut Invoke) -> Result<()> {
-    let r = rec.hypercall;
-    let mut failure = None;
-    let result = v.handle_hypercall(&mut |abi| {
-        // SAFETY: `r` has HYPERCALL_RECORD_LEN entries (checked at bind; see `Records`).
-        unsafe {
-            r.add(REC_ID).write(abi.hypercall_id() as u64);
-            r.add(REC_NARGS).write(abi.args().len() as u64);
-            for (i, a) in abi.args().iter().enumerate() {
-                r.add(REC_ARGS + i).write(*a as u64);
-            }
-            // The defaults, so the handler can read them; none counts as set yet.
-            for (i, d) in abi.get_results().iter().enumerate() {
-                r.add(REC_RESULTS + i).write(*d as u64);
-            }
-            r.add(REC_NRESULTS).write(0);
-        }
-        if let Err(e) = invoke() {
-            failure = Some(e);
-            return Err(vcpu_kvm::Error::invalid("handleHypercall", "the handler failed"));
-        }
-        let mut results = [0usize; HypercallAbi::MAX_RESULTS];
-        // SAFETY: as above, after JS is done with the record.
-        let n = unsafe {
-            let n = (r.add(REC_NRESULTS).read() as usize).min(HypercallAbi::MAX_RESULTS);
-            for (i, out) in results[..n].iter_mut().enumerate() {
-                *out = r.add(REC_RESULTS + i).read() as usize;
-            }
-            n
-        };
-        abi.set_results(&results[..n]);
-        Ok(())
-    });
-    match (result, failure) {
-        (_, Some(e)) => Err(e),
-        (r, None) => r.js(),
-    }
+    invoke()?;
+    // SAFETY: `hypercall` has HYPERCALL_RECORD_LEN entries (checked at bind).
+    unsafe { rec.hypercall.add(REC_STATE).write(CALL_ANSWERED) };
+    finish_answered(v, rec).js()
 }
 
 /// Whether a handler exists for `exit` among (io, mmio, hypercall).

@@ -150,6 +150,18 @@ impl NativeVcpu {
     pub fn with<R>(&self, op: &str, f: impl FnOnce(&KvmVcpu) -> Result<R>) -> Result<R> {
         self.state.with(op, |v| f(v))
     }
+
+    /// As `with`, after writing back a hypercall the facade's handler answered (its
+    /// results belong in the registers `f` reads or writes).
+    pub fn with_answered<R>(&self, op: &str, f: impl FnOnce(&KvmVcpu) -> Result<R>) -> Result<R> {
+        let rec = self.state.records.get();
+        self.state.with(op, |v| {
+            if let Some(rec) = rec {
+                exits::finish_answered(v, &rec).js()?;
+            }
+            f(v)
+        })
+    }
 }
 
 #[napi]
@@ -270,15 +282,6 @@ impl NativeVcpu {
         let rec = self.state.records("handleMmio")?;
         self.state.with("handleMmio", |v| {
             exits::handle_access(v, &rec, true, &mut call_sync(&cb))
-        })
-    }
-
-    /// Handles the pending `Hypercall` exit: `cb` reads and writes the hypercall record.
-    #[napi]
-    pub fn handle_hypercall(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
-        let rec = self.state.records("handleHypercall")?;
-        self.state.with("handleHypercall", |v| {
-            exits::handle_hypercall(v, &rec, &mut call_sync(&cb))
         })
     }
 

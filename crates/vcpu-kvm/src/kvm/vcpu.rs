@@ -461,8 +461,23 @@ impl Vcpu for KvmVcpu {
     }
 
     fn handle_hypercall(&self, handle_fn: &mut dyn FnMut(&mut HypercallAbi) -> Result<()>) -> Result<()> {
+        let mut abi = self.begin_hypercall()?;
+        handle_fn(&mut abi)?;
+        self.finish_hypercall(&abi)
+    }
+}
+
+/// Hypercalls in two steps, for callers that answer the call somewhere else (another
+/// thread, or a JS handler run after this returns): `handle_hypercall` is exactly
+/// `begin_hypercall`, the handler, `finish_hypercall`.
+impl KvmVcpu {
+    /// After a `Hypercall` exit: the call, with the results the guest sees unless they
+    /// are changed. The exit stays pending until [`Self::finish_hypercall`] or the next
+    /// `run()`.
+    pub fn begin_hypercall(&self) -> Result<HypercallAbi> {
         const OP: &str = "handleHypercall";
-        match self.take_pending(&[Pending::PortHypercall, Pending::KvmHypercall], OP, "Hypercall")? {
+        let _ = self.fd(OP)?;
+        match Pending::from_u8(self.pending.load(Ordering::Relaxed)) {
             Pending::PortHypercall => {
                 let access = self
                     .access_for(Pending::PortHypercall)
@@ -470,14 +485,29 @@ impl Vcpu for KvmVcpu {
                 let data = self.access_data(&access);
                 let mut id = [0u8; 8];
                 id[..access.size].copy_from_slice(&data[..access.size]);
-                x86_64::port_hypercall(self, u64::from_le_bytes(id), handle_fn)
+                x86_64::port_hypercall_abi(self, u64::from_le_bytes(id))
             }
-            _ => {
+            Pending::KvmHypercall => {
                 // SAFETY: a KVM_EXIT_HYPERCALL is pending, so `hypercall` is live.
-                let hc = unsafe { &mut self.kvm_run().__bindgen_anon_1.hypercall };
+                let hc = unsafe { &self.kvm_run().__bindgen_anon_1.hypercall };
                 let args = hc.args.map(|a| a as usize);
-                let mut abi = HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]);
-                handle_fn(&mut abi)?;
+                Ok(HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]))
+            }
+            _ => Err(Error::invalid(
+                OP,
+                format!("{OP} must follow a run() that returned Hypercall"),
+            )),
+        }
+    }
+
+    /// Writes `abi`'s results into the vcpu and completes the pending `Hypercall` exit.
+    pub fn finish_hypercall(&self, abi: &HypercallAbi) -> Result<()> {
+        const OP: &str = "handleHypercall";
+        match self.take_pending(&[Pending::PortHypercall, Pending::KvmHypercall], OP, "Hypercall")? {
+            Pending::PortHypercall => x86_64::port_hypercall_results(self, abi),
+            _ => {
+                // SAFETY: a KVM_EXIT_HYPERCALL was pending, so `hypercall` is live.
+                let hc = unsafe { &mut self.kvm_run().__bindgen_anon_1.hypercall };
                 hc.ret = abi.get_results().first().copied().unwrap_or(0) as u64;
                 Ok(())
             }

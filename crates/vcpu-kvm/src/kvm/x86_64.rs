@@ -68,20 +68,26 @@ fn sync_regs(vcpu: &KvmVcpu) -> &mut kvm_regs {
     unsafe { &mut vcpu.kvm_run().s.regs.regs }
 }
 
-/// Handles a port-I/O hypercall: id written to the port; arguments in
-/// [`HYPERCALL_ARG_REGS`]; results into [`HYPERCALL_RESULT_REGS`]. Unset results leave
-/// their register unchanged, except RAX, which defaults to `u64::MAX` (not supported).
-pub(crate) fn port_hypercall(
-    vcpu: &KvmVcpu,
-    id: u64,
-    handle_fn: &mut dyn FnMut(&mut HypercallAbi) -> Result<()>,
-) -> Result<()> {
-    let sync = vcpu.vm.shared().sync_regs;
-    let mut regs = if sync { *sync_regs(vcpu) } else { vcpu.get_regs()? };
+/// The call of a port-I/O hypercall: id written to the port; arguments in
+/// [`HYPERCALL_ARG_REGS`]; results for [`HYPERCALL_RESULT_REGS`], where unset results
+/// leave their register unchanged, except RAX, which defaults to `u64::MAX` (not
+/// supported).
+pub(crate) fn port_hypercall_abi(vcpu: &KvmVcpu, id: u64) -> Result<HypercallAbi> {
+    let regs = if vcpu.vm.shared().sync_regs {
+        *sync_regs(vcpu)
+    } else {
+        vcpu.get_regs()?
+    };
     let args = [regs.rbx, regs.rcx, regs.rsi, regs.rdi, regs.r8, regs.r9].map(|r| r as usize);
     let defaults = [u64::MAX, regs.rbx, regs.rcx, regs.rdx].map(|r| r as usize);
-    let mut abi = HypercallAbi::new(id as usize, &args, &defaults);
-    handle_fn(&mut abi)?;
+    Ok(HypercallAbi::new(id as usize, &args, &defaults))
+}
+
+/// Writes a port-I/O hypercall's results into [`HYPERCALL_RESULT_REGS`]: through the
+/// sync registers where KVM has them (no ioctl), else with `KVM_SET_REGS`.
+pub(crate) fn port_hypercall_results(vcpu: &KvmVcpu, abi: &HypercallAbi) -> Result<()> {
+    let sync = vcpu.vm.shared().sync_regs;
+    let mut regs = if sync { *sync_regs(vcpu) } else { vcpu.get_regs()? };
     let results = abi.get_results();
     for (reg, value) in [&mut regs.rax, &mut regs.rbx, &mut regs.rcx, &mut regs.rdx]
         .into_iter()

@@ -8,6 +8,21 @@ import { GuestMemory, type MemoryOptions } from './memory';
 import native, { type NativeVm } from './native';
 import { Vcpu } from './vcpu';
 
+/** `bytes` as a Uint8Array: arrays must hold integers from 0 to 255. */
+function toBytes(bytes: Uint8Array | ArrayLike<number>): Uint8Array {
+  if (bytes instanceof Uint8Array) return bytes;
+  const ok =
+    bytes !== null &&
+    typeof bytes === 'object' &&
+    Number.isSafeInteger(bytes.length) &&
+    Array.prototype.every.call(
+      bytes,
+      (b: unknown) => Number.isInteger(b) && (b as number) >= 0 && (b as number) <= 255,
+    );
+  if (!ok) throw new VcpuError('EINVAL', 'write', 'write: bytes must be a Uint8Array or an array of integers 0-255');
+  return Uint8Array.from(bytes);
+}
+
 /** Plain data naming a VM: send it to a worker with `postMessage`, open it with {@link Vm.fromHandle}. */
 export interface VmHandle {
   /** Process-wide number of the VM. */
@@ -108,8 +123,7 @@ export class Vm {
 
   /** Copies `bytes` into guest memory at `gpa` (inside one region). */
   write(gpa: number, bytes: Uint8Array | ArrayLike<number>): void {
-    const data = bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes ?? []);
-    call('write', () => this.#native.write(gpa, data));
+    call('write', () => this.#native.write(gpa, toBytes(bytes)));
   }
 
   /** The pages of `memory` the guest wrote since the last call, one bit per page. */

@@ -365,8 +365,9 @@ impl NativeVcpu {
     }
 
     #[napi]
-    pub fn enable_raw_capability(&self, cap: u32, args: Vec<BigInt>) -> Result<()> {
+    pub fn enable_raw_capability(&self, cap: f64, args: Vec<BigInt>) -> Result<()> {
         const OP: &str = "enableRawCapability";
+        let cap = crate::args::uint(OP, "cap", cap, u32::MAX.into())? as u32;
         if args.len() != 4 {
             return Err(invalid(OP, "args must hold exactly 4 bigints"));
         }
@@ -380,10 +381,8 @@ impl NativeVcpu {
     }
 
     #[napi]
-    pub fn interrupt(&self, vector: u32) -> Result<()> {
-        if vector > 255 {
-            return Err(invalid("interrupt", format!("vector must be 0..255, got {vector}")));
-        }
+    pub fn interrupt(&self, vector: f64) -> Result<()> {
+        let vector = crate::args::uint("interrupt", "vector", vector, 255.0)? as u32;
         self.with("interrupt", |v| v.interrupt(vector).js())
     }
 

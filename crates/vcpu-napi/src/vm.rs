@@ -69,7 +69,8 @@ impl NativeVm {
     /// it has a unique address and outlives the slot), or `null` where the runtime
     /// forbids external buffers.
     #[napi(ts_return_type = "ArrayBuffer | null")]
-    pub fn memory_buffer<'env>(&self, env: &'env Env, slot: u32) -> Result<Option<Unknown<'env>>> {
+    pub fn memory_buffer<'env>(&self, env: &'env Env, slot: f64) -> Result<Option<Unknown<'env>>> {
+        let slot = uint("bytes", "slot", slot, u32::MAX.into())? as u32;
         let region = self
             .vm
             .regions()
@@ -102,7 +103,10 @@ impl NativeVm {
 
     /// A process-wide number naming this VM, for `fromHandle` in any worker.
     #[napi(getter)]
-    pub fn handle(&self) -> u32 {
+    pub fn handle(&self) -> Result<u32> {
+        if self.vm.is_closed() {
+            return Err(crate::error::closed("handle", "VM"));
+        }
         if self.handle.get() == 0 {
             static NEXT: AtomicU32 = AtomicU32::new(1);
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -111,12 +115,13 @@ impl NativeVm {
             map.insert(id, self.vm.downgrade());
             self.handle.set(id);
         }
-        self.handle.get()
+        Ok(self.handle.get())
     }
 
     /// The VM a handle names, for this thread. `ECLOSED` once it is closed or gone.
     #[napi(factory)]
-    pub fn from_handle(handle: u32) -> Result<NativeVm> {
+    pub fn from_handle(handle: f64) -> Result<NativeVm> {
+        let handle = uint("Vm.fromHandle", "handle", handle, u32::MAX.into())? as u32;
         let vm = handles()
             .get(&handle)
             .and_then(WeakVm::upgrade)
@@ -141,13 +146,15 @@ impl NativeVm {
     }
 
     #[napi]
-    pub fn remove_memory(&self, slot: u32) -> Result<()> {
+    pub fn remove_memory(&self, slot: f64) -> Result<()> {
+        let slot = uint("removeMemory", "slot", slot, u32::MAX.into())? as u32;
         self.vm.remove_memory(slot).js()
     }
 
     /// One bit per page of the slot, set for pages written since the last call.
     #[napi]
-    pub fn get_dirty_log(&self, slot: u32) -> Result<BigUint64Array> {
+    pub fn get_dirty_log(&self, slot: f64) -> Result<BigUint64Array> {
+        let slot = uint("getDirtyLog", "slot", slot, u32::MAX.into())? as u32;
         Ok(BigUint64Array::new(self.vm.get_dirty_log(slot).js()?))
     }
 

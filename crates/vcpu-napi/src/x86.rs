@@ -609,7 +609,8 @@ impl NativeVcpu {
     }
 
     #[napi]
-    pub fn set_mp_state(&self, state: u32) -> Result<()> {
+    pub fn set_mp_state(&self, state: f64) -> Result<()> {
+        let state = crate::args::uint("setMpState", "state", state, u32::MAX.into())? as u32;
         self.with("setMpState", |v| v.set_mp_state(state).js())
     }
 

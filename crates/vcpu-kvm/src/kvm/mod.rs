@@ -51,6 +51,13 @@ impl Kvm {
                 Error::new(ErrorCode::Errno(errno), OP, hint)
             })?;
         let version = fd.get_api_version();
+        if version < 0 {
+            return Err(Error::new(
+                ErrorCode::Errno(libc::ENOTTY),
+                OP,
+                format!("{path} is not a KVM device"),
+            ));
+        }
         if version != 12 {
             return Err(Error::new(
                 ErrorCode::Errno(libc::ENOTSUP),

@@ -282,13 +282,15 @@ impl KvmVcpu {
             }
             _ => return None,
         };
-        // Never trust the sizes: the data must be 1/2/4/8-byte elements inside the mapping.
+        // Never trust the sizes: the data must be 1- to 8-byte elements inside the mapping.
         let len = access.size.checked_mul(access.count)?;
         let fits = access
             .data_offset
             .checked_add(len)
             .is_some_and(|end| end <= self.shared.len());
-        (matches!(access.size, 1 | 2 | 4 | 8) && access.count > 0 && fits).then_some(access)
+        // MMIO may be any width from 1 to 8 (KVM splits wider or unaligned accesses
+        // into such pieces); port I/O is 1, 2 or 4 bytes.
+        (matches!(access.size, 1..=8) && access.count > 0 && fits).then_some(access)
     }
 
     /// The data of the pending access, `size * count` bytes of the mapping.

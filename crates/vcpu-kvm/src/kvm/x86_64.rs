@@ -104,6 +104,18 @@ pub(crate) fn port_hypercall_results(vcpu: &KvmVcpu, abi: &HypercallAbi) -> Resu
     }
 }
 
+/// The LAPIC ioctls fail with `EINVAL`/`ENXIO` when the VM has no in-kernel irqchip.
+fn lapic_error(op: &'static str, errno: i32) -> Error {
+    if errno == libc::EINVAL || errno == libc::ENXIO {
+        return Error::new(
+            ErrorCode::Errno(errno),
+            op,
+            format!("{op}: this VM has no in-kernel local APIC (create it with the irqchip option)"),
+        );
+    }
+    Error::errno(op, errno)
+}
+
 /// How `set_guest_debug` should trap the guest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GuestDebug {
@@ -233,12 +245,16 @@ impl KvmVcpu {
 
     /// `KVM_GET_LAPIC` (needs the in-kernel irqchip).
     pub fn get_lapic(&self) -> Result<kvm_lapic_state> {
-        self.fd("getLapic")?.get_lapic().op("getLapic")
+        self.fd("getLapic")?
+            .get_lapic()
+            .map_err(|e| lapic_error("getLapic", e.errno()))
     }
 
-    /// `KVM_SET_LAPIC`.
+    /// `KVM_SET_LAPIC` (needs the in-kernel irqchip).
     pub fn set_lapic(&self, lapic: &kvm_lapic_state) -> Result<()> {
-        self.fd("setLapic")?.set_lapic(lapic).op("setLapic")
+        self.fd("setLapic")?
+            .set_lapic(lapic)
+            .map_err(|e| lapic_error("setLapic", e.errno()))
     }
 
     /// `KVM_GET_VCPU_EVENTS`.

@@ -1,8 +1,15 @@
 #!/bin/sh
-# Rebuilds every guest's bytes from its source: `sh guests/build.sh` (needs nasm, from
-# Debian's package of that name). The .bin files are committed, so nothing else needs it.
+# Rebuilds every guest's bytes from its source: `sh guests/build.sh` (needs nasm, and
+# binutils' ld for the ELF test kernel, from Debian's packages of those names). The
+# built files are committed, so nothing else needs them.
 set -e
 cd "$(dirname "$0")"
 for src in *.asm; do
+  [ "$src" = test_kernel.asm ] && continue
   nasm -f bin -I ./ -o "${src%.asm}.bin" "$src"
 done
+# The test kernel, as a bzImage and as an ELF vmlinux.
+nasm -f bin -o test_kernel.bzImage test_kernel.asm
+nasm -f elf64 -DELF -o /tmp/vcpu_test_kernel.o test_kernel.asm
+ld -n -static -Ttext=0x100000 -e startup_64 -o test_kernel.elf /tmp/vcpu_test_kernel.o
+rm -f /tmp/vcpu_test_kernel.o

@@ -136,3 +136,9 @@ impl<T> Context<T> for std::result::Result<T, vmm_sys_util::errno::Error> {
         self.map_err(|e| Error::errno(op, e.errno()))
     }
 }
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn op(self, op: &'static str) -> Result<T> {
+        self.map_err(|e| Error::errno(op, e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+}

@@ -26,6 +26,7 @@
 pub mod arch;
 #[doc(hidden)]
 pub mod bench;
+pub mod devices;
 mod error;
 mod exit;
 mod hypercall;

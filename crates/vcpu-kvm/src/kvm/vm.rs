@@ -317,6 +317,21 @@ impl KvmVm {
         Ok(())
     }
 
+    /// Routes `evt` to interrupt line `gsi` of the in-kernel irqchip (`KVM_IRQFD`).
+    pub fn register_irqfd(&self, evt: &vmm_sys_util::eventfd::EventFd, gsi: u32) -> Result<()> {
+        const OP: &str = "registerIrqfd";
+        let state = self.lock(OP)?;
+        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        fd.register_irqfd(evt, gsi).map_err(|e| match e.errno() {
+            libc::EINVAL | libc::ENXIO => Error::new(
+                ErrorCode::Errno(e.errno()),
+                OP,
+                format!("{OP}: needs the in-kernel irqchip (create the VM with the irqchip option)"),
+            ),
+            errno => Error::errno(OP, errno),
+        })
+    }
+
     /// The pages of `slot` written since the last call, one bit per page.
     pub fn get_dirty_log(&self, slot: MemSlot) -> Result<Vec<u64>> {
         const OP: &str = "getDirtyLog";

@@ -27,3 +27,18 @@ pub const CODE_SELECTOR: u16 = 0x08;
 pub const DATA_SELECTOR: u16 = 0x10;
 /// Selector of the TSS.
 pub const TSS_SELECTOR: u16 = 0x18;
+
+/// Where the Linux boot protocol's zero page (`boot_params`) goes.
+pub const ZERO_PAGE_ADDR: u64 = 0x7000;
+/// The stack pointer a booted kernel starts with (just below the page tables).
+pub const BOOT_STACK_POINTER: u64 = 0x8ff0;
+/// The kernel command line.
+pub const CMDLINE_ADDR: u64 = 0x20000;
+/// The longest command line, with its NUL.
+pub const CMDLINE_MAX_SIZE: usize = 0x10000;
+/// Start of the BIOS data that a PC keeps below 1 MiB: RAM stops here in the e820 map.
+pub const EBDA_START: u64 = 0x9fc00;
+/// Where the kernel is loaded (1 MiB, the protocol's `HIGH_MEMORY`).
+pub const KERNEL_ADDR: u64 = 0x10_0000;
+/// The highest address an initrd may end at, unless the kernel says otherwise.
+pub const INITRD_ADDR_MAX: u64 = 0x37ff_ffff;

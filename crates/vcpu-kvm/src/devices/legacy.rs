@@ -1,0 +1,160 @@
+//! A 16550A UART on COM1 (vm-superio's `Serial`), the i8042 controller's reset line
+//! (vm-superio's `I8042Device`), and a sink for every other port a kernel probes.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vm_superio::{I8042Device, Serial, Trigger};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::error::{Context, Error, Result};
+use crate::kvm::KvmVm;
+use crate::{IoOperation, IoParams, KvmVcpu, Vcpu, VcpuExit};
+
+/// COM1's first port.
+pub const COM1_BASE: u64 = 0x3f8;
+/// COM1's interrupt line on the in-kernel PIC/IOAPIC.
+pub const COM1_IRQ: u32 = 4;
+/// The i8042 controller's data port (its command port is `+ 4`).
+pub const I8042_BASE: u64 = 0x60;
+
+/// An `EventFd` as vm-superio's interrupt and reset trigger.
+struct EventTrigger(EventFd);
+
+impl Trigger for EventTrigger {
+    type E = std::io::Error;
+
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// What the guest has written to the console and nobody has taken yet.
+#[derive(Clone, Default)]
+pub struct SerialOutput(Arc<Mutex<Vec<u8>>>);
+
+impl SerialOutput {
+    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A Vec push cannot be left half done: a poisoned lock is still consistent.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes everything written so far.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+impl Write for SerialOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// COM1, the i8042 reset line and a port sink, shared by every vcpu of a VM.
+pub struct LegacyDevices {
+    serial: Mutex<Serial<EventTrigger, vm_superio::serial::NoEvents, SerialOutput>>,
+    i8042: Mutex<I8042Device<EventTrigger>>,
+    reset: EventFd,
+    output: SerialOutput,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Device state is updated register by register: a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LegacyDevices {
+    /// Devices for `vm`, whose in-kernel irqchip delivers COM1's interrupts (through
+    /// an irqfd on [`COM1_IRQ`]).
+    pub fn new(vm: &KvmVm) -> Result<Self> {
+        const OP: &str = "devices";
+        let irq = EventFd::new(EFD_NONBLOCK).op(OP)?;
+        vm.register_irqfd(&irq, COM1_IRQ)?;
+        let reset = EventFd::new(EFD_NONBLOCK).op(OP)?;
+        let output = SerialOutput::default();
+        Ok(LegacyDevices {
+            serial: Mutex::new(Serial::new(EventTrigger(irq), output.clone())),
+            i8042: Mutex::new(I8042Device::new(EventTrigger(reset.try_clone().op(OP)?))),
+            reset,
+            output,
+        })
+    }
+
+    /// The console output.
+    pub fn output(&self) -> &SerialOutput {
+        &self.output
+    }
+
+    /// Queues `bytes` for the guest to read from COM1 (and raises its interrupt). Returns
+    /// how many fit in the UART's FIFO.
+    pub fn serial_input(&self, bytes: &[u8]) -> Result<usize> {
+        lock(&self.serial)
+            .enqueue_raw_bytes(bytes)
+            .map_err(|e| Error::invalid("serialInput", format!("{e:?}")))
+    }
+
+    /// Room left in COM1's input FIFO.
+    pub fn serial_input_room(&self) -> usize {
+        lock(&self.serial).fifo_capacity()
+    }
+
+    /// True once the guest pulsed the reset line through the i8042 (its reboot or,
+    /// with `reboot=k`, power-off path). Reading clears it.
+    pub fn reset_requested(&self) -> bool {
+        self.reset.read().is_ok()
+    }
+
+    /// Handles one port access: COM1, the i8042, or the sink (reads all ones, writes
+    /// ignored), which answers the ports a kernel probes for hardware that is absent.
+    pub fn handle_io(&self, p: IoParams) {
+        let port = p.address;
+        match p.operation {
+            IoOperation::Write(data) => {
+                let value = data[0];
+                if (COM1_BASE..COM1_BASE + 8).contains(&port) {
+                    // A full output buffer or a failed interrupt loses a byte; never fatal.
+                    let _ = lock(&self.serial).write((port - COM1_BASE) as u8, value);
+                } else if port == I8042_BASE || port == I8042_BASE + 4 {
+                    let _ = lock(&self.i8042).write((port - I8042_BASE) as u8, value);
+                }
+            }
+            IoOperation::Read(data) => {
+                if (COM1_BASE..COM1_BASE + 8).contains(&port) {
+                    data[0] = lock(&self.serial).read((port - COM1_BASE) as u8);
+                } else if port == I8042_BASE || port == I8042_BASE + 4 {
+                    data[0] = lock(&self.i8042).read((port - I8042_BASE) as u8);
+                } else {
+                    data.fill(0xff);
+                }
+            }
+        }
+    }
+
+    /// Runs `vcpu` until something other than port I/O happens: port I/O goes to the
+    /// devices here, and an i8042 reset ends the run as `SystemEventReset`. MMIO reads
+    /// return all ones and writes are dropped (there is no MMIO device). An interrupted
+    /// run is `Err(EINTR)`, as from `run()`.
+    pub fn run(&self, vcpu: &KvmVcpu) -> Result<VcpuExit> {
+        loop {
+            match vcpu.run()? {
+                VcpuExit::Io => vcpu.handle_io(&mut |p| self.handle_io(p))?,
+                VcpuExit::Mmio => vcpu.handle_mmio(&mut |p| {
+                    if let IoOperation::Read(d) = p.operation {
+                        d.fill(0xff);
+                    }
+                    Ok(())
+                })?,
+                other => return Ok(other),
+            }
+            if self.reset_requested() {
+                return Ok(VcpuExit::SystemEventReset);
+            }
+        }
+    }
+}

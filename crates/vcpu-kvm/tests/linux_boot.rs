@@ -1,0 +1,83 @@
+//! The Linux boot protocol with the test kernel of `guests/`: a bzImage and an ELF
+//! build, loaded with an initrd and a command line, boot on COM1 and power off through
+//! the i8042.
+
+mod common;
+
+use common::*;
+use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux};
+use vcpu_kvm::devices::LegacyDevices;
+use vcpu_kvm::{Kvm, VcpuExit, VmConfig};
+
+const MEM: usize = 64 << 20;
+
+fn guest_file(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../guests/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn boot(kernel: &[u8]) -> String {
+    let kvm = Kvm::open(None).unwrap();
+    let vm = kvm
+        .create_vm(VmConfig {
+            irqchip: true,
+            ..VmConfig::default()
+        })
+        .unwrap();
+    vm.add_memory(0, MEM, false, false).unwrap();
+    let initrd: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+    let boot = load_linux(&vm, kernel, Some(&initrd), "console=ttyS0 vcpu.test=1").unwrap();
+    let devices = LegacyDevices::new(&vm).unwrap();
+    let vcpu = vm.create_vcpu(0).unwrap();
+    start_linux(&vcpu, &boot).unwrap();
+    assert_eq!(devices.run(&vcpu).unwrap(), VcpuExit::SystemEventReset);
+    String::from_utf8(devices.output().take()).unwrap()
+}
+
+fn expected() -> String {
+    // 4096 bytes 0..=255 repeated: sum = 16 * 32640 = 0x7f800. The initrd sits at the
+    // top of RAM below the kernel's initrd_addr_max.
+    [
+        "vcpu-test-kernel",
+        "boot_params: ok",
+        "loader: ff",
+        "e820: 0 9fc00 1",
+        "e820: 100000 3f00000 1",
+        "cmdline: console=ttyS0 vcpu.test=1",
+        "initrd: 1000 7f800",
+        "bye",
+        "",
+    ]
+    .join("\n")
+}
+
+#[test]
+fn bzimage_boots_with_initrd_and_cmdline() {
+    assert_eq!(boot(&guest_file("test_kernel.bzImage")), expected());
+}
+
+#[test]
+fn elf_vmlinux_boots_with_initrd_and_cmdline() {
+    assert_eq!(boot(&guest_file("test_kernel.elf")), expected());
+}
+
+#[test]
+fn bad_kernels_are_refused_with_clear_errors() {
+    let kvm = Kvm::open(None).unwrap();
+    let vm = kvm.create_vm(VmConfig::default()).unwrap();
+    vm.add_memory(0, 2 << 20, false, false).unwrap();
+    let bz = guest_file("test_kernel.bzImage");
+    for (kernel, code) in [
+        (&b"not a kernel at all"[..], "EINVAL"),
+        (&bz[..0x300], "EINVAL"),      // truncated inside the setup header's sectors
+        (&[0u8; 4096][..], "EINVAL"),  // no HdrS magic
+        (&guest("hlt")[..], "EINVAL"), // a flat binary
+    ] {
+        let err = load_linux(&vm, kernel, None, "").unwrap_err();
+        assert_eq!(err.code_name(), code, "{}", err.message());
+        assert!(err.message().contains("kernel"), "{}", err.message());
+    }
+    // A kernel that loads but an initrd bigger than RAM.
+    let err = load_linux(&vm, &bz, Some(&vec![0u8; 4 << 20]), "").unwrap_err();
+    assert_eq!(err.code_name(), "ENOMEM", "{}", err.message());
+}

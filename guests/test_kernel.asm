@@ -8,6 +8,7 @@
 ;   e820: <addr> <size> <type> (one line per entry)
 ;   cmdline: <the command line>
 ;   initrd: <size> <sum of its bytes, 32 bits>
+;   (if the command line starts with "echo": console input, upper-cased, up to a newline)
 ;   bye
 ; then pulses the i8042 reset line (out 0x64, 0xfe): the VMM powers off. Numbers are
 ; hex without leading zeros.
@@ -125,6 +126,27 @@ startup_64:                       ; +0x200: the 64-bit entry
     mov eax, ebx
     call puthex
     call newline
+    mov esi, [r15 + 0x228]
+    cmp dword [rsi], 'echo'
+    jne .bye
+.read:
+    mov dx, 0x3fd                 ; line status: bit 0 = a byte is waiting
+.wait:
+    in al, dx
+    test al, 1
+    jz .wait
+    mov dx, 0x3f8
+    in al, dx
+    cmp al, 'a'
+    jb .echo
+    cmp al, 'z'
+    ja .echo
+    sub al, 'a' - 'A'
+.echo:
+    out dx, al
+    cmp al, 10
+    jne .read
+.bye:
     lea rsi, [rel s_bye]
     call puts
     jmp off

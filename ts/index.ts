@@ -23,3 +23,5 @@ export { VcpuError } from './errors';
 export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';
 export type * from './types';
+export { bootLinux, parseSize, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
+export type { LinuxBootInfo } from '../native/index';

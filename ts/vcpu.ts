@@ -6,7 +6,7 @@ import { dispose } from './dispose';
 import { call, toVcpuError, VcpuError } from './errors';
 import { CODE, exitFor } from './exit';
 import { HypercallAbi, RECORD_LENGTH, toU64 } from './hypercall';
-import type { NativeVcpu } from './native';
+import type { LinuxBootInfo, NativeDevices, NativeVcpu } from './native';
 import { VcpuSignalHandle } from './signal';
 import type {
   CpuidEntry,
@@ -263,6 +263,36 @@ export class Vcpu {
       this.#guard('runAsync', () => this.#native.runAsync(onEvent, !!io, !!mmio, !!hypercall));
       this.#async = true;
     });
+  }
+
+  /**
+   * Runs on a native thread with the legacy devices handling port I/O in the exit path,
+   * until another exit (an i8042 reset is `SystemEventReset`) or a kick (`Intr`).
+   * @internal
+   */
+  runDevices(devices: NativeDevices): Promise<VcpuExit> {
+    this.#checkIdle('runDevices');
+    this.#last = NONE;
+    return new Promise<VcpuExit>((resolve, reject) => {
+      const onEvent = (err: Error | null, event: number): boolean => {
+        this.#async = false;
+        if (err) {
+          const [code, message] = String(err.message).split('\u0001');
+          reject(message === undefined ? toVcpuError(err, 'runDevices') : toVcpuError({ code, message }, 'runDevices'));
+        } else {
+          this.#last = event & 0xff;
+          resolve(exitFor(event & 0xff, this.#native));
+        }
+        return false;
+      };
+      this.#guard('runDevices', () => this.#native.runDevices(devices, onEvent));
+      this.#async = true;
+    });
+  }
+
+  /** @internal */
+  startLinux(boot: LinuxBootInfo): void {
+    this.#call('startLinux', () => this.#native.startLinux(boot));
   }
 
   /** Alias of {@link Vcpu.runAsync}: the async form of {@link Vcpu.runUntil}. */

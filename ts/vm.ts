@@ -156,6 +156,11 @@ export class Vm {
     this.#memory.clear();
   }
 
+  /** The binding, for the package's own helpers. @internal */
+  get native(): NativeVm {
+    return this.#native;
+  }
+
   /** `using vm = …` closes it at the end of the scope. */
   [dispose](): void {
     this.close();

@@ -8,6 +8,7 @@ mod error;
 mod exits;
 mod external;
 mod kvm;
+mod linux;
 mod vcpu;
 mod vm;
 mod x86;

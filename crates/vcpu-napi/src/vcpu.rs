@@ -30,7 +30,7 @@ pub type Callback<'a> = Function<'a, (), Unknown<'a>>;
 /// The async runner's callback: `(error, event)`, event = phase * 256 + exit code,
 /// phase 0 = handle this exit (return true to go on), 1 = the final exit.
 pub type AsyncCallback = ThreadsafeFunction<u32, bool, u32, Status, true>;
-const PHASE_FINAL: u32 = 256;
+pub const PHASE_FINAL: u32 = 256;
 
 /// The payload of the last exit, for kinds that have one.
 #[napi(object)]
@@ -149,6 +149,11 @@ impl NativeVcpu {
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
     pub fn with<R>(&self, op: &str, f: impl FnOnce(&KvmVcpu) -> Result<R>) -> Result<R> {
         self.state.with(op, |v| f(v))
+    }
+
+    /// The vcpu itself, to run on another thread.
+    pub fn vcpu_arc(&self, op: &str) -> Result<Arc<KvmVcpu>> {
+        self.state.with(op, |v| Ok(v.clone()))
     }
 
     /// As `with`, after writing back a hypercall the facade's handler answered (its

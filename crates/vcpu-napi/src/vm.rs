@@ -164,6 +164,24 @@ impl NativeVm {
         Ok(NativeVcpu::new(self.vm.create_vcpu(id as usize).js()?))
     }
 
+    /// Loads a Linux kernel (bzImage or ELF vmlinux), an initrd and a command line
+    /// following the boot protocol.
+    #[napi]
+    pub fn load_linux(
+        &self,
+        kernel: &[u8],
+        initrd: Option<&[u8]>,
+        cmdline: String,
+    ) -> Result<crate::linux::LinuxBootInfo> {
+        crate::linux::load(&self.vm, kernel, initrd, &cmdline)
+    }
+
+    /// COM1, the i8042 and the port sink, wired to the in-kernel irqchip.
+    #[napi]
+    pub fn create_devices(&self) -> Result<crate::linux::NativeDevices> {
+        crate::linux::NativeDevices::new(&self.vm)
+    }
+
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.vm.is_closed()

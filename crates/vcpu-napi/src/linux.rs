@@ -1,0 +1,136 @@
+//! Booting Linux: the boot-protocol loader and the legacy devices, for JS.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi_derive::napi;
+use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux, LinuxBoot};
+use vcpu_kvm::devices::LegacyDevices;
+use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
+
+use crate::error::{to_napi, IntoNapi, Result};
+use crate::vcpu::{AsyncCallback, NativeVcpu, PHASE_FINAL};
+
+/// Where a loaded kernel starts (see `vcpu_kvm::arch::x86_64::linux::LinuxBoot`).
+#[napi(object)]
+pub struct LinuxBootInfo {
+    /// The 64-bit entry point.
+    pub entry: f64,
+    /// The zero page (`boot_params`).
+    pub zero_page: f64,
+    /// First byte after the kernel.
+    pub kernel_end: f64,
+    /// Where the initrd is (0 without one).
+    pub initrd_address: f64,
+    /// The initrd's size.
+    pub initrd_size: f64,
+}
+
+impl From<LinuxBoot> for LinuxBootInfo {
+    fn from(b: LinuxBoot) -> Self {
+        LinuxBootInfo {
+            entry: b.entry as f64,
+            zero_page: b.zero_page as f64,
+            kernel_end: b.kernel_end as f64,
+            initrd_address: b.initrd.0 as f64,
+            initrd_size: b.initrd.1 as f64,
+        }
+    }
+}
+
+impl From<&LinuxBootInfo> for LinuxBoot {
+    fn from(b: &LinuxBootInfo) -> Self {
+        LinuxBoot {
+            entry: b.entry as u64,
+            zero_page: b.zero_page as u64,
+            kernel_end: b.kernel_end as u64,
+            initrd: (b.initrd_address as u64, b.initrd_size as u64),
+        }
+    }
+}
+
+/// Loads a kernel (bzImage or ELF), an initrd and a command line into `vm`.
+pub fn load(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str) -> Result<LinuxBootInfo> {
+    Ok(load_linux(vm, kernel, initrd, cmdline).js()?.into())
+}
+
+/// COM1, the i8042 and the port sink of one VM.
+#[napi]
+pub struct NativeDevices {
+    pub(crate) devices: Arc<LegacyDevices>,
+}
+
+impl NativeDevices {
+    pub fn new(vm: &KvmVm) -> Result<Self> {
+        Ok(NativeDevices {
+            devices: Arc::new(LegacyDevices::new(vm).js()?),
+        })
+    }
+}
+
+#[napi]
+impl NativeDevices {
+    /// Console output written since the last call.
+    #[napi]
+    pub fn take_output(&self) -> Buffer {
+        self.devices.output().take().into()
+    }
+
+    /// Queues console input; returns how many bytes the UART took (its FIFO is small:
+    /// offer the rest again later).
+    #[napi]
+    pub fn input(&self, bytes: &[u8]) -> Result<u32> {
+        Ok(self.devices.serial_input(bytes).js()? as u32)
+    }
+}
+
+#[napi]
+impl NativeVcpu {
+    /// Puts this vcpu at a loaded kernel's 64-bit entry.
+    #[napi]
+    pub fn start_linux(&self, boot: LinuxBootInfo) -> Result<()> {
+        self.with("startLinux", |v| start_linux(v, &LinuxBoot::from(&boot)).js())
+    }
+
+    /// Runs on a native thread with `devices` handling port I/O, until something else
+    /// happens (an i8042 reset is `SystemEventReset`) or a kick (`Intr`); then calls
+    /// `cb(null, 256 + exitCode)`, or `cb(error)`.
+    #[napi]
+    pub fn run_devices(
+        &self,
+        devices: &NativeDevices,
+        #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: AsyncCallback,
+    ) -> Result<()> {
+        let vcpu = self.vcpu_arc("runDevices")?;
+        let devices = devices.devices.clone();
+        std::thread::Builder::new()
+            .name(format!("vcpu-{}", vcpu.id()))
+            .spawn(move || {
+                let result = loop {
+                    match devices.run(&vcpu) {
+                        Ok(exit) => break Ok(exit),
+                        Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => break Ok(VcpuExit::Intr),
+                        Err(e) if e.is_interrupted() => continue,
+                        Err(e) => break Err(e),
+                    }
+                };
+                match result {
+                    Ok(exit) => {
+                        let code = if exit == VcpuExit::Intr { 5 } else { exit.index() as u32 };
+                        cb.call(Ok(PHASE_FINAL + code), ThreadsafeFunctionCallMode::Blocking);
+                    }
+                    Err(e) => {
+                        let e = to_napi(e);
+                        let message = format!("{}\u{1}{}", e.status, e.reason);
+                        cb.call(
+                            Err(napi::Error::new(Status::GenericFailure, message)),
+                            ThreadsafeFunctionCallMode::Blocking,
+                        );
+                    }
+                }
+            })
+            .map_err(|e| crate::error::invalid("runDevices", format!("cannot start the vcpu thread: {e}")))?;
+        Ok(())
+    }
+}

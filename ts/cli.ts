@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+/**
+ * `npx vcpu boot --kernel PATH [--initrd PATH] [--cmdline STR] [--mem 512M] [--cpus N]`:
+ * boots a Linux kernel with its serial console in this terminal (raw mode; Ctrl-A x
+ * quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU).
+ * @internal
+ * @packageDocumentation
+ */
+import { parseArgs } from 'node:util';
+
+import { VcpuError } from './errors';
+import { bootLinux, DEFAULT_CMDLINE } from './linux';
+
+const USAGE = `Usage: vcpu boot --kernel PATH [options]
+
+Boots a Linux kernel (bzImage or ELF vmlinux) on /dev/kvm with its serial console
+(COM1) in this terminal. Ctrl-A x quits; Ctrl-A Ctrl-A sends Ctrl-A.
+
+Options:
+  --kernel PATH     the kernel (required)
+  --initrd PATH     an initrd or initramfs
+  --cmdline STR     the kernel command line
+                    (default: ${DEFAULT_CMDLINE})
+  --mem SIZE        guest memory, e.g. 256M or 1G (default: 512M)
+  --cpus N          virtual CPUs (default: 1)
+  -h, --help        this text
+
+The exit status is 0 when the guest powers off or reboots, 1 on an error, 2 on bad
+usage, 130 when you quit.`;
+
+const CTRL_A = 0x01;
+
+async function boot(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      cmdline: { type: 'string' },
+      mem: { type: 'string', default: '512M' },
+      cpus: { type: 'string', default: '1' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!values.kernel) {
+    process.stderr.write(`vcpu: --kernel PATH is required\n\n${USAGE}\n`);
+    return 2;
+  }
+  const cpus = Number(values.cpus);
+  const linux = bootLinux({
+    kernel: values.kernel,
+    initrd: values.initrd,
+    cmdline: values.cmdline ?? DEFAULT_CMDLINE,
+    memory: values.mem,
+    cpus,
+  });
+  linux.output.pipe(process.stdout);
+  const stdin = process.stdin;
+  let quit = false;
+  if (stdin.isTTY) {
+    stdin.setRawMode(true);
+    let escape = false;
+    stdin.on('data', (chunk: Buffer) => {
+      const forward: number[] = [];
+      for (const byte of chunk) {
+        if (escape) {
+          escape = false;
+          if (byte === 0x78 /* x */) {
+            quit = true;
+            linux.stop();
+            return;
+          }
+          if (byte === CTRL_A) forward.push(CTRL_A);
+        } else if (byte === CTRL_A) {
+          escape = true;
+        } else {
+          forward.push(byte);
+        }
+      }
+      if (forward.length > 0) linux.input.write(Buffer.from(forward));
+    });
+  } else {
+    stdin.on('data', (chunk: Buffer) => linux.input.write(chunk));
+  }
+  try {
+    const exit = await linux.start();
+    if (quit) return 130;
+    if (exit.kind === 'SystemEventReset' || exit.kind === 'SystemEventShutdown') return 0;
+    process.stderr.write(
+      `\nvcpu: the guest stopped: ${JSON.stringify(exit, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`,
+    );
+    return 1;
+  } finally {
+    if (stdin.isTTY) stdin.setRawMode(false);
+    stdin.pause();
+    linux.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  if (command !== 'boot') {
+    process.stderr.write(`vcpu: unknown command '${command}'\n\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    return await boot(rest);
+  } catch (e) {
+    const usage = (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`vcpu: ${e instanceof VcpuError || usage ? (e as Error).message : String(e)}\n`);
+    return usage ? 2 : 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -1,0 +1,177 @@
+/**
+ * Booting Linux: {@link bootLinux} loads a kernel the way Firecracker and Cloud
+ * Hypervisor do (rust-vmm's linux-loader) and runs it with a serial console.
+ * @packageDocumentation
+ */
+import { readFileSync } from 'node:fs';
+import { Readable, Writable } from 'node:stream';
+
+import { call, VcpuError } from './errors';
+import { Kvm } from './kvm';
+import type { LinuxBootInfo, NativeDevices } from './native';
+import type { VcpuExit } from './types';
+import type { Vcpu } from './vcpu';
+import type { Vm } from './vm';
+
+/** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
+export const DEFAULT_CMDLINE =
+  'console=ttyS0 reboot=k panic=1 pci=off nomodule 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd';
+
+/** Options of {@link bootLinux}. */
+export interface LinuxOptions {
+  /** A bzImage or an ELF vmlinux: its bytes, or a file path. */
+  kernel: Uint8Array | string;
+  /** An initrd/initramfs: its bytes, or a file path. */
+  initrd?: Uint8Array | string;
+  /** The kernel command line (default {@link DEFAULT_CMDLINE}). */
+  cmdline?: string;
+  /** Guest RAM: bytes, or a size such as `'512M'` or `'1G'` (default 512 MiB). */
+  memory?: number | string;
+  /** Virtual CPUs (default 1; more needs an MP table the loader does not write yet). */
+  cpus?: number;
+}
+
+/** Parses `'512M'`, `'1G'`, `'65536K'` or a byte count. */
+export function parseSize(size: number | string): number {
+  if (typeof size === 'number') return size;
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(String(size).trim());
+  if (!m) throw new VcpuError('EINVAL', 'bootLinux', `not a size: ${size} (use e.g. 512M or 1G)`);
+  const unit = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * unit;
+}
+
+function bytesOf(what: string, source: Uint8Array | string): Uint8Array {
+  if (typeof source !== 'string') return source;
+  try {
+    return readFileSync(source);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? 'EIO';
+    throw new VcpuError(code, 'bootLinux', `cannot read the ${what} ${source}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * A Linux guest: its VM, its vcpu, and its serial console as streams.
+ *
+ * @example
+ * ```ts
+ * const linux = bootLinux({ kernel: 'bzImage', initrd: 'initrd.cpio', memory: '256M' });
+ * linux.output.pipe(process.stdout);
+ * process.stdin.pipe(linux.input);
+ * const exit = await linux.start(); // { kind: 'SystemEventReset' } once the guest powers off
+ * linux.close();
+ * ```
+ */
+export class LinuxMachine {
+  /** The VM. */
+  readonly vm: Vm;
+  /** The boot vcpu. */
+  readonly vcpu: Vcpu;
+  /** Where the kernel was loaded. */
+  readonly boot: LinuxBootInfo;
+  /** What the guest writes to its serial console (COM1). */
+  readonly output: Readable;
+  /** What the guest reads from its serial console. */
+  readonly input: Writable;
+  readonly #devices: NativeDevices;
+  #pending: Buffer[] = [];
+
+  /** @internal */
+  constructor(vm: Vm, vcpu: Vcpu, boot: LinuxBootInfo, devices: NativeDevices) {
+    this.vm = vm;
+    this.vcpu = vcpu;
+    this.boot = boot;
+    this.#devices = devices;
+    this.output = new Readable({ read() {} });
+    this.input = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        this.#pending.push(Buffer.from(chunk));
+        this.#pump();
+        done();
+      },
+    });
+  }
+
+  /** Feeds queued input to the UART as fast as its FIFO takes it. */
+  #pump(): void {
+    while (this.#pending.length > 0) {
+      const head = this.#pending[0];
+      let taken = 0;
+      try {
+        taken = this.#devices.input(head);
+      } catch {
+        this.#pending = []; // the VM is gone: input goes nowhere
+        return;
+      }
+      if (taken < head.length) {
+        this.#pending[0] = head.subarray(taken);
+        setTimeout(() => this.#pump(), 5).unref();
+        return;
+      }
+      this.#pending.shift();
+    }
+  }
+
+  #drain(): void {
+    const chunk = this.#devices.takeOutput();
+    if (chunk.length > 0) this.output.push(chunk);
+  }
+
+  /**
+   * Runs the guest on a native thread (the event loop stays free) until it powers off
+   * or reboots (`SystemEventReset`, through the i8042), shuts down, or is stopped
+   * (`Intr`). The console streams meanwhile; `output` ends when this resolves.
+   */
+  async start(): Promise<VcpuExit> {
+    const poll = setInterval(() => this.#drain(), 10);
+    try {
+      return await this.vcpu.runDevices(this.#devices);
+    } finally {
+      clearInterval(poll);
+      this.#drain();
+      this.output.push(null);
+    }
+  }
+
+  /** Stops the guest: `start()` resolves with `Intr`. */
+  stop(): void {
+    this.vcpu.signalHandle().signalImmediateExit();
+  }
+
+  /** Closes the VM. */
+  close(): void {
+    this.vm.close();
+  }
+}
+
+/**
+ * Loads a Linux kernel following the x86 boot protocol (zero page with the setup header,
+ * e820 map, command line, initrd), with page tables and GDT, and puts a vcpu at the
+ * kernel's 64-bit entry with RSI pointing at the zero page. The VM has the in-kernel
+ * irqchip, and a 16550A UART on COM1 and the i8042 reset line are emulated in the exit
+ * path. Call {@link LinuxMachine.start} to run it. Bad images (truncated, not a kernel,
+ * too big for the memory) throw a `VcpuError` saying which.
+ */
+export function bootLinux(options: LinuxOptions): LinuxMachine {
+  const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1 } = options ?? ({} as LinuxOptions);
+  if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
+  if (cpus !== 1) {
+    throw new VcpuError('ENOTSUP', 'bootLinux', 'bootLinux: only 1 vcpu for now (booting more needs an MP table)');
+  }
+  const kernelBytes = bytesOf('kernel', kernel);
+  const initrdBytes = initrd === undefined ? undefined : bytesOf('initrd', initrd);
+  const size = parseSize(memory);
+  if (size < 16 << 20) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: give the guest at least 16M of memory');
+  const vm = Kvm.open().createVm({ irqchip: true, hypercallPort: null });
+  try {
+    vm.addMemory({ guestAddress: 0, size });
+    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline));
+    const devices = call('bootLinux', () => vm.native.createDevices());
+    const vcpu = vm.createVcpu(0);
+    vcpu.startLinux(boot);
+    return new LinuxMachine(vm, vcpu, boot, devices);
+  } catch (e) {
+    vm.close();
+    throw e;
+  }
+}

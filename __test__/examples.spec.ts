@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { main as hypercall } from '../examples/hypercall';
 import { main as mmioDevice } from '../examples/mmio-device';
+import { main as vmm } from '../examples/vmm';
 import { describeKvm } from './helpers';
 
 describeKvm('examples', () => {
@@ -19,6 +20,19 @@ describeKvm('examples', () => {
     const lines: string[] = [];
     hypercall((l) => lines.push(l));
     expect(lines).toEqual(['guest says: HELLO FROM GUEST MEMORY', 'exit: Hlt']);
+  });
+
+  test('vmm: boots the test kernel and reports a power-off', async () => {
+    const lines: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write; // the guest's console
+    try {
+      expect(await vmm([], (l) => lines.push(l))).toEqual({ kind: 'SystemEventReset' });
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(lines[0]).toBe('vmm: kernel entry 100200h, zero page 7000h');
+    expect(lines[1]).toMatch(/^vmm: guest powered off \(i8042 reset\) after \d+ ms$/);
   });
 
   test('workers: two vcpus count to the expected total', () => {

@@ -1,0 +1,67 @@
+// Fetches a real distribution kernel and a busybox initramfs for the opt-in Linux boot
+// test (VCPU_LINUX_BOOT=1): Debian's linux-image-amd64 and busybox-static, through apt,
+// into .cache/linux/. The initramfs's /init prints a marker and reboots, which with
+// `reboot=k` goes through the i8042: the VM stops cleanly.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const CACHE = path.join(__dirname, '..', '.cache', 'linux');
+const MARKER = 'VCPU-LINUX-INIT-OK';
+
+function sh(cmd, args, cwd = CACHE) {
+  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+/** A newc cpio archive of `entries` ({ name, mode, data? }). */
+function cpio(entries) {
+  const parts = [];
+  let ino = 1;
+  const pad = (n) => Buffer.alloc((4 - (n % 4)) % 4);
+  for (const e of [...entries, { name: 'TRAILER!!!', mode: 0 }]) {
+    const data = e.data ?? Buffer.alloc(0);
+    const name = Buffer.from(`${e.name}\0`);
+    const fields = [ino++, e.mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, name.length, 0];
+    const header = Buffer.from(`070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}`);
+    parts.push(header, name, pad(header.length + name.length), data, pad(data.length));
+  }
+  return Buffer.concat(parts);
+}
+
+function prepare() {
+  fs.mkdirSync(CACHE, { recursive: true });
+  const kernelPath = path.join(CACHE, 'vmlinuz');
+  const initrdPath = path.join(CACHE, 'initramfs.cpio');
+  if (fs.existsSync(kernelPath) && fs.existsSync(initrdPath)) return { kernelPath, initrdPath, marker: MARKER };
+  // The metapackage names the versioned image package.
+  const deps = sh('apt-cache', ['depends', 'linux-image-amd64']);
+  const image = /Depends: (linux-image-[^\s]+-amd64)/.exec(deps)?.[1];
+  if (!image) throw new Error(`no kernel package behind linux-image-amd64 (run apt-get update?):\n${deps}`);
+  sh('apt-get', ['download', image, 'busybox-static']);
+  for (const deb of fs.readdirSync(CACHE).filter((f) => f.endsWith('.deb'))) sh('dpkg-deb', ['-x', deb, 'root']);
+  const boot = path.join(CACHE, 'root', 'boot');
+  fs.copyFileSync(
+    path.join(
+      boot,
+      fs.readdirSync(boot).find((f) => f.startsWith('vmlinuz-')),
+    ),
+    kernelPath,
+  );
+  const init = `#!/bin/busybox sh\n/bin/busybox echo ${MARKER}\n/bin/busybox reboot -f\n`;
+  fs.writeFileSync(
+    initrdPath,
+    cpio([
+      { name: 'bin', mode: 0o40755 },
+      { name: 'dev', mode: 0o40755 },
+      { name: 'proc', mode: 0o40755 },
+      { name: 'bin/busybox', mode: 0o100755, data: fs.readFileSync(path.join(CACHE, 'root', 'bin', 'busybox')) },
+      { name: 'init', mode: 0o100755, data: Buffer.from(init) },
+    ]),
+  );
+  return { kernelPath, initrdPath, marker: MARKER };
+}
+
+module.exports = { prepare, cpio, MARKER };
+
+if (require.main === module) console.log(prepare());

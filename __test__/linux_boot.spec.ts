@@ -60,6 +60,22 @@ describeKvm('Linux boot protocol', () => {
     linux.close();
   });
 
+  test('several vcpus: an MP table describes them, the APs wait for the kernel', async () => {
+    const linux = bootLinux({ kernel: join(GUESTS, 'test_kernel.bzImage'), memory: '64M', cpus: 3 });
+    const mp = Buffer.from(linux.vm.read(0x9fc00, 0x400));
+    expect(mp.subarray(0, 4).toString()).toBe('_MP_');
+    expect(mp.readUInt32LE(4)).toBe(0x9fc10); // the configuration table follows
+    expect(mp.subarray(16, 20).toString()).toBe('PCMP');
+    const entries = mp.readUInt16LE(16 + 34);
+    expect(entries).toBe(3 + 2 + 16 + 2); // processors, bus + IOAPIC, ISA IRQs, LINT0/1
+    const sum = (b: Buffer) => b.reduce((a, x) => (a + x) & 0xff, 0);
+    expect(sum(mp.subarray(0, 16))).toBe(0);
+    expect(sum(mp.subarray(16, 16 + mp.readUInt16LE(20)))).toBe(0);
+    expect(linux.vcpus.map((v) => v.getMpState())).toEqual([0, 1, 1]); // runnable, waiting for INIT
+    expect((await linux.start()).kind).toBe('SystemEventReset');
+    linux.close();
+  });
+
   test('console input reaches the guest', async () => {
     const linux = bootLinux({ kernel: join(GUESTS, 'test_kernel.elf'), cmdline: 'echo', memory: '32M' });
     let text = '';
@@ -76,6 +92,7 @@ describeKvm('Linux boot protocol', () => {
     expect(() => bootLinux({ kernel: garbage, memory: '32M' })).toThrow(/not a loadable x86-64 kernel/);
     expect(() => bootLinux({ kernel: join(dir, 'missing') })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
     expect(() => bootLinux({ kernel: join(GUESTS, 'test_kernel.elf'), memory: '1M' })).toThrow(/at least 16M/);
+    expect(() => bootLinux({ kernel: join(GUESTS, 'test_kernel.elf'), cpus: 0 })).toThrow(/cpus must be 1 to 254/);
     const big = join(dir, 'big.img');
     writeFileSync(big, Buffer.alloc(40 << 20));
     expect(() => bootLinux({ kernel: join(GUESTS, 'test_kernel.elf'), initrd: big, memory: '32M' })).toThrow(

@@ -238,6 +238,37 @@ async function benchKick(times = 20) {
   return out;
 }
 
+/** The test kernel of guests/ through bootLinux: to its first console byte and to power-off. */
+async function benchLinux(times = 20) {
+  const { bootLinux } = require('..');
+  const kernel = path.join(GUESTS, 'test_kernel.bzImage');
+  const first = [];
+  const total = [];
+  for (let i = 0; i < times; i++) {
+    const start = process.hrtime.bigint();
+    const linux = bootLinux({ kernel, memory: '64M' });
+    let firstAt;
+    linux.output.once('data', () => (firstAt = process.hrtime.bigint()));
+    const exit = await linux.start();
+    const end = process.hrtime.bigint();
+    if (exit.kind !== 'SystemEventReset') throw new Error(`linux: ${exit.kind}`);
+    linux.close();
+    first.push(Number((firstAt ?? end) - start));
+    total.push(Number(end - start));
+  }
+  const f = stats(first);
+  const t = stats(total);
+  const out = {
+    firstSerialByteMs: { min: +(f.min / 1e6).toFixed(2), median: +(f.median / 1e6).toFixed(2) },
+    powerOffMs: { min: +(t.min / 1e6).toFixed(2), median: +(t.median / 1e6).toFixed(2) },
+  };
+  console.log(
+    'linux      ',
+    `test kernel: first serial byte ${out.firstSerialByteMs.median} ms, power-off ${out.powerOffMs.median} ms (median; the console is polled every 10 ms)`,
+  );
+  return out;
+}
+
 function targets(r) {
   const t = {};
   for (const [scenario, rows] of Object.entries(r.exits)) {
@@ -267,6 +298,7 @@ async function main() {
     startup: benchStartup(),
     memory: benchMemory(),
     kick: await benchKick(),
+    linux: await benchLinux(),
   };
   result.targets = targets(result);
   const dir = path.join(__dirname, 'results');

@@ -27,7 +27,7 @@ export interface LinuxOptions {
   cmdline?: string;
   /** Guest RAM: bytes, or a size such as `'512M'` or `'1G'` (default 512 MiB). */
   memory?: number | string;
-  /** Virtual CPUs (default 1; more needs an MP table the loader does not write yet). */
+  /** Virtual CPUs (default 1), described to the kernel by an MP table. */
   cpus?: number;
 }
 
@@ -51,7 +51,7 @@ function bytesOf(what: string, source: Uint8Array | string): Uint8Array {
 }
 
 /**
- * A Linux guest: its VM, its vcpu, and its serial console as streams.
+ * A Linux guest: its VM, its vcpus, and its serial console as streams.
  *
  * @example
  * ```ts
@@ -65,8 +65,10 @@ function bytesOf(what: string, source: Uint8Array | string): Uint8Array {
 export class LinuxMachine {
   /** The VM. */
   readonly vm: Vm;
-  /** The boot vcpu. */
+  /** The boot vcpu (`vcpus[0]`). */
   readonly vcpu: Vcpu;
+  /** Every vcpu; the others wait for the kernel to start them (INIT/SIPI). */
+  readonly vcpus: readonly Vcpu[];
   /** Where the kernel was loaded. */
   readonly boot: LinuxBootInfo;
   /** What the guest writes to its serial console (COM1). */
@@ -77,9 +79,10 @@ export class LinuxMachine {
   #pending: Buffer[] = [];
 
   /** @internal */
-  constructor(vm: Vm, vcpu: Vcpu, boot: LinuxBootInfo, devices: NativeDevices) {
+  constructor(vm: Vm, vcpus: Vcpu[], boot: LinuxBootInfo, devices: NativeDevices) {
     this.vm = vm;
-    this.vcpu = vcpu;
+    this.vcpus = Object.freeze([...vcpus]);
+    this.vcpu = vcpus[0];
     this.boot = boot;
     this.#devices = devices;
     this.output = new Readable({ read() {} });
@@ -118,14 +121,19 @@ export class LinuxMachine {
   }
 
   /**
-   * Runs the guest on a native thread (the event loop stays free) until it powers off
-   * or reboots (`SystemEventReset`, through the i8042), shuts down, or is stopped
-   * (`Intr`). The console streams meanwhile; `output` ends when this resolves.
+   * Runs the guest, each vcpu on a native thread of its own (the event loop stays
+   * free), until one powers off or reboots (`SystemEventReset`, through the i8042),
+   * shuts down or otherwise stops, or the guest is stopped (`Intr`); then stops the
+   * others. The console streams meanwhile; `output` ends when this resolves.
    */
   async start(): Promise<VcpuExit> {
     const poll = setInterval(() => this.#drain(), 10);
+    const runs = this.vcpus.map((v) => v.runDevices(this.#devices));
     try {
-      return await this.vcpu.runDevices(this.#devices);
+      const first = await Promise.race(runs);
+      this.stop();
+      await Promise.allSettled(runs);
+      return first;
     } finally {
       clearInterval(poll);
       this.#drain();
@@ -135,7 +143,7 @@ export class LinuxMachine {
 
   /** Stops the guest: `start()` resolves with `Intr`. */
   stop(): void {
-    this.vcpu.signalHandle().signalImmediateExit();
+    for (const v of this.vcpus) v.signalHandle().signalImmediateExit();
   }
 
   /** Closes the VM. */
@@ -147,7 +155,8 @@ export class LinuxMachine {
 /**
  * Loads a Linux kernel following the x86 boot protocol (zero page with the setup header,
  * e820 map, command line, initrd), with page tables and GDT, and puts a vcpu at the
- * kernel's 64-bit entry with RSI pointing at the zero page. The VM has the in-kernel
+ * kernel's 64-bit entry with RSI pointing at the zero page; an MP table describes the
+ * vcpus, of which the others wait for the kernel to start them. The VM has the in-kernel
  * irqchip, and a 16550A UART on COM1 and the i8042 reset line are emulated in the exit
  * path. Call {@link LinuxMachine.start} to run it. Bad images (truncated, not a kernel,
  * too big for the memory) throw a `VcpuError` saying which.
@@ -155,8 +164,8 @@ export class LinuxMachine {
 export function bootLinux(options: LinuxOptions): LinuxMachine {
   const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1 } = options ?? ({} as LinuxOptions);
   if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
-  if (cpus !== 1) {
-    throw new VcpuError('ENOTSUP', 'bootLinux', 'bootLinux: only 1 vcpu for now (booting more needs an MP table)');
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
+    throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);
   }
   const kernelBytes = bytesOf('kernel', kernel);
   const initrdBytes = initrd === undefined ? undefined : bytesOf('initrd', initrd);
@@ -165,11 +174,11 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
   const vm = Kvm.open().createVm({ irqchip: true, hypercallPort: null });
   try {
     vm.addMemory({ guestAddress: 0, size });
-    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline));
+    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline, cpus));
     const devices = call('bootLinux', () => vm.native.createDevices());
-    const vcpu = vm.createVcpu(0);
-    vcpu.startLinux(boot);
-    return new LinuxMachine(vm, vcpu, boot, devices);
+    const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
+    vcpus[0].startLinux(boot);
+    return new LinuxMachine(vm, vcpus, boot, devices);
   } catch (e) {
     vm.close();
     throw e;

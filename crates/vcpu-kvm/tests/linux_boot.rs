@@ -26,7 +26,7 @@ fn boot(kernel: &[u8]) -> String {
         .unwrap();
     vm.add_memory(0, MEM, false, false).unwrap();
     let initrd: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
-    let boot = load_linux(&vm, kernel, Some(&initrd), "console=ttyS0 vcpu.test=1").unwrap();
+    let boot = load_linux(&vm, kernel, Some(&initrd), "console=ttyS0 vcpu.test=1", 1).unwrap();
     let devices = LegacyDevices::new(&vm).unwrap();
     let vcpu = vm.create_vcpu(0).unwrap();
     start_linux(&vcpu, &boot).unwrap();
@@ -73,11 +73,11 @@ fn bad_kernels_are_refused_with_clear_errors() {
         (&[0u8; 4096][..], "EINVAL"),  // no HdrS magic
         (&guest("hlt")[..], "EINVAL"), // a flat binary
     ] {
-        let err = load_linux(&vm, kernel, None, "").unwrap_err();
+        let err = load_linux(&vm, kernel, None, "", 1).unwrap_err();
         assert_eq!(err.code_name(), code, "{}", err.message());
         assert!(err.message().contains("kernel"), "{}", err.message());
     }
     // A kernel that loads but an initrd bigger than RAM.
-    let err = load_linux(&vm, &bz, Some(&vec![0u8; 4 << 20]), "").unwrap_err();
+    let err = load_linux(&vm, &bz, Some(&vec![0u8; 4 << 20]), "", 1).unwrap_err();
     assert_eq!(err.code_name(), "ENOMEM", "{}", err.message());
 }

@@ -50,9 +50,11 @@ impl From<&LinuxBootInfo> for LinuxBoot {
     }
 }
 
-/// Loads a kernel (bzImage or ELF), an initrd and a command line into `vm`.
-pub fn load(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str) -> Result<LinuxBootInfo> {
-    Ok(load_linux(vm, kernel, initrd, cmdline).js()?.into())
+/// Loads a kernel (bzImage or ELF), an initrd and a command line into `vm`, with an MP
+/// table for `cpus` processors.
+pub fn load(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str, cpus: f64) -> Result<LinuxBootInfo> {
+    let cpus = crate::args::uint("loadLinux", "cpus", cpus, 254.0)? as usize;
+    Ok(load_linux(vm, kernel, initrd, cmdline, cpus).js()?.into())
 }
 
 /// COM1, the i8042 and the port sink of one VM.

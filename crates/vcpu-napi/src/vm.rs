@@ -165,15 +165,16 @@ impl NativeVm {
     }
 
     /// Loads a Linux kernel (bzImage or ELF vmlinux), an initrd and a command line
-    /// following the boot protocol.
+    /// following the boot protocol, with an MP table for `cpus` processors.
     #[napi]
     pub fn load_linux(
         &self,
         kernel: &[u8],
         initrd: Option<&[u8]>,
         cmdline: String,
+        cpus: f64,
     ) -> Result<crate::linux::LinuxBootInfo> {
-        crate::linux::load(&self.vm, kernel, initrd, &cmdline)
+        crate::linux::load(&self.vm, kernel, initrd, &cmdline, cpus)
     }
 
     /// COM1, the i8042 and the port sink, wired to the in-kernel irqchip.

@@ -10,7 +10,7 @@ use super::vcpu::KvmVcpu;
 use super::Kvm;
 use crate::arch::x86_64::{layout, long_mode};
 use crate::error::{Context, Error, ErrorCode, Result};
-use crate::HypercallAbi;
+use crate::{HypercallAbi, Vcpu};
 
 /// The sync-register sets we ask KVM to copy into `kvm_run` on every exit.
 pub(crate) const SYNC_REGS_WANTED: i32 = KVM_SYNC_X86_REGS as i32;
@@ -50,7 +50,17 @@ pub(crate) fn supported_cpuid(kvm: &Kvm) -> Result<&'static CpuId> {
 /// turns on sync registers, so hypercalls need no extra ioctl.
 pub(crate) fn init_vcpu(vcpu: &KvmVcpu) -> Result<()> {
     if let Some(cpuid) = vcpu.vm.cpuid() {
-        vcpu.fd.set_cpuid2(cpuid).op("createVcpu")?;
+        let mut cpuid = cpuid.clone();
+        let apic_id = vcpu.id() as u32;
+        for entry in cpuid.as_mut_slice() {
+            match entry.function {
+                // The initial APIC id: each vcpu its own, as a kernel counting CPUs expects.
+                1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | (apic_id << 24),
+                0xb | 0x1f => entry.edx = apic_id,
+                _ => {}
+            }
+        }
+        vcpu.fd.set_cpuid2(&cpuid).op("createVcpu")?;
     }
     if vcpu.vm.shared().sync_regs {
         vcpu.kvm_run().kvm_valid_regs = KVM_SYNC_X86_REGS as u64;

@@ -42,3 +42,7 @@ pub const EBDA_START: u64 = 0x9fc00;
 pub const KERNEL_ADDR: u64 = 0x10_0000;
 /// The highest address an initrd may end at, unless the kernel says otherwise.
 pub const INITRD_ADDR_MAX: u64 = 0x37ff_ffff;
+/// The local APIC's registers, as every x86 CPU has them.
+pub const LAPIC_ADDR: u64 = 0xfee0_0000;
+/// The in-kernel IOAPIC's registers.
+pub const IOAPIC_ADDR: u64 = 0xfec0_0000;

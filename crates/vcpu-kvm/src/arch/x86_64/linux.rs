@@ -104,9 +104,15 @@ fn e820_map(vm: &KvmVm) -> Vec<boot_e820_entry> {
 }
 
 /// Loads `kernel` (a bzImage, or an ELF vmlinux), `initrd` and `cmdline` into the VM's
-/// memory following the boot protocol. Bad images give `EINVAL`, images or initrds
-/// that do not fit give `ENOMEM`.
-pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str) -> Result<LinuxBoot> {
+/// memory following the boot protocol, with an MP table describing `cpus` processors.
+/// Bad images give `EINVAL`, images or initrds that do not fit give `ENOMEM`.
+pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str, cpus: usize) -> Result<LinuxBoot> {
+    if cpus == 0 || cpus > super::mptable::MAX_CPUS {
+        return Err(Error::invalid(
+            "loadLinux",
+            format!("cpus must be 1 to {}", super::mptable::MAX_CPUS),
+        ));
+    }
     let mem = guest_memory(vm)?;
     let himem = Some(GuestAddress(KERNEL_ADDR));
     let is_elf = kernel.starts_with(b"\x7fELF");
@@ -186,6 +192,8 @@ pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &st
     params.e820_entries = e820.len() as u8;
     LinuxBootConfigurator::write_bootparams(&BootParams::new(&params, GuestAddress(ZERO_PAGE_ADDR)), &mem)
         .map_err(|_| too_big("zero page"))?;
+    vm.write(super::mptable::MPTABLE_ADDR, &super::mptable::mptable(cpus))
+        .map_err(|_| too_big("MP table"))?;
 
     Ok(LinuxBoot {
         entry,

@@ -19,6 +19,23 @@ function worker(body: string, workerData: unknown): Worker {
   );
 }
 
+/** A VM whose guest at 0x1000 spins forever, and a worker that runs it as vcpu 0. */
+function spinningWorker(after = ''): { vm: ReturnType<Kvm['createVm']>; w: Worker } {
+  const vm = Kvm.open().createVm();
+  vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+  vm.write(0x1000, guest('spin'));
+  const w = worker(
+    `const vm = vcpu.Vm.fromHandle(workerData.vm);
+     const cpu = vm.createVcpu(0);
+     cpu.setupLongMode({ rip: 0x1000 });
+     parentPort.postMessage('entering');
+     const exit = cpu.run();
+     ${after}`,
+    { vm: vm.handle },
+  );
+  return { vm, w };
+}
+
 const message = <T = any>(w: Worker): Promise<T> =>
   new Promise((resolve, reject) => {
     w.once('message', resolve);
@@ -112,19 +129,10 @@ describeKvm('workers', () => {
   });
 
   test('closing the VM stops vcpus running in other workers', async () => {
-    const vm = Kvm.open().createVm();
-    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
-    vm.write(0x1000, guest('spin'));
-    const w = worker(
-      `const vm = vcpu.Vm.fromHandle(workerData.vm);
-       const cpu = vm.createVcpu(0);
-       cpu.setupLongMode({ rip: 0x1000 });
-       parentPort.postMessage('entering');
-       const exit = cpu.run();
-       let after;
+    const { vm, w } = spinningWorker(
+      `let after;
        try { cpu.run(); } catch (e) { after = e.code; }
        parentPort.postMessage({ kind: exit.kind, after });`,
-      { vm: vm.handle },
     );
     expect(await message(w)).toBe('entering');
     await new Promise((r) => setTimeout(r, 20));
@@ -202,17 +210,7 @@ describeKvm('interrupts and SMP with the in-kernel irqchip', () => {
 
 describeKvm('worker termination', () => {
   test('terminating a worker whose vcpu spins in the guest does not hang', async () => {
-    const vm = Kvm.open().createVm();
-    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
-    vm.write(0x1000, guest('spin'));
-    const w = worker(
-      `const vm = vcpu.Vm.fromHandle(workerData.vm);
-       const cpu = vm.createVcpu(0);
-       cpu.setupLongMode({ rip: 0x1000 });
-       parentPort.postMessage('entering');
-       cpu.run();`,
-      { vm: vm.handle },
-    );
+    const { vm, w } = spinningWorker();
     expect(await message(w)).toBe('entering');
     const started = Date.now();
     await w.terminate();

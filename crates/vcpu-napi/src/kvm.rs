@@ -1,6 +1,7 @@
 //! `NativeKvm`: `/dev/kvm`.
 
 use napi_derive::napi;
+use vcpu_kvm::kvm_bindings::kvm_cpuid_entry2;
 use vcpu_kvm::{Kvm, VmConfig};
 
 use crate::args::uint;
@@ -24,6 +25,35 @@ pub struct CpuidEntry {
     pub ecx: u32,
     /// EDX output.
     pub edx: u32,
+}
+
+impl From<&kvm_cpuid_entry2> for CpuidEntry {
+    fn from(e: &kvm_cpuid_entry2) -> Self {
+        CpuidEntry {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        }
+    }
+}
+
+impl From<&CpuidEntry> for kvm_cpuid_entry2 {
+    fn from(e: &CpuidEntry) -> Self {
+        kvm_cpuid_entry2 {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            ..Default::default()
+        }
+    }
 }
 
 #[napi]
@@ -53,21 +83,7 @@ impl NativeKvm {
 
     #[napi]
     pub fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
-        Ok(self
-            .kvm
-            .supported_cpuid()
-            .js()?
-            .iter()
-            .map(|e| CpuidEntry {
-                function: e.function,
-                index: e.index,
-                flags: e.flags,
-                eax: e.eax,
-                ebx: e.ebx,
-                ecx: e.ecx,
-                edx: e.edx,
-            })
-            .collect())
+        Ok(self.kvm.supported_cpuid().js()?.iter().map(CpuidEntry::from).collect())
     }
 
     /// `hypercall_port`: -1 turns the port ABI off.

@@ -502,19 +502,7 @@ impl NativeVcpu {
 
     #[napi]
     pub fn set_cpuid(&self, entries: Vec<CpuidEntry>) -> Result<()> {
-        let entries: Vec<kvm_cpuid_entry2> = entries
-            .iter()
-            .map(|e| kvm_cpuid_entry2 {
-                function: e.function,
-                index: e.index,
-                flags: e.flags,
-                eax: e.eax,
-                ebx: e.ebx,
-                ecx: e.ecx,
-                edx: e.edx,
-                ..Default::default()
-            })
-            .collect();
+        let entries: Vec<kvm_cpuid_entry2> = entries.iter().map(kvm_cpuid_entry2::from).collect();
         self.with("setCpuid", |v| v.set_cpuid(&entries).js())
     }
 

@@ -98,6 +98,51 @@ const modes = {
   },
 };
 
+/** The async runner: each exit crosses from the vcpu thread to the event loop and back. */
+function asyncMode(scenario) {
+  const { vm, vcpu } = facadeVcpu(scenario);
+  let count = 0;
+  let target = 0;
+  const kick = vcpu.signalHandle();
+  const counted = (fn) => (x) => {
+    fn(x);
+    if (++count === target) kick.signalImmediateExit();
+  };
+  const handlers = { io: counted(onIo), mmio: counted(onIo), hypercall: counted(onHypercall) };
+  const loop = async (n) => {
+    count = 0;
+    target = n;
+    const start = process.hrtime.bigint();
+    const exit = await vcpu.runAsync(handlers);
+    const ns = Number(process.hrtime.bigint() - start);
+    if (exit.kind !== 'Intr' || count < n) throw new Error(`runAsync stopped at ${exit.kind} after ${count}`);
+    return ns / count;
+  };
+  return { loop, close: () => vm.close() };
+}
+
+/** ns per exit of the async runner, in fewer exits (each costs a trip through the event loop). */
+async function benchAsync() {
+  const n = Math.max(1000, Math.floor(N / 20));
+  const out = {};
+  for (const scenario of SCENARIOS) {
+    const { loop, close } = asyncMode(scenario);
+    await loop(1000);
+    const xs = [];
+    for (let r = 0; r < ROUNDS; r++) xs.push(await loop(n));
+    close();
+    const s = stats(xs);
+    out[scenario] = { exits: n, minNs: Math.round(s.min), medianNs: Math.round(s.median) };
+  }
+  console.log(
+    'runAsync   ',
+    Object.entries(out)
+      .map(([k, v]) => `${k} ${v.medianNs} ns`)
+      .join(', '),
+  );
+  return out;
+}
+
 function benchExits() {
   const results = {};
   for (const scenario of SCENARIOS) {
@@ -295,6 +340,7 @@ async function main() {
     },
     config: { exitsPerRound: N, rounds: ROUNDS },
     exits: benchExits(),
+    async: await benchAsync(),
     startup: benchStartup(),
     memory: benchMemory(),
     kick: await benchKick(),

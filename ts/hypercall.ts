@@ -63,22 +63,50 @@ export class HypercallAbi {
     this.#record[STATE] = ANSWERED;
   }
 
-  /** The call's id. */
+  /**
+   * The call's id.
+   *
+   * @example
+   * ```ts
+   * if (abi.hypercallId === 1n) abi.setResults([0n]);
+   * ```
+   */
   get hypercallId(): bigint {
     return this.#record[ID];
   }
 
-  /** All arguments (a fresh array). */
+  /**
+   * All arguments (a fresh array).
+   *
+   * @example
+   * ```ts
+   * const [a, b] = abi.args;
+   * ```
+   */
   get args(): bigint[] {
     return Array.from(this.#record.subarray(ARGS, ARGS + Number(this.#record[NARGS])));
   }
 
-  /** Argument `n`, or `undefined` past the last. */
+  /**
+   * Argument `n`, or `undefined` past the last.
+   *
+   * @example
+   * ```ts
+   * const length = abi.getArgument(1) ?? 0n;
+   * ```
+   */
   getArgument(n: number): bigint | undefined {
     return Number.isInteger(n) && n >= 0 && n < Number(this.#record[NARGS]) ? this.#record[ARGS + n] : undefined;
   }
 
-  /** The results the guest will see (defaults until set). */
+  /**
+   * The results the guest will see (defaults until set).
+   *
+   * @example
+   * ```ts
+   * abi.getResults()[0]; // -1 (all ones) until set
+   * ```
+   */
   getResults(): bigint[] {
     return Array.from(this.#record.subarray(RESULTS, RESULTS + MAX_RESULTS));
   }
@@ -86,6 +114,12 @@ export class HypercallAbi {
   /**
    * Sets the first `results.length` results (at most 4); the others keep their
    * defaults. Negative values are stored as two's complement (`-1n` is all ones).
+   *
+   * @example
+   * ```ts
+   * abi.setResults([42n]); // rax = 42
+   * abi.setResults([-1n, 7n]); // rax = all ones, rbx = 7
+   * ```
    */
   setResults(results: readonly RegValue[]): void {
     if (!Array.isArray(results) || results.length > MAX_RESULTS) {
@@ -97,17 +131,38 @@ export class HypercallAbi {
     if (BigInt(results.length) > this.#record[NRESULTS]) this.#record[NRESULTS] = BigInt(results.length);
   }
 
-  /** A copy of the guest buffer whose address is argument `ptrArg` and length argument `lenArg`. */
+  /**
+   * A copy of the guest buffer whose address is argument `ptrArg` and length argument `lenArg`.
+   *
+   * @example
+   * ```ts
+   * const bytes = abi.readBuffer(0, 1); // pointer in argument 0 (rbx), length in 1 (rcx)
+   * ```
+   */
   readBuffer(ptrArg: number, lenArg: number): Uint8Array {
     return this.#memory.read(this.#argNumber(ptrArg), this.#argNumber(lenArg));
   }
 
-  /** The guest buffer at argument `ptrArg`, `lenArg` bytes long, decoded as UTF-8. */
+  /**
+   * The guest buffer at argument `ptrArg`, `lenArg` bytes long, decoded as UTF-8.
+   *
+   * @example
+   * ```ts
+   * console.log(abi.readString(0, 1));
+   * ```
+   */
   readString(ptrArg: number, lenArg: number): string {
     return Buffer.from(this.readBuffer(ptrArg, lenArg)).toString('utf8');
   }
 
-  /** Writes `data` into the guest buffer whose address is argument `ptrArg`. */
+  /**
+   * Writes `data` into the guest buffer whose address is argument `ptrArg`.
+   *
+   * @example
+   * ```ts
+   * abi.writeBuffer(0, new TextEncoder().encode('pong'));
+   * ```
+   */
   writeBuffer(ptrArg: number, data: Uint8Array): void {
     this.#memory.write(this.#argNumber(ptrArg), data);
   }

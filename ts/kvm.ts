@@ -44,27 +44,60 @@ export class Kvm {
   /**
    * Opens the KVM device (default `/dev/kvm`). Missing device: `ENOENT`, permission
    * denied: `EACCES`; the message says what to do.
+   *
+   * @example
+   * ```ts
+   * const kvm = Kvm.open(); // or Kvm.open('/dev/kvm')
+   * ```
    */
   static open(path?: string): Kvm {
     return new Kvm(call('Kvm.open', () => native.NativeKvm.open(path)));
   }
 
-  /** `KVM_GET_API_VERSION`: 12. */
+  /**
+   * `KVM_GET_API_VERSION`: 12.
+   *
+   * @example
+   * ```ts
+   * Kvm.open().apiVersion; // 12
+   * ```
+   */
   get apiVersion(): number {
     return this.#native.apiVersion;
   }
 
-  /** `KVM_CHECK_EXTENSION`: 0 if absent, else positive (1, a count or a bitmask). */
+  /**
+   * `KVM_CHECK_EXTENSION`: 0 if absent, else positive (1, a count or a bitmask).
+   *
+   * @example
+   * ```ts
+   * const slots = kvm.checkExtension(10); // KVM_CAP_NR_MEMSLOTS
+   * ```
+   */
   checkExtension(cap: number): number {
     return call('checkExtension', () => this.#native.checkExtension(cap));
   }
 
-  /** `KVM_GET_SUPPORTED_CPUID`. */
+  /**
+   * `KVM_GET_SUPPORTED_CPUID`.
+   *
+   * @example
+   * ```ts
+   * const leaf1 = kvm.supportedCpuid().find((e) => e.function === 1);
+   * ```
+   */
   supportedCpuid(): CpuidEntry[] {
     return call('supportedCpuid', () => this.#native.supportedCpuid());
   }
 
-  /** Creates a VM (x86: TSS and identity map set up; irqchip only if asked). */
+  /**
+   * Creates a VM (x86: TSS and identity map set up; irqchip only if asked).
+   *
+   * @example
+   * ```ts
+   * const vm = kvm.createVm({ irqchip: true });
+   * ```
+   */
   createVm(options: VmOptions = {}): Vm {
     const { irqchip = false, hypercallPort = DEFAULT_HYPERCALL_PORT } = options ?? {};
     const port = hypercallPort === null ? -1 : hypercallPort;

@@ -31,7 +31,14 @@ export interface LinuxOptions {
   cpus?: number;
 }
 
-/** Parses `'512M'`, `'1G'`, `'65536K'` or a byte count. */
+/**
+ * Parses `'512M'`, `'1G'`, `'65536K'` or a byte count.
+ *
+ * @example
+ * ```ts
+ * parseSize('512M'); // 536870912
+ * ```
+ */
 export function parseSize(size: number | string): number {
   if (typeof size === 'number') return size;
   const m = /^(\d+)([KMG]?)i?B?$/i.exec(String(size).trim());
@@ -125,6 +132,12 @@ export class LinuxMachine {
    * free), until one powers off or reboots (`SystemEventReset`, through the i8042),
    * shuts down or otherwise stops, or the guest is stopped (`Intr`); then stops the
    * others. The console streams meanwhile; `output` ends when this resolves.
+   *
+   * @example
+   * ```ts
+   * const exit = await linux.start();
+   * if (exit.kind === 'SystemEventReset') console.log('the guest powered off');
+   * ```
    */
   async start(): Promise<VcpuExit> {
     const poll = setInterval(() => this.#drain(), 10);
@@ -141,12 +154,26 @@ export class LinuxMachine {
     }
   }
 
-  /** Stops the guest: `start()` resolves with `Intr`. */
+  /**
+   * Stops the guest: `start()` resolves with `Intr`.
+   *
+   * @example
+   * ```ts
+   * setTimeout(() => linux.stop(), 60_000); // a time limit
+   * ```
+   */
   stop(): void {
     for (const v of this.vcpus) v.signalHandle().signalImmediateExit();
   }
 
-  /** Closes the VM. */
+  /**
+   * Closes the VM.
+   *
+   * @example
+   * ```ts
+   * linux.close();
+   * ```
+   */
   close(): void {
     this.vm.close();
   }

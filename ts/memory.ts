@@ -57,6 +57,12 @@ export class GuestMemory {
    * `removeMemory` or `close` (the guest no longer sees it then). Electron's main
    * process forbids such external buffers: there this throws `ENOTSUP`; use
    * `vm.read()`/`vm.write()`, which copy.
+   *
+   * @example
+   * ```ts
+   * const ram = vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+   * ram.bytes[0x1000] = 0xf4; // hlt, seen by the guest at once
+   * ```
    */
   get bytes(): Uint8Array {
     if (this.#bytes) return this.#bytes;
@@ -75,7 +81,15 @@ export class GuestMemory {
     return this.#bytes;
   }
 
-  /** True after `vm.removeMemory(this)`. */
+  /**
+   * True after `vm.removeMemory(this)`.
+   *
+   * @example
+   * ```ts
+   * vm.removeMemory(ram);
+   * ram.removed; // true
+   * ```
+   */
   get removed(): boolean {
     return this.#removed;
   }

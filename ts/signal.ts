@@ -27,7 +27,14 @@ export class VcpuSignalHandle {
     this.id = typeof data === 'number' ? data : Number(data?.id);
   }
 
-  /** Same as the constructor, reads better after `postMessage`. */
+  /**
+   * Same as the constructor, reads better after `postMessage`.
+   *
+   * @example
+   * ```ts
+   * parentPort.on('message', (m) => VcpuSignalHandle.from(m).signalImmediateExit());
+   * ```
+   */
   static from(data: number | { readonly id: number }): VcpuSignalHandle {
     return new VcpuSignalHandle(data);
   }
@@ -35,6 +42,11 @@ export class VcpuSignalHandle {
   /**
    * Interrupts the vcpu: the `run()` in progress (or the next one) returns `Intr`.
    * Returns false if the vcpu no longer exists.
+   *
+   * @example
+   * ```ts
+   * vcpu.signalHandle().signalImmediateExit(); // run() returns { kind: 'Intr' }
+   * ```
    */
   signalImmediateExit(): boolean {
     return native.kickVcpu(this.id);

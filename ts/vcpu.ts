@@ -123,12 +123,26 @@ export class Vcpu {
     this.#runFn = call('createVcpu', () => native.bind(this.#exit, this.#record, this.#scratch));
   }
 
-  /** The vcpu id. */
+  /**
+   * The vcpu id.
+   *
+   * @example
+   * ```ts
+   * vm.createVcpu(1).id; // 1
+   * ```
+   */
   get id(): number {
     return this.#id;
   }
 
-  /** The VM this vcpu belongs to. */
+  /**
+   * The VM this vcpu belongs to.
+   *
+   * @example
+   * ```ts
+   * vcpu.vm.read(0x1000, 16);
+   * ```
+   */
   get vm(): Vm {
     return this.#vm;
   }
@@ -136,6 +150,12 @@ export class Vcpu {
   /**
    * Runs the guest until it exits. Throws only if the host call itself fails (or the
    * vcpu is closed), never for what the guest did.
+   *
+   * @example
+   * ```ts
+   * const exit = vcpu.run();
+   * if (exit.kind === 'Hlt') console.log('halted');
+   * ```
    */
   run(): VcpuExit {
     if (this.#async) this.#checkIdle('run');
@@ -154,12 +174,29 @@ export class Vcpu {
    * After an `Io` exit: calls `fn` once per element (string I/O repeats it, in order)
    * with the access. For a read, what `fn` puts in `data` goes to the guest. If `fn`
    * throws, the error propagates and the vcpu stays usable.
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'Io') {
+   *   vcpu.handleIo((p) => {
+   *     if (p.operation === 'write') console.log(`port ${p.address}:`, p.data);
+   *     else p.data.fill(0xff);
+   *   });
+   * }
+   * ```
    */
   handleIo(fn: IoHandler): void {
     this.#handleAccess('handleIo', 'Io', fn);
   }
 
-  /** After an `Mmio` exit: as {@link Vcpu.handleIo}, for the memory access. */
+  /**
+   * After an `Mmio` exit: as {@link Vcpu.handleIo}, for the memory access.
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'Mmio') vcpu.handleMmio((p) => p.operation === 'read' && p.data.fill(0));
+   * ```
+   */
   handleMmio(fn: IoHandler): void {
     this.#handleAccess('handleMmio', 'Mmio', fn);
   }
@@ -168,6 +205,11 @@ export class Vcpu {
    * After a `Hypercall` exit: gives `fn` the call; its results go back to the guest
    * (written into the registers before the vcpu runs again, or before `getRegs`).
    * If `fn` throws, the error propagates and the guest sees no results.
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'Hypercall') vcpu.handleHypercall((abi) => abi.setResults([abi.getArgument(0)! + 1n]));
+   * ```
    */
   handleHypercall(fn: (abi: HypercallAbi) => void): void {
     this.#checkPending('handleHypercall', 'Hypercall');
@@ -295,27 +337,66 @@ export class Vcpu {
     this.#call('startLinux', () => this.#native.startLinux(boot));
   }
 
-  /** Alias of {@link Vcpu.runAsync}: the async form of {@link Vcpu.runUntil}. */
+  /**
+   * Alias of {@link Vcpu.runAsync}: the async form of {@link Vcpu.runUntil}.
+   *
+   * @example
+   * ```ts
+   * const exit = await vcpu.runUntilAsync({ io: (p) => console.log(p.address) });
+   * ```
+   */
   runUntilAsync(handlers: ExitHandlers): Promise<VcpuExit> {
     return this.runAsync(handlers);
   }
 
-  /** True while {@link Vcpu.runAsync} runs the vcpu on its native thread. */
+  /**
+   * True while {@link Vcpu.runAsync} runs the vcpu on its native thread.
+   *
+   * @example
+   * ```ts
+   * void vcpu.runAsync({});
+   * console.log(vcpu.running); // true
+   * ```
+   */
   get running(): boolean {
     return this.#async;
   }
 
-  /** Sets `kvm_run.immediate_exit`: while true, every `run()` returns `Intr` at once. */
+  /**
+   * Sets `kvm_run.immediate_exit`: while true, every `run()` returns `Intr` at once.
+   *
+   * @example
+   * ```ts
+   * vcpu.setImmediateExit(true);
+   * vcpu.run(); // { kind: 'Intr' }
+   * vcpu.setImmediateExit(false);
+   * ```
+   */
   setImmediateExit(exit: boolean): void {
     call('setImmediateExit', () => this.#native.setImmediateExit(!!exit));
   }
 
-  /** A handle that stops `run()` from any thread or worker (see {@link VcpuSignalHandle}). */
+  /**
+   * A handle that stops `run()` from any thread or worker (see {@link VcpuSignalHandle}).
+   *
+   * @example
+   * ```ts
+   * const handle = vcpu.signalHandle();
+   * setTimeout(() => handle.signalImmediateExit(), 100); // from a timer, a worker, ...
+   * ```
+   */
   signalHandle(): VcpuSignalHandle {
     return new VcpuSignalHandle(call('signalHandle', () => this.#native.signalHandleId()));
   }
 
-  /** Userspace is pausing this vcpu (`KVM_KVMCLOCK_CTRL`); fails where there is no kvmclock. */
+  /**
+   * Userspace is pausing this vcpu (`KVM_KVMCLOCK_CTRL`); fails where there is no kvmclock.
+   *
+   * @example
+   * ```ts
+   * vcpu.onSuspend(); // before pausing the VM, so the guest's watchdogs stay quiet
+   * ```
+   */
   onSuspend(): void {
     this.#call('onSuspend', () => this.#native.onSuspend());
   }
@@ -323,12 +404,24 @@ export class Vcpu {
   /**
    * `KVM_ENABLE_CAP` on the vcpu. Unsafe for capabilities whose arguments are host
    * pointers: the kernel dereferences them.
+   *
+   * @example
+   * ```ts
+   * vcpu.enableRawCapability(KVM_CAP_HYPERV_SYNIC, [0n, 0n, 0n, 0n]);
+   * ```
    */
   enableRawCapability(cap: number, args: readonly [bigint, bigint, bigint, bigint]): void {
     this.#call('enableRawCapability', () => this.#native.enableRawCapability(cap, [...args]));
   }
 
-  /** General-purpose registers. */
+  /**
+   * General-purpose registers.
+   *
+   * @example
+   * ```ts
+   * const { rip, rax } = vcpu.getRegs();
+   * ```
+   */
   getRegs(): Regs {
     return this.#call('getRegs', () => this.#native.getRegs());
   }
@@ -336,6 +429,11 @@ export class Vcpu {
   /**
    * Sets general-purpose registers. Missing fields keep their current values, so
    * `vcpu.setRegs({ rip: 0x1000n })` works; numbers are accepted as well as bigints.
+   *
+   * @example
+   * ```ts
+   * vcpu.setRegs({ rip: 0x1000n, rsp: 0x8000n });
+   * ```
    */
   setRegs(regs: Partial<Record<keyof Regs, RegValue>>): void {
     const current = REG_NAMES.every((n) => regs?.[n] !== undefined) ? undefined : this.getRegs();
@@ -347,113 +445,270 @@ export class Vcpu {
     this.#call('setRegs', () => this.#native.setRegs(full));
   }
 
-  /** Segment, descriptor-table and control registers. */
+  /**
+   * Segment, descriptor-table and control registers.
+   *
+   * @example
+   * ```ts
+   * const long = (vcpu.getSregs().efer & (1n << 10n)) !== 0n; // EFER.LMA
+   * ```
+   */
   getSregs(): Sregs {
     return this.#call('getSregs', () => this.#native.getSregs());
   }
 
-  /** Sets special registers; missing top-level fields keep their current values. */
+  /**
+   * Sets special registers; missing top-level fields keep their current values.
+   *
+   * @example
+   * ```ts
+   * const { cs } = vcpu.getSregs();
+   * vcpu.setSregs({ cs: { ...cs, base: 0n, selector: 0 } }); // real mode at CS = 0
+   * ```
+   */
   setSregs(sregs: Partial<Sregs>): void {
     const full = { ...this.getSregs(), ...sregs } as Sregs;
     this.#call('setSregs', () => this.#native.setSregs(full));
   }
 
-  /** FPU and SSE state. */
+  /**
+   * FPU and SSE state.
+   *
+   * @example
+   * ```ts
+   * const { mxcsr } = vcpu.getFpu();
+   * ```
+   */
   getFpu(): Fpu {
     return this.#call('getFpu', () => this.#native.getFpu());
   }
 
-  /** Sets FPU and SSE state. */
+  /**
+   * Sets FPU and SSE state.
+   *
+   * @example
+   * ```ts
+   * vcpu.setFpu({ ...vcpu.getFpu(), mxcsr: 0x1f80 });
+   * ```
+   */
   setFpu(fpu: Fpu): void {
     this.#call('setFpu', () => this.#native.setFpu(fpu));
   }
 
-  /** Reads MSRs by index. */
+  /**
+   * Reads MSRs by index.
+   *
+   * @example
+   * ```ts
+   * const [tsc] = vcpu.getMsrs([0x10]); // IA32_TIME_STAMP_COUNTER
+   * ```
+   */
   getMsrs(indices: readonly number[]): Msr[] {
     return this.#call('getMsrs', () => this.#native.getMsrs([...indices]));
   }
 
-  /** Writes MSRs. */
+  /**
+   * Writes MSRs.
+   *
+   * @example
+   * ```ts
+   * vcpu.setMsrs([{ index: 0xc0000102, data: 0n }]); // KERNEL_GS_BASE
+   * ```
+   */
   setMsrs(msrs: readonly Msr[]): void {
     this.#call('setMsrs', () => this.#native.setMsrs([...msrs]));
   }
 
-  /** `KVM_SET_CPUID2` (a new vcpu starts with the host's supported CPUID). */
+  /**
+   * `KVM_SET_CPUID2` (a new vcpu starts with the host's supported CPUID).
+   *
+   * @example
+   * ```ts
+   * vcpu.setCpuid(kvm.supportedCpuid().filter((e) => e.function !== 0x40000000));
+   * ```
+   */
   setCpuid(entries: readonly CpuidEntry[]): void {
     this.#call('setCpuid', () => this.#native.setCpuid([...entries]));
   }
 
-  /** The local APIC's registers (needs `createVm({ irqchip: true })`). */
+  /**
+   * The local APIC's registers (needs `createVm({ irqchip: true })`).
+   *
+   * @example
+   * ```ts
+   * const id = vcpu.getLapic().regs[0x23]; // APIC ID register, bits 31:24
+   * ```
+   */
   getLapic(): Lapic {
     return this.#call('getLapic', () => this.#native.getLapic());
   }
 
-  /** Sets the local APIC's registers. */
+  /**
+   * Sets the local APIC's registers.
+   *
+   * @example
+   * ```ts
+   * vcpu.setLapic(vcpu.getLapic());
+   * ```
+   */
   setLapic(lapic: Lapic): void {
     this.#call('setLapic', () => this.#native.setLapic(lapic));
   }
 
-  /** Pending exceptions, interrupts, NMIs, SMM state. */
+  /**
+   * Pending exceptions, interrupts, NMIs, SMM state.
+   *
+   * @example
+   * ```ts
+   * const pending = vcpu.getVcpuEvents().exception.pending;
+   * ```
+   */
   getVcpuEvents(): VcpuEvents {
     return this.#call('getVcpuEvents', () => this.#native.getVcpuEvents());
   }
 
-  /** Sets pending events. */
+  /**
+   * Sets pending events.
+   *
+   * @example
+   * ```ts
+   * vcpu.setVcpuEvents(vcpu.getVcpuEvents());
+   * ```
+   */
   setVcpuEvents(events: VcpuEvents): void {
     this.#call('setVcpuEvents', () => this.#native.setVcpuEvents(events));
   }
 
-  /** `KVM_MP_STATE_*` (0 runnable, 1 uninitialized, 2 INIT received, 3 halted, …). */
+  /**
+   * `KVM_MP_STATE_*` (0 runnable, 1 uninitialized, 2 INIT received, 3 halted, …).
+   *
+   * @example
+   * ```ts
+   * if (vcpu.getMpState() === 1) vcpu.setMpState(0); // an AP waiting for INIT: make it runnable
+   * ```
+   */
   getMpState(): number {
     return this.#call('getMpState', () => this.#native.getMpState());
   }
 
-  /** Sets the multiprocessing state. */
+  /**
+   * Sets the multiprocessing state.
+   *
+   * @example
+   * ```ts
+   * vcpu.setMpState(0); // KVM_MP_STATE_RUNNABLE
+   * ```
+   */
   setMpState(state: number): void {
     this.#call('setMpState', () => this.#native.setMpState(state));
   }
 
-  /** Debug registers DR0–3, DR6, DR7. */
+  /**
+   * Debug registers DR0–3, DR6, DR7.
+   *
+   * @example
+   * ```ts
+   * const { dr6, dr7 } = vcpu.getDebugRegs();
+   * ```
+   */
   getDebugRegs(): DebugRegs {
     return this.#call('getDebugRegs', () => this.#native.getDebugRegs());
   }
 
-  /** Sets debug registers. */
+  /**
+   * Sets debug registers.
+   *
+   * @example
+   * ```ts
+   * vcpu.setDebugRegs({ ...vcpu.getDebugRegs(), dr7: 0n });
+   * ```
+   */
   setDebugRegs(regs: DebugRegs): void {
     this.#call('setDebugRegs', () => this.#native.setDebugRegs(regs));
   }
 
-  /** Single-step and breakpoints, reported as `Debug` exits. */
+  /**
+   * Single-step and breakpoints, reported as `Debug` exits.
+   *
+   * @example
+   * ```ts
+   * vcpu.setGuestDebug({ enable: true, singleStep: true });
+   * const exit = vcpu.run(); // { kind: 'Debug', pc, ... } after one instruction
+   * ```
+   */
   setGuestDebug(debug: GuestDebug): void {
     this.#call('setGuestDebug', () => this.#native.setGuestDebug(debug));
   }
 
-  /** The 4096-byte XSAVE area. */
+  /**
+   * The 4096-byte XSAVE area.
+   *
+   * @example
+   * ```ts
+   * const saved = vcpu.getXsave();
+   * vcpu.setXsave(saved);
+   * ```
+   */
   getXsave(): Uint8Array {
     return this.#call('getXsave', () => this.#native.getXsave());
   }
 
-  /** Sets the XSAVE area (4096 bytes). */
+  /**
+   * Sets the XSAVE area (4096 bytes).
+   *
+   * @example
+   * ```ts
+   * vcpu.setXsave(vcpu.getXsave());
+   * ```
+   */
   setXsave(xsave: Uint8Array): void {
     this.#call('setXsave', () => this.#native.setXsave(xsave));
   }
 
-  /** Extended control registers (XCR0). */
+  /**
+   * Extended control registers (XCR0).
+   *
+   * @example
+   * ```ts
+   * const xcr0 = vcpu.getXcrs().find((x) => x.xcr === 0)?.value;
+   * ```
+   */
   getXcrs(): Xcr[] {
     return this.#call('getXcrs', () => this.#native.getXcrs());
   }
 
-  /** Sets extended control registers. */
+  /**
+   * Sets extended control registers.
+   *
+   * @example
+   * ```ts
+   * vcpu.setXcrs([{ xcr: 0, value: 0x3n }]); // x87 and SSE state
+   * ```
+   */
   setXcrs(xcrs: readonly Xcr[]): void {
     this.#call('setXcrs', () => this.#native.setXcrs([...xcrs]));
   }
 
-  /** Queues external interrupt `vector` (without the in-kernel irqchip). */
+  /**
+   * Queues external interrupt `vector` (without the in-kernel irqchip).
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'Hlt') vcpu.interrupt(0x20); // wake it with vector 0x20
+   * ```
+   */
   interrupt(vector: number): void {
     this.#call('interrupt', () => this.#native.interrupt(vector));
   }
 
-  /** Queues a non-maskable interrupt. */
+  /**
+   * Queues a non-maskable interrupt.
+   *
+   * @example
+   * ```ts
+   * vcpu.nmi();
+   * ```
+   */
   nmi(): void {
     this.#call('nmi', () => this.#native.nmi());
   }
@@ -463,6 +718,12 @@ export class Vcpu {
    * exception is a triple fault, `Shutdown`), page tables at 0x9000–0xEFFF identity
    * mapping the first 4 GiB with 2 MiB pages (so the LAPIC at 0xFEE00000 is reachable).
    * Guest RAM must cover `[0, 0xF000)`.
+   *
+   * @example
+   * ```ts
+   * vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+   * vcpu.setupLongMode({ rip: 0x1000, rsp: 0x8000 });
+   * ```
    */
   setupLongMode(options: LongModeOptions = {}): void {
     this.#call('setupLongMode', () => this.#native.setupLongMode());
@@ -470,12 +731,28 @@ export class Vcpu {
     if (rip !== undefined || rsp !== undefined) this.setRegs({ rip, rsp });
   }
 
-  /** True once closed (or its VM closed). */
+  /**
+   * True once closed (or its VM closed).
+   *
+   * @example
+   * ```ts
+   * vm.close();
+   * console.log(vcpu.closed); // true
+   * ```
+   */
   get closed(): boolean {
     return this.#native.closed;
   }
 
-  /** Closes the vcpu and releases its file descriptor. Idempotent. */
+  /**
+   * Closes the vcpu and releases its file descriptor. Idempotent.
+   *
+   * @example
+   * ```ts
+   * vcpu.close();
+   * vcpu.run(); // throws VcpuError ECLOSED
+   * ```
+   */
   close(): void {
     this.#closed = true;
     this.#last = NONE;

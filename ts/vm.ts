@@ -69,7 +69,14 @@ export class Vm {
     return new Vm(call('Vm.fromHandle', () => native.NativeVm.fromHandle(id as number)));
   }
 
-  /** Plain data naming this VM, for {@link Vm.fromHandle} in another worker. */
+  /**
+   * Plain data naming this VM, for {@link Vm.fromHandle} in another worker.
+   *
+   * @example
+   * ```ts
+   * new Worker('./cpu.js', { workerData: { vm: vm.handle } });
+   * ```
+   */
   get handle(): VmHandle {
     return Object.freeze({ id: call('handle', () => this.#native.handle) });
   }
@@ -77,6 +84,12 @@ export class Vm {
   /**
    * Maps fresh zeroed RAM into the guest. Address and size must be multiples of 4096;
    * regions must not overlap (`EEXIST`); they must end below 2^52.
+   *
+   * @example
+   * ```ts
+   * const ram = vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+   * const rom = vm.addMemory({ guestAddress: 0xfff00000, size: 1 << 20, readonly: true });
+   * ```
    */
   addMemory(options: MemoryOptions): GuestMemory {
     const { guestAddress, size, readonly = false, dirtyLog = false } = options ?? ({} as MemoryOptions);
@@ -86,7 +99,14 @@ export class Vm {
     return mem;
   }
 
-  /** Removes a region: guest accesses there become `Mmio` exits. */
+  /**
+   * Removes a region: guest accesses there become `Mmio` exits.
+   *
+   * @example
+   * ```ts
+   * vm.removeMemory(rom); // guest accesses there are now Mmio exits
+   * ```
+   */
   removeMemory(memory: GuestMemory): void {
     if (!(memory instanceof GuestMemory) || this.#memory.get(memory.slot) !== memory) {
       throw new VcpuError(
@@ -100,7 +120,14 @@ export class Vm {
     memory.markRemoved();
   }
 
-  /** The regions currently mapped (also those another thread added). */
+  /**
+   * The regions currently mapped (also those another thread added).
+   *
+   * @example
+   * ```ts
+   * for (const m of vm.memory) console.log(m.guestAddress.toString(16), m.size);
+   * ```
+   */
   get memory(): GuestMemory[] {
     const regions = this.#native.closed ? [] : this.#native.regions();
     const present = new Set(regions.map((r) => r.slot));
@@ -116,22 +143,52 @@ export class Vm {
     return [...this.#memory.values()];
   }
 
-  /** A copy of `length` bytes of guest memory at `gpa` (inside one region). */
+  /**
+   * A copy of `length` bytes of guest memory at `gpa` (inside one region).
+   *
+   * @example
+   * ```ts
+   * const header = vm.read(0x7000, 512);
+   * ```
+   */
   read(gpa: number, length: number): Uint8Array {
     return call('read', () => this.#native.read(gpa, length));
   }
 
-  /** Copies `bytes` into guest memory at `gpa` (inside one region). */
+  /**
+   * Copies `bytes` into guest memory at `gpa` (inside one region).
+   *
+   * @example
+   * ```ts
+   * vm.write(0x1000, [0xf4]); // hlt
+   * ```
+   */
   write(gpa: number, bytes: Uint8Array | ArrayLike<number>): void {
     call('write', () => this.#native.write(gpa, toBytes(bytes)));
   }
 
-  /** The pages of `memory` the guest wrote since the last call, one bit per page. */
+  /**
+   * The pages of `memory` the guest wrote since the last call, one bit per page.
+   *
+   * @example
+   * ```ts
+   * const ram = vm.addMemory({ guestAddress: 0, size: 2 << 20, dirtyLog: true });
+   * // ... run the guest ...
+   * const dirty = vm.getDirtyLog(ram); // bit n of word n / 64: page n was written
+   * ```
+   */
   getDirtyLog(memory: GuestMemory): BigUint64Array {
     return call('getDirtyLog', () => this.#native.getDirtyLog(memory.slot));
   }
 
-  /** Creates vcpu `id`. Run it on the thread that created it. */
+  /**
+   * Creates vcpu `id`. Run it on the thread that created it.
+   *
+   * @example
+   * ```ts
+   * const vcpu = vm.createVcpu(0);
+   * ```
+   */
   createVcpu(id: number): Vcpu {
     const native = call('createVcpu', () => this.#native.createVcpu(id));
     const vcpu = new Vcpu(native, this);
@@ -139,7 +196,15 @@ export class Vm {
     return vcpu;
   }
 
-  /** True once closed. */
+  /**
+   * True once closed.
+   *
+   * @example
+   * ```ts
+   * vm.close();
+   * vm.closed; // true
+   * ```
+   */
   get closed(): boolean {
     return this.#native.closed;
   }
@@ -147,6 +212,12 @@ export class Vm {
   /**
    * Closes the VM: its vcpus are kicked out of `run()` and closed, its memory slots
    * released (views already taken stay valid). Idempotent.
+   *
+   * @example
+   * ```ts
+   * vm.close();
+   * vm.close(); // idempotent
+   * ```
    */
   close(): void {
     this.#native.close();

@@ -717,6 +717,7 @@ export class Vcpu {
    * Puts this vcpu in 64-bit long mode: a flat GDT at 0x500, an empty IDT at 0x520 (any
    * exception is a triple fault, `Shutdown`), page tables at 0x9000–0xEFFF identity
    * mapping the first 4 GiB with 2 MiB pages (so the LAPIC at 0xFEE00000 is reachable).
+   * With `rip`, the general registers are reset too: all 0 but RIP, RSP and RFLAGS (2).
    * Guest RAM must cover `[0, 0xF000)`.
    *
    * @example
@@ -726,9 +727,15 @@ export class Vcpu {
    * ```
    */
   setupLongMode(options: LongModeOptions = {}): void {
-    this.#call('setupLongMode', () => this.#native.setupLongMode());
     const { rip, rsp } = options ?? {};
-    if (rip !== undefined || rsp !== undefined) this.setRegs({ rip, rsp });
+    if (rip === undefined) {
+      this.#call('setupLongMode', () => this.#native.setupLongMode());
+      if (rsp !== undefined) this.setRegs({ rsp });
+      return;
+    }
+    const start = toU64(rip, 'rip', undefined, 'setupLongMode');
+    const stack = rsp === undefined ? undefined : toU64(rsp, 'rsp', undefined, 'setupLongMode');
+    this.#call('setupLongMode', () => this.#native.setupLongMode(start, stack));
   }
 
   /**

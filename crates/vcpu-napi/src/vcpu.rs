@@ -396,9 +396,16 @@ impl NativeVcpu {
         self.with("nmi", |v| v.nmi().js())
     }
 
+    /// Long mode; with `rip`, also the general registers (all 0 but RIP, RSP, RFLAGS).
     #[napi]
-    pub fn setup_long_mode(&self) -> Result<()> {
-        self.with("setupLongMode", |v| v.setup_long_mode().js())
+    pub fn setup_long_mode(&self, rip: Option<BigInt>, rsp: Option<BigInt>) -> Result<()> {
+        const OP: &str = "setupLongMode";
+        let rip = rip.map(|r| u64_of(OP, "rip", &r)).transpose()?;
+        let rsp = rsp.map(|r| u64_of(OP, "rsp", &r)).transpose()?.unwrap_or(0);
+        self.with(OP, |v| match rip {
+            Some(rip) => v.setup_long_mode_at(rip, rsp).js(),
+            None => v.setup_long_mode().js(),
+        })
     }
 
     #[napi(getter)]

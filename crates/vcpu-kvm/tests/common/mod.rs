@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use kvm_bindings::kvm_regs;
 use vcpu_kvm::{Kvm, KvmVcpu, KvmVm, Vcpu, VcpuExit, VmConfig};
 
 pub const RAM_SIZE: usize = 2 << 20;
@@ -25,14 +24,7 @@ pub fn long_mode(name: &str) -> (KvmVm, KvmVcpu) {
     vm.add_memory(0, RAM_SIZE, false, false).expect("add memory");
     vm.write(LOAD_ADDR, &guest(name)).expect("load guest");
     let vcpu = vm.create_vcpu(0).expect("create vcpu");
-    vcpu.setup_long_mode().expect("long mode");
-    vcpu.set_regs(&kvm_regs {
-        rip: LOAD_ADDR,
-        rsp: 0x8000,
-        rflags: 2,
-        ..Default::default()
-    })
-    .expect("set regs");
+    vcpu.setup_long_mode_at(LOAD_ADDR, 0x8000).expect("long mode");
     (vm, vcpu)
 }
 

@@ -1,5 +1,5 @@
 // Resources come back: after close, after garbage collection, over many cycles.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -31,6 +31,33 @@ describeKvm('lifecycle', () => {
     gc();
     expect(fds()).toBe(fds0);
     expect(process.memoryUsage().rss - rss0).toBeLessThan(32 << 20);
+  });
+
+  test('closing releases the kernel vcpu at once: no kvm_run mapping waits for GC', () => {
+    const kvm = Kvm.open();
+    const mappings = () =>
+      readFileSync('/proc/self/maps', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('kvm-vcpu')).length;
+    const before = mappings();
+    for (let i = 0; i < 200; i++) cycle(kvm, true);
+    expect(mappings()).toBe(before);
+  });
+
+  test('a kept exit-data view becomes empty after close, never dangling', () => {
+    const vm = Kvm.open().createVm();
+    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+    vm.write(0x1000, guest('pio_out'));
+    const vcpu = vm.createVcpu(0);
+    vcpu.setupLongMode({ rip: 0x1000 });
+    expect(vcpu.run().kind).toBe('Io');
+    let kept: Uint8Array = new Uint8Array(1);
+    vcpu.handleIo((p) => (kept = p.data));
+    expect(kept[0]).toBe(0x11);
+    vm.close();
+    gc();
+    expect(kept.length).toBe(0);
+    expect(kept[0]).toBeUndefined();
   });
 
   test('VMs and vcpus that are only collected release their fds', async () => {

@@ -761,9 +761,14 @@ export class Vcpu {
    * ```
    */
   close(): void {
+    // The kvm_run view pins the kernel's vcpu (and so its VM) until it is collected:
+    // the native side detaches it, so closing releases them now. Views of it become
+    // empty, never dangling. (Not while runAsync's thread may still be using it.)
+    const detach = !this.#closed && !this.#async ? (this.#kvmRun ?? undefined) : undefined;
+    this.#views.clear();
     this.#closed = true;
     this.#last = NONE;
-    this.#native.close();
+    this.#native.close(detach);
     this.#vm.forgetVcpu(this);
   }
 

@@ -4,27 +4,42 @@
 //! as long as JS can reach it: a view never dangles. Runtimes that forbid external
 //! buffers (Electron's V8 memory cage) get `None`, and the facade copies instead.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-/// Keeps the mapping's owner alive; dropped by the finalizer.
-struct Hold(#[allow(dead_code)] Box<dyn Send>);
+/// Keeps the mapping's owner alive; dropped by the finalizer. `token` names this buffer
+/// in `live`.
+struct Hold(#[allow(dead_code)] Box<dyn Send>, u64);
 
-/// Addresses that back a live external buffer, process-wide (V8's rule is per process).
-fn live() -> std::sync::MutexGuard<'static, HashSet<usize>> {
-    static LIVE: LazyLock<Mutex<HashSet<usize>>> = LazyLock::new(Mutex::default);
+/// Addresses that back a live (attached) external buffer, with the buffer's token,
+/// process-wide (V8's rule is per process).
+fn live() -> std::sync::MutexGuard<'static, HashMap<usize, u64>> {
+    static LIVE: LazyLock<Mutex<HashMap<usize, u64>>> = LazyLock::new(Mutex::default);
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 unsafe extern "C" fn release(_env: sys::napi_env, data: *mut std::ffi::c_void, hint: *mut std::ffi::c_void) {
-    live().remove(&(data as usize));
     // SAFETY: `hint` is the Box<Hold> leaked in `external_arraybuffer`; V8 calls this
     // finalizer exactly once.
-    drop(unsafe { Box::from_raw(hint.cast::<Hold>()) });
+    let hold = unsafe { Box::from_raw(hint.cast::<Hold>()) };
+    let mut live = live();
+    // The address may back a newer buffer by now (after a detach): leave that one alone.
+    if live.get(&(data as usize)) == Some(&hold.1) {
+        live.remove(&(data as usize));
+    }
+    drop(live);
+    drop(hold);
+}
+
+/// Forgets the buffer over `ptr` after it was detached: its memory may be unmapped and
+/// the address reused by a new buffer.
+pub fn forget_external(ptr: *const u8) {
+    live().remove(&(ptr as usize));
 }
 
 /// An `ArrayBuffer` over `[ptr, ptr + len)`, keeping `owner` alive until it is collected,
@@ -45,13 +60,19 @@ pub unsafe fn external_arraybuffer(
     if std::env::var_os("VCPU_NO_EXTERNAL_BUFFERS").is_some() {
         return Ok(None);
     }
-    if !live().insert(ptr as usize) {
-        return Err(Error::new(
-            Status::InvalidArg,
-            "this memory already has an ArrayBuffer; reuse it",
-        ));
+    static TOKENS: AtomicU64 = AtomicU64::new(1);
+    let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut live = live();
+        if live.contains_key(&(ptr as usize)) {
+            return Err(Error::new(
+                Status::InvalidArg,
+                "this memory already has an ArrayBuffer; reuse it",
+            ));
+        }
+        live.insert(ptr as usize, token);
     }
-    let hint = Box::into_raw(Box::new(Hold(owner)));
+    let hint = Box::into_raw(Box::new(Hold(owner, token)));
     let mut value = ptr::null_mut();
     // SAFETY: the caller guarantees the range; `release` frees `hint` when V8 is done.
     let status = unsafe {

@@ -58,7 +58,13 @@ struct VcpuState {
     /// Keep the facade's typed arrays alive (and the pointers in `records` valid).
     arrays: RefCell<Option<(Float64Array, BigUint64Array, Option<Uint8Array>)>>,
     records: Cell<Option<Records>>,
+    /// What keeps the `kvm_run` mapping alive for the JS view of it; emptied once that
+    /// view is detached, so closing releases the kernel's vcpu (and VM) at once.
+    run_view: RefCell<Option<RunView>>,
 }
+
+/// The `kvm_run` mapping as the JS view's owner holds it.
+type RunView = Arc<std::sync::Mutex<Option<Arc<vcpu_kvm::kvm::RunShared>>>>;
 
 impl VcpuState {
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
@@ -142,6 +148,7 @@ impl NativeVcpu {
                 last: Arc::new(std::sync::Mutex::new(VcpuExit::Intr)),
                 arrays: RefCell::new(None),
                 records: Cell::new(None),
+                run_view: RefCell::new(None),
             }),
         }
     }
@@ -345,8 +352,11 @@ impl NativeVcpu {
     pub fn run_buffer<'env>(&self, env: &'env Env) -> Result<Option<Unknown<'env>>> {
         let (shared, len) = self.with("runBuffer", |v| Ok(v.run_mapping()))?;
         let ptr = shared.base_ptr();
-        // SAFETY: the Arc keeps the kvm_run mapping alive until the buffer is collected.
-        unsafe { external_arraybuffer(env, ptr, len, Box::new(shared)) }
+        let view: RunView = Arc::new(std::sync::Mutex::new(Some(shared)));
+        *self.state.run_view.borrow_mut() = Some(view.clone());
+        // SAFETY: `view` keeps the kvm_run mapping alive until the buffer is collected,
+        // or until `close` has detached the buffer (no JS can reach the memory then).
+        unsafe { external_arraybuffer(env, ptr, len, Box::new(view)) }
             .map_err(|e| invalid("runBuffer", e.reason.clone()))
     }
 
@@ -415,13 +425,25 @@ impl NativeVcpu {
 
     /// Closes the vcpu and releases its fd (deferred to the end of a `runUntil` when
     /// called from one of its handlers). Idempotent.
+    /// `run_buffer`: the buffer `runBuffer()` returned, to detach (its views become
+    /// empty) so the `kvm_run` mapping, and with it the kernel's vcpu, goes now rather
+    /// than when the buffer is collected.
     #[napi]
-    pub fn close(&self) {
+    pub fn close(&self, run_buffer: Option<ArrayBuffer>) {
         if let Some(v) = self.state.vcpu.borrow().as_ref() {
             v.close();
         }
         if let Ok(mut slot) = self.state.vcpu.try_borrow_mut() {
             slot.take();
+        }
+        if let Some(buffer) = run_buffer {
+            if buffer.detach().is_ok() {
+                if let Some(view) = self.state.run_view.borrow_mut().take() {
+                    if let Some(shared) = view.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        crate::external::forget_external(shared.base_ptr());
+                    }
+                }
+            }
         }
     }
 }

@@ -320,8 +320,9 @@ pub struct Xcr {
 /// What `setGuestDebug` traps.
 #[napi(object)]
 pub struct GuestDebug {
-    /// Turn guest debugging on (off clears everything).
-    pub enable: bool,
+    /// Turn guest debugging on (off clears everything); on by default when anything
+    /// else is asked for.
+    pub enable: Option<bool>,
     /// Exit with `Debug` after every instruction.
     pub single_step: Option<bool>,
     /// Exit with `Debug` on `int3`.
@@ -644,8 +645,9 @@ impl NativeVcpu {
         for (dst, src) in hardware_breakpoints.iter_mut().zip(&bps) {
             *dst = Some(u64_of(OP, "hardwareBreakpoints", src)?);
         }
+        let wanted = debug.single_step == Some(true) || debug.software_breakpoints == Some(true) || !bps.is_empty();
         let d = KvmGuestDebug {
-            enable: debug.enable,
+            enable: debug.enable.unwrap_or(wanted),
             single_step: debug.single_step.unwrap_or(false),
             software_breakpoints: debug.software_breakpoints.unwrap_or(false),
             hardware_breakpoints,

@@ -105,8 +105,8 @@ impl KvmVcpu {
     }
 
     /// Marks the vcpu closed, kicking a run in progress: later calls fail with `ECLOSED`,
-    /// handles do nothing. The fd
-    /// itself is released when the `KvmVcpu` is dropped. Idempotent.
+    /// handles do nothing. The fd itself is released when the `KvmVcpu` is dropped.
+    /// Idempotent.
     pub fn close(&self) {
         // Kick first: a run in progress on another thread returns at once.
         self.signal_handle().kick();

@@ -1,0 +1,2 @@
+// The package root: the TypeScript facade, built into dist/ (`npm run build`).
+module.exports = require('./dist/index.js');

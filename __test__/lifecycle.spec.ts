@@ -73,3 +73,25 @@ describeKvm('lifecycle', () => {
     expect(fds()).toBeLessThanOrEqual(fds0);
   });
 });
+
+describeKvm('closing from a handler', () => {
+  test('a vcpu closed inside runUntil is released when the loop returns', () => {
+    const kvm = Kvm.open();
+    const fds0 = fds();
+    const vm = kvm.createVm();
+    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+    vm.write(0x1000, guest('pio_out'));
+    const vcpu = vm.createVcpu(0);
+    vcpu.setupLongMode({ rip: 0x1000 });
+    let thrown: unknown;
+    try {
+      vcpu.runUntil({ io: () => vcpu.close() });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toMatchObject({ code: 'ECLOSED' });
+    expect(vcpu.closed).toBe(true);
+    vm.close();
+    expect(fds()).toBeLessThanOrEqual(fds0);
+  });
+});

@@ -68,12 +68,26 @@ type RunView = Arc<std::sync::Mutex<Option<Arc<vcpu_kvm::kvm::RunShared>>>>;
 
 impl VcpuState {
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
+    /// A vcpu closed meanwhile (from one of its own handlers, or by closing its VM) is
+    /// released here, once nothing borrows it.
     fn with<R>(&self, op: &str, f: impl FnOnce(&Arc<KvmVcpu>) -> Result<R>) -> Result<R> {
-        let guard = self.vcpu.borrow();
-        match guard.as_ref() {
-            Some(v) if !v.is_closed() => f(v),
-            _ => Err(closed(op, "vcpu")),
+        let (result, closed_now) = {
+            let guard = self.vcpu.borrow();
+            match guard.as_ref() {
+                Some(v) if !v.is_closed() => {
+                    let result = f(v);
+                    (result, v.is_closed())
+                }
+                Some(_) => (Err(closed(op, "vcpu")), true),
+                None => (Err(closed(op, "vcpu")), false),
+            }
+        };
+        if closed_now {
+            if let Ok(mut slot) = self.vcpu.try_borrow_mut() {
+                slot.take();
+            }
         }
+        result
     }
 
     fn records(&self, op: &str) -> Result<Records> {

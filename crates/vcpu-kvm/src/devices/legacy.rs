@@ -140,6 +140,24 @@ impl LegacyDevices {
     /// devices here, and an i8042 reset ends the run as `SystemEventReset`. MMIO reads
     /// return all ones and writes are dropped (there is no MMIO device). An interrupted
     /// run is `Err(EINTR)`, as from `run()`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use vcpu_kvm::{Kvm, VmConfig, VcpuExit};
+    /// # use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux};
+    /// # use vcpu_kvm::devices::LegacyDevices;
+    /// let vm = Kvm::open(None)?.create_vm(VmConfig { irqchip: true, ..VmConfig::default() })?;
+    /// vm.add_memory(0, 256 << 20, false, false)?;
+    /// let kernel = std::fs::read("bzImage").unwrap();
+    /// let boot = load_linux(&vm, &kernel, None, "console=ttyS0 reboot=k", 1)?;
+    /// let devices = LegacyDevices::new(&vm)?;
+    /// let vcpu = vm.create_vcpu(0)?;
+    /// start_linux(&vcpu, &boot)?;
+    /// assert_eq!(devices.run(&vcpu)?, VcpuExit::SystemEventReset); // the guest rebooted
+    /// print!("{}", String::from_utf8_lossy(&devices.output().take()));
+    /// # Ok::<(), vcpu_kvm::Error>(())
+    /// ```
     pub fn run(&self, vcpu: &KvmVcpu) -> Result<VcpuExit> {
         loop {
             match vcpu.run()? {

@@ -78,6 +78,24 @@ impl VcpuSignalHandle {
 
     /// [`Self::signal_immediate_exit`], then a real-time signal to the thread that is in
     /// `KVM_RUN`, if any, so a guest that never exits is interrupted promptly.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use vcpu_kvm::{Kvm, Vcpu, VmConfig};
+    /// # let vm = Kvm::open(None)?.create_vm(VmConfig::default())?;
+    /// # vm.add_memory(0, 2 << 20, false, false)?;
+    /// # vm.write(0x1000, &[0xeb, 0xfe])?; // jmp $
+    /// let vcpu = vm.create_vcpu(0)?;
+    /// vcpu.setup_long_mode_at(0x1000, 0x8000)?;
+    /// let handle = vcpu.signal_handle();
+    /// std::thread::spawn(move || {
+    ///     std::thread::sleep(std::time::Duration::from_millis(100));
+    ///     handle.kick();
+    /// });
+    /// assert!(vcpu.run().unwrap_err().is_interrupted());
+    /// # Ok::<(), vcpu_kvm::Error>(())
+    /// ```
     pub fn kick(&self) {
         if self.shared.closed.load(Ordering::Acquire) {
             return;

@@ -162,6 +162,16 @@ impl KvmVm {
     /// Both must be page aligned, the range must not overlap another slot and must end
     /// below 2^52. `readonly`: guest writes become `Mmio` exits and leave memory as it
     /// is. `dirty_log`: pages the guest writes are recorded for [`KvmVm::get_dirty_log`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use vcpu_kvm::{Kvm, VmConfig};
+    /// let vm = Kvm::open(None)?.create_vm(VmConfig::default())?;
+    /// let (_slot, ram) = vm.add_memory(0, 2 << 20, false, false)?;
+    /// assert_eq!(ram.len(), 2 << 20);
+    /// # Ok::<(), vcpu_kvm::Error>(())
+    /// ```
     pub fn add_memory(
         &self,
         guest_address: u64,
@@ -311,6 +321,18 @@ impl KvmVm {
     }
 
     /// Copies `data` into guest memory at `gpa`; the range must lie inside one region.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use vcpu_kvm::{Kvm, VmConfig};
+    /// # let vm = Kvm::open(None)?.create_vm(VmConfig::default())?;
+    /// vm.add_memory(0, 2 << 20, false, false)?;
+    /// vm.write(0x1000, &[0xf4])?; // hlt
+    /// let mut byte = [0u8];
+    /// vm.read(0x1000, &mut byte)?;
+    /// # Ok::<(), vcpu_kvm::Error>(())
+    /// ```
     pub fn write(&self, gpa: u64, data: &[u8]) -> Result<()> {
         let (region, offset) = self.region_at("write", gpa, data.len())?;
         region.write_at(offset, data);
@@ -352,6 +374,16 @@ impl KvmVm {
 
     /// Creates vcpu `id` (0 ≤ id < KVM's maximum vcpu id). Run it on the thread that
     /// created it.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use vcpu_kvm::{Kvm, VmConfig};
+    /// # let vm = Kvm::open(None)?.create_vm(VmConfig::default())?;
+    /// let vcpu = vm.create_vcpu(0)?;
+    /// assert!(vm.create_vcpu(0).is_err()); // EEXIST
+    /// # Ok::<(), vcpu_kvm::Error>(())
+    /// ```
     pub fn create_vcpu(&self, id: usize) -> Result<KvmVcpu> {
         const OP: &str = "createVcpu";
         if id >= self.shared.max_vcpu_id {

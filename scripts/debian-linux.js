@@ -14,7 +14,7 @@ function sh(cmd, args, cwd = CACHE) {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
-/** A newc cpio archive of `entries` ({ name, mode, data? }). */
+/** A newc cpio archive of `entries` ({ name, mode, data?, rdev?: [major, minor] }). */
 function cpio(entries) {
   const parts = [];
   let ino = 1;
@@ -22,7 +22,8 @@ function cpio(entries) {
   for (const e of [...entries, { name: 'TRAILER!!!', mode: 0 }]) {
     const data = e.data ?? Buffer.alloc(0);
     const name = Buffer.from(`${e.name}\0`);
-    const fields = [ino++, e.mode, 0, 0, 1, 0, data.length, 0, 0, 0, 0, name.length, 0];
+    const [rmajor, rminor] = e.rdev ?? [0, 0];
+    const fields = [ino++, e.mode, 0, 0, 1, 0, data.length, 0, 0, rmajor, rminor, name.length, 0];
     const header = Buffer.from(`070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}`);
     parts.push(header, name, pad(header.length + name.length), data, pad(data.length));
   }
@@ -54,6 +55,7 @@ function prepare() {
     cpio([
       { name: 'bin', mode: 0o40755 },
       { name: 'dev', mode: 0o40755 },
+      { name: 'dev/console', mode: 0o20600, rdev: [5, 1] }, // init's stdin and stdout
       { name: 'proc', mode: 0o40755 },
       { name: 'bin/busybox', mode: 0o100755, data: fs.readFileSync(path.join(CACHE, 'root', 'bin', 'busybox')) },
       { name: 'init', mode: 0o100755, data: Buffer.from(init) },

@@ -45,6 +45,25 @@ describeKvm('runAsync', () => {
     vm.close();
   });
 
+  test('inside a handler the vcpu state is readable, but running it is EBUSY', async () => {
+    const { vm, vcpu } = longMode('pio_in');
+    const seen: unknown[] = [];
+    const exit = await vcpu.runAsync({
+      io: (p) => {
+        seen.push(vcpu.getRegs().rip > 0x1000n);
+        try {
+          vcpu.run();
+        } catch (e) {
+          seen.push((e as { code: string }).code);
+        }
+        p.data.fill(1);
+      },
+    });
+    expect(exit.kind).toBe('Hlt');
+    expect(seen.slice(0, 2)).toEqual([true, 'EBUSY']);
+    vm.close();
+  });
+
   test('a handler that throws rejects with its error; the vcpu stays usable', async () => {
     const { vm, vcpu } = longMode('pio_out');
     const boom = new Error('boom');

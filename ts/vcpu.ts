@@ -158,7 +158,7 @@ export class Vcpu {
    * ```
    */
   run(): VcpuExit {
-    if (this.#async) this.#checkIdle('run');
+    if (this.#async) this.#checkNotRunning('run');
     let code: number;
     try {
       code = this.#runFn();
@@ -229,7 +229,7 @@ export class Vcpu {
    * ```
    */
   runUntil(handlers: ExitHandlers): VcpuExit {
-    this.#checkIdle('runUntil');
+    this.#checkNotRunning('runUntil');
     const { io, mmio, hypercall } = handlers ?? {};
     if (io) this.#ioHandler = io;
     if (mmio) this.#mmioHandler = mmio;
@@ -264,7 +264,7 @@ export class Vcpu {
    */
   runAsync(handlers: ExitHandlers): Promise<VcpuExit> {
     const { io, mmio, hypercall } = handlers ?? {};
-    this.#checkIdle('runAsync');
+    this.#checkNotRunning('runAsync');
     if (io) this.#ioHandler = io;
     if (mmio) this.#mmioHandler = mmio;
     if (hypercall) this.#hypercallHandler = hypercall;
@@ -313,7 +313,7 @@ export class Vcpu {
    * @internal
    */
   runDevices(devices: NativeDevices): Promise<VcpuExit> {
-    this.#checkIdle('runDevices');
+    this.#checkNotRunning('runDevices');
     this.#last = NONE;
     return new Promise<VcpuExit>((resolve, reject) => {
       const onEvent = (err: Error | null, event: number): boolean => {
@@ -790,6 +790,13 @@ export class Vcpu {
     }
   }
 
+  /** Running or completing exits belongs to runAsync's thread while it runs, even inside its handlers. */
+  #checkNotRunning(op: string): void {
+    if (this.#async) {
+      throw new VcpuError('EBUSY', op, `${op}: the vcpu is running on its thread (runAsync); stop it first`);
+    }
+  }
+
   #guard<T>(op: string, f: () => T): T {
     this.#thrown = undefined;
     try {
@@ -808,7 +815,7 @@ export class Vcpu {
    * no native call; with a scratch copy (Electron) the native side calls back per element.
    */
   #handleAccess(op: 'handleIo' | 'handleMmio', kind: 'Io' | 'Mmio', fn: IoHandler): void {
-    this.#checkIdle(op);
+    this.#checkNotRunning(op);
     if (this.#scratch) {
       if (kind === 'Io') this.#ioHandler = fn;
       else this.#mmioHandler = fn;
@@ -824,7 +831,7 @@ export class Vcpu {
 
   /** The last exit must be `kind` and not handled yet; it is taken. */
   #checkPending(op: string, kind: 'Io' | 'Mmio' | 'Hypercall'): void {
-    this.#checkIdle(op);
+    this.#checkNotRunning(op);
     if (this.#closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
     if (this.#last !== CODE[kind]) throw new VcpuError('EINVAL', op, `${op} must follow a run() that returned ${kind}`);
     this.#last = NONE;

@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -466,6 +466,39 @@ impl NativeVcpu {
 /// threw, and the promise is already rejected) or the JS thread is gone.
 const STOPPED: &str = "STOPPED:runAsync";
 
+/// States of the async runner's answer slot.
+const WAITING: u8 = 0;
+const GO_ON: u8 = 1;
+const STOP: u8 = 2;
+
+/// The JS thread's answer to one exit, for the vcpu thread waiting on `slot`. Dropped
+/// unanswered (the JS thread went away), it answers STOP, so the vcpu thread never
+/// waits forever.
+struct Reply {
+    slot: Arc<AtomicU8>,
+    vcpu_thread: std::thread::Thread,
+    /// Whether this reply was sent. (Not the slot's state: by the time a sent reply is
+    /// dropped, the vcpu thread may already be waiting on the slot for the next exit.)
+    sent: bool,
+}
+
+impl Reply {
+    fn send(mut self, answer: u8) {
+        self.sent = true;
+        self.slot.store(answer, Ordering::Release);
+        self.vcpu_thread.unpark();
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.slot.store(STOP, Ordering::Release);
+            self.vcpu_thread.unpark();
+        }
+    }
+}
+
 /// The async runner's vcpu thread: runs, hands each handled exit to the JS thread and
 /// waits for it, and reports the final exit (or an error) last.
 fn run_on_thread(
@@ -475,6 +508,7 @@ fn run_on_thread(
     cb: &AsyncCallback,
     (io, mmio, hypercall): (bool, bool, bool),
 ) {
+    let answer = Arc::new(AtomicU8::new(WAITING));
     let result = (|| loop {
         let exit = match exits::run(vcpu, rec) {
             Ok(exit) => exit,
@@ -492,14 +526,26 @@ fn run_on_thread(
             return Ok(code);
         }
         let mut invoke = || -> Result<()> {
-            let (tx, rx) = mpsc::channel();
+            answer.store(WAITING, Ordering::Release);
+            let reply = Reply {
+                slot: answer.clone(),
+                vcpu_thread: std::thread::current(),
+                sent: false,
+            };
             let status = cb.call_with_return_value(Ok(code), ThreadsafeFunctionCallMode::Blocking, move |ret, _env| {
-                let _ = tx.send(ret.unwrap_or(false));
+                reply.send(if ret.unwrap_or(false) { GO_ON } else { STOP });
                 Ok(())
             });
-            match (status, rx.recv()) {
-                (Status::Ok, Ok(true)) => Ok(()),
-                _ => Err(napi::Error::new(STOPPED.to_string(), "stopped")),
+            if status != Status::Ok {
+                return Err(napi::Error::new(STOPPED.to_string(), "stopped"));
+            }
+            // Sleeps until the reply unparks it (park may also return spuriously).
+            loop {
+                match answer.load(Ordering::Acquire) {
+                    GO_ON => return Ok(()),
+                    STOP => return Err(napi::Error::new(STOPPED.to_string(), "stopped")),
+                    _ => std::thread::park(),
+                }
             }
         };
         exits::handle(vcpu, rec, exit, &mut invoke)?;

@@ -74,6 +74,24 @@ describeKvm('lifecycle', () => {
   });
 });
 
+describeKvm('closing /dev/kvm', () => {
+  test('Kvm.close releases its fd; VMs created before keep working', () => {
+    const fds0 = fds();
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    kvm.close();
+    kvm.close();
+    expect(() => kvm.createVm()).toThrow(expect.objectContaining({ code: 'ECLOSED' }));
+    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+    vm.write(0x1000, guest('hlt'));
+    const vcpu = vm.createVcpu(0);
+    vcpu.setupLongMode({ rip: 0x1000 });
+    expect(vcpu.run().kind).toBe('Hlt');
+    vm.close();
+    expect(fds()).toBeLessThanOrEqual(fds0);
+  });
+});
+
 describeKvm('closing from a handler', () => {
   test('a vcpu closed inside runUntil is released when the loop returns', () => {
     const kvm = Kvm.open();

@@ -2,6 +2,7 @@
  * `Kvm`: the KVM device.
  * @packageDocumentation
  */
+import { dispose } from './dispose';
 import { call } from './errors';
 import native, { type NativeKvm } from './native';
 import type { CpuidEntry } from './types';
@@ -55,6 +56,25 @@ export class Kvm {
   }
 
   /**
+   * Closes `/dev/kvm`. VMs already created keep working (they hold their own file
+   * descriptors); later calls on this object throw `ECLOSED`. Idempotent; `using` works.
+   *
+   * @example
+   * ```ts
+   * using kvm = Kvm.open();
+   * const vm = kvm.createVm();
+   * ```
+   */
+  close(): void {
+    this.#native.close();
+  }
+
+  /** `using kvm = Kvm.open()` closes it at the end of the scope. */
+  [dispose](): void {
+    this.close();
+  }
+
+  /**
    * `KVM_GET_API_VERSION`: 12.
    *
    * @example
@@ -63,7 +83,7 @@ export class Kvm {
    * ```
    */
   get apiVersion(): number {
-    return this.#native.apiVersion;
+    return call('apiVersion', () => this.#native.apiVersion);
   }
 
   /**

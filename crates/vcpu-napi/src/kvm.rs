@@ -58,7 +58,17 @@ impl From<&CpuidEntry> for kvm_cpuid_entry2 {
 
 #[napi]
 pub struct NativeKvm {
-    kvm: Kvm,
+    /// `None` once closed (VMs already created keep working: they hold their own fds).
+    kvm: std::cell::RefCell<Option<Kvm>>,
+}
+
+impl NativeKvm {
+    fn with<R>(&self, op: &str, f: impl FnOnce(&Kvm) -> Result<R>) -> Result<R> {
+        match self.kvm.borrow().as_ref() {
+            Some(kvm) => f(kvm),
+            None => Err(crate::error::closed(op, "KVM device")),
+        }
+    }
 }
 
 #[napi]
@@ -66,24 +76,26 @@ impl NativeKvm {
     #[napi(factory)]
     pub fn open(path: Option<String>) -> Result<NativeKvm> {
         Ok(NativeKvm {
-            kvm: Kvm::open(path.as_deref()).js()?,
+            kvm: std::cell::RefCell::new(Some(Kvm::open(path.as_deref()).js()?)),
         })
     }
 
     #[napi(getter)]
-    pub fn api_version(&self) -> i32 {
-        self.kvm.api_version()
+    pub fn api_version(&self) -> Result<i32> {
+        self.with("apiVersion", |k| Ok(k.api_version()))
     }
 
     #[napi]
     pub fn check_extension(&self, cap: f64) -> Result<i32> {
         let cap = uint("checkExtension", "cap", cap, u32::MAX.into())?;
-        Ok(self.kvm.check_extension(cap as u32))
+        self.with("checkExtension", |k| Ok(k.check_extension(cap as u32)))
     }
 
     #[napi]
     pub fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
-        Ok(self.kvm.supported_cpuid().js()?.iter().map(CpuidEntry::from).collect())
+        self.with("supportedCpuid", |k| {
+            Ok(k.supported_cpuid().js()?.iter().map(CpuidEntry::from).collect())
+        })
     }
 
     /// `hypercall_port`: -1 turns the port ABI off.
@@ -94,13 +106,19 @@ impl NativeKvm {
         } else {
             Some(uint("createVm", "hypercallPort", hypercall_port, u16::MAX.into())? as u16)
         };
-        let vm = self
-            .kvm
-            .create_vm(VmConfig {
+        let vm = self.with("createVm", |k| {
+            k.create_vm(VmConfig {
                 irqchip,
                 hypercall_port,
             })
-            .js()?;
+            .js()
+        })?;
         Ok(NativeVm::new(vm))
+    }
+
+    /// Closes `/dev/kvm` (VMs already created keep working). Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.kvm.borrow_mut().take();
     }
 }

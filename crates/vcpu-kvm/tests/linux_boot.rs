@@ -81,3 +81,32 @@ fn bad_kernels_are_refused_with_clear_errors() {
     let err = load_linux(&vm, &bz, Some(&vec![0u8; 4 << 20]), "", 1).unwrap_err();
     assert_eq!(err.code_name(), "ENOMEM", "{}", err.message());
 }
+
+#[test]
+fn the_devices_need_the_in_kernel_irqchip() {
+    let vm = Kvm::open(None).unwrap().create_vm(VmConfig::default()).unwrap();
+    assert_eq!(
+        LegacyDevices::new(&vm).err().map(|e| e.code_name()).as_deref(),
+        Some("EINVAL")
+    );
+}
+
+#[test]
+fn int3_in_kernel_mode_reaches_the_guest_handler() {
+    // Hardware KVM runs int3 natively; a KVM that emulates kernel code fails on it, and
+    // the device loop then delivers the #BP itself. Either way the handler runs.
+    let kvm = Kvm::open(None).unwrap();
+    let vm = kvm
+        .create_vm(VmConfig {
+            irqchip: true,
+            ..VmConfig::default()
+        })
+        .unwrap();
+    vm.add_memory(0, 2 << 20, false, false).unwrap();
+    vm.write(LOAD_ADDR, &guest("int3")).unwrap();
+    let devices = LegacyDevices::new(&vm).unwrap();
+    let vcpu = vm.create_vcpu(0).unwrap();
+    vcpu.setup_long_mode_at(LOAD_ADDR, 0x8000).unwrap();
+    assert_eq!(devices.run(&vcpu).unwrap(), VcpuExit::SystemEventReset);
+    assert!(devices.output().take().is_empty());
+}

@@ -105,6 +105,7 @@ impl NativeVcpu {
         #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: AsyncCallback,
     ) -> Result<()> {
         let vcpu = self.vcpu_arc("runDevices")?;
+        let last = self.last_exit_slot();
         let devices = devices.devices.clone();
         std::thread::Builder::new()
             .name(format!("vcpu-{}", vcpu.id()))
@@ -119,6 +120,8 @@ impl NativeVcpu {
                 };
                 match result {
                     Ok(exit) => {
+                        // For `lastExit()`: the payload of InternalError, FailEntry, ...
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
                         let code = if exit == VcpuExit::Intr { 5 } else { exit.index() as u32 };
                         cb.call(Ok(PHASE_FINAL + code), ThreadsafeFunctionCallMode::Blocking);
                     }

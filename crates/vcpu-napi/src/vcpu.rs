@@ -172,6 +172,11 @@ impl NativeVcpu {
         self.state.with(op, |v| f(v))
     }
 
+    /// Where the last exit is kept, for a vcpu thread to update.
+    pub fn last_exit_slot(&self) -> Arc<std::sync::Mutex<VcpuExit>> {
+        self.state.last.clone()
+    }
+
     /// The vcpu itself, to run on another thread.
     pub fn vcpu_arc(&self, op: &str) -> Result<Arc<KvmVcpu>> {
         self.state.with(op, |v| Ok(v.clone()))

@@ -168,6 +168,7 @@ impl LegacyDevices {
                     }
                     Ok(())
                 })?,
+                VcpuExit::InternalError { suberror: 1 } if vcpu.deliver_int3_after_emulation_failure()? => {}
                 other => return Ok(other),
             }
             if self.reset_requested() {

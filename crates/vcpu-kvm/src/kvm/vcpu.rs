@@ -403,6 +403,12 @@ impl Vcpu for KvmVcpu {
         let result = ioctls::run(&self.fd);
         self.shared.running_tid.store(0, Ordering::Release);
         self.running.store(false, Ordering::Release);
+        // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
+        // one way for both, an interrupted run.
+        let result = match result {
+            Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
+            other => other,
+        };
         match result {
             Ok(()) => Ok(self.decode_exit()),
             Err(e) => {

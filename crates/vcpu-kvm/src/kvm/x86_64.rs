@@ -329,6 +329,38 @@ impl KvmVcpu {
         self.fd("setXcrs")?.set_xcrs(xcrs).op("setXcrs")
     }
 
+    /// `KVM_TRANSLATE`: the guest physical address of guest virtual `gva` in the current
+    /// page tables, or `None` where nothing is mapped.
+    pub fn translate_gva(&self, gva: u64) -> Result<Option<u64>> {
+        let t = self.fd("translateGva")?.translate_gva(gva).op("translateGva")?;
+        Ok((t.valid != 0).then_some(t.physical_address))
+    }
+
+    /// After an emulation failure (`InternalError`, suberror 1): if the instruction at
+    /// RIP is `int3`, delivers the #BP it raises (RIP past it, vector 3 injected) and
+    /// returns true. Nested KVMs that emulate all guest kernel code (see the README)
+    /// cannot emulate `int3`, which a booting Linux kernel executes once to test its
+    /// handler; hardware KVM never needs this.
+    pub fn deliver_int3_after_emulation_failure(&self) -> Result<bool> {
+        let mut regs = self.get_regs()?;
+        let Some(gpa) = self.translate_gva(regs.rip)? else {
+            return Ok(false);
+        };
+        let mut byte = [0u8];
+        if self.vm.read(gpa, &mut byte).is_err() || byte[0] != 0xcc {
+            return Ok(false);
+        }
+        let mut events = self.get_vcpu_events()?;
+        events.exception.injected = 1;
+        events.exception.nr = 3;
+        events.exception.has_error_code = 0;
+        events.exception.error_code = 0;
+        regs.rip += 1;
+        self.set_regs(&regs)?;
+        self.set_vcpu_events(&events)?;
+        Ok(true)
+    }
+
     /// Puts this vcpu in 64-bit long mode: writes the GDT and identity-mapped page tables
     /// (first 4 GiB) at the addresses in [`crate::arch::x86_64::layout`], which guest
     /// RAM must cover, and sets the segment and control registers. The general registers

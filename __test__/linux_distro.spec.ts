@@ -22,7 +22,7 @@ describeLinux('a Debian kernel', () => {
         initrd: initrdPath,
         memory: '512M',
         // Features a KVM that emulates guest kernel code cannot emulate; harmless elsewhere.
-        cmdline: `${DEFAULT_CMDLINE} rdinit=/init nokaslr clearcpuid=cx16 noxsave`,
+        cmdline: `${DEFAULT_CMDLINE} rdinit=/init nokaslr clearcpuid=cx16,popcnt,smap noxsave`,
       });
       let text = '';
       linux.output.on('data', (c: Buffer) => (text += c));

@@ -1,4 +1,5 @@
-; Executes int3 in kernel mode with a handler for #BP (vector 3) in an IDT at 0x3000;
+; Executes fwait, then int3 in kernel mode with a handler for #BP (vector 3) in an IDT
+; at 0x3000;
 ; the handler pulses the i8042 reset line (out 0x64, 0xfe). Without the handler running,
 ; it writes 0xee to port 0x600 and halts. 64-bit, loaded at 0x1000.
 bits 64
@@ -14,6 +15,7 @@ org 0x1000
     mov dword [rdi + 8], eax
     mov dword [rdi + 12], 0
     lidt [rel idtr]
+    fwait
     int3
     mov al, 0xee
     mov dx, 0x600

@@ -92,9 +92,9 @@ fn the_devices_need_the_in_kernel_irqchip() {
 }
 
 #[test]
-fn int3_in_kernel_mode_reaches_the_guest_handler() {
-    // Hardware KVM runs int3 natively; a KVM that emulates kernel code fails on it, and
-    // the device loop then delivers the #BP itself. Either way the handler runs.
+fn fwait_and_int3_in_kernel_mode_work_in_the_device_loop() {
+    // Hardware KVM runs both natively; a KVM that emulates kernel code fails on them, and
+    // the device loop then finishes them itself. Either way the #BP handler runs.
     let kvm = Kvm::open(None).unwrap();
     let vm = kvm
         .create_vm(VmConfig {

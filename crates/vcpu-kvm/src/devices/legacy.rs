@@ -168,7 +168,7 @@ impl LegacyDevices {
                     }
                     Ok(())
                 })?,
-                VcpuExit::InternalError { suberror: 1 } if vcpu.deliver_int3_after_emulation_failure()? => {}
+                VcpuExit::InternalError { suberror: 1 } if vcpu.finish_unemulated_instruction()? => {}
                 other => return Ok(other),
             }
             if self.reset_requested() {

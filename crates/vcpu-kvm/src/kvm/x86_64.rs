@@ -336,28 +336,38 @@ impl KvmVcpu {
         Ok((t.valid != 0).then_some(t.physical_address))
     }
 
-    /// After an emulation failure (`InternalError`, suberror 1): if the instruction at
-    /// RIP is `int3`, delivers the #BP it raises (RIP past it, vector 3 injected) and
-    /// returns true. Nested KVMs that emulate all guest kernel code (see the README)
-    /// cannot emulate `int3`, which a booting Linux kernel executes once to test its
-    /// handler; hardware KVM never needs this.
-    pub fn deliver_int3_after_emulation_failure(&self) -> Result<bool> {
+    /// After an emulation failure (`InternalError`, suberror 1), carries out the few
+    /// instructions KVM's emulator lacks, when one is at RIP: `int3` (the #BP it raises
+    /// is delivered, RIP past it) and `fwait` (a no-op without pending x87 exceptions,
+    /// which the guest kernel never leaves). Returns whether it did. Nested KVMs that
+    /// emulate all guest kernel code (see the README) need this for a booting Linux
+    /// kernel; hardware KVM runs these instructions itself and never gets here.
+    pub fn finish_unemulated_instruction(&self) -> Result<bool> {
         let mut regs = self.get_regs()?;
         let Some(gpa) = self.translate_gva(regs.rip)? else {
             return Ok(false);
         };
         let mut byte = [0u8];
-        if self.vm.read(gpa, &mut byte).is_err() || byte[0] != 0xcc {
+        if self.vm.read(gpa, &mut byte).is_err() {
             return Ok(false);
         }
-        let mut events = self.get_vcpu_events()?;
-        events.exception.injected = 1;
-        events.exception.nr = 3;
-        events.exception.has_error_code = 0;
-        events.exception.error_code = 0;
-        regs.rip += 1;
-        self.set_regs(&regs)?;
-        self.set_vcpu_events(&events)?;
+        match byte[0] {
+            0xcc => {
+                let mut events = self.get_vcpu_events()?;
+                events.exception.injected = 1;
+                events.exception.nr = 3;
+                events.exception.has_error_code = 0;
+                events.exception.error_code = 0;
+                regs.rip += 1;
+                self.set_regs(&regs)?;
+                self.set_vcpu_events(&events)?;
+            }
+            0x9b => {
+                regs.rip += 1;
+                self.set_regs(&regs)?;
+            }
+            _ => return Ok(false),
+        }
         Ok(true)
     }
 

@@ -59,3 +59,13 @@ export function call<T>(op: string, f: () => T): T {
     throw toVcpuError(e, op);
   }
 }
+
+/**
+ * The error a vcpu thread reported (runAsync, runDevices): `"<CODE>:<op>\u0001message"`
+ * as the native side encodes it, or any other error.
+ * @internal
+ */
+export function threadError(err: Error, op: string): VcpuError {
+  const [code, message] = String(err.message).split('\u0001');
+  return message === undefined ? toVcpuError(err, op) : toVcpuError({ code, message }, op);
+}

@@ -3,7 +3,7 @@
  * @packageDocumentation
  */
 import { dispose } from './dispose';
-import { call, toVcpuError, VcpuError } from './errors';
+import { call, threadError, toVcpuError, VcpuError } from './errors';
 import { CODE, exitFor } from './exit';
 import { HypercallAbi, RECORD_LENGTH, toU64 } from './hypercall';
 import type { LinuxBootInfo, NativeDevices, NativeVcpu } from './native';
@@ -277,8 +277,7 @@ export class Vcpu {
       const onEvent = (err: Error | null, event: number): boolean => {
         if (err) {
           finish();
-          const [code, message] = String(err.message).split('\u0001');
-          reject(message === undefined ? toVcpuError(err, 'runAsync') : toVcpuError({ code, message }, 'runAsync'));
+          reject(threadError(err, 'runAsync'));
           return false;
         }
         const code = event & 0xff;
@@ -319,8 +318,7 @@ export class Vcpu {
       const onEvent = (err: Error | null, event: number): boolean => {
         this.#async = false;
         if (err) {
-          const [code, message] = String(err.message).split('\u0001');
-          reject(message === undefined ? toVcpuError(err, 'runDevices') : toVcpuError({ code, message }, 'runDevices'));
+          reject(threadError(err, 'runDevices'));
         } else {
           this.#last = event & 0xff;
           resolve(exitFor(event & 0xff, this.#native));

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux};
 use vcpu_kvm::devices::LegacyDevices;
-use vcpu_kvm::{Kvm, VcpuExit, VmConfig};
+use vcpu_kvm::{Kvm, KvmVm, VcpuExit, VmConfig};
 
 const MEM: usize = 64 << 20;
 
@@ -16,7 +16,8 @@ fn guest_file(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn boot(kernel: &[u8]) -> String {
+/// A VM with the in-kernel irqchip (the legacy devices need it) and `mem` bytes of RAM.
+fn irqchip_vm(mem: usize) -> KvmVm {
     let kvm = Kvm::open(None).unwrap();
     let vm = kvm
         .create_vm(VmConfig {
@@ -24,7 +25,12 @@ fn boot(kernel: &[u8]) -> String {
             ..VmConfig::default()
         })
         .unwrap();
-    vm.add_memory(0, MEM, false, false).unwrap();
+    vm.add_memory(0, mem, false, false).unwrap();
+    vm
+}
+
+fn boot(kernel: &[u8]) -> String {
+    let vm = irqchip_vm(MEM);
     let initrd: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
     let boot = load_linux(&vm, kernel, Some(&initrd), "console=ttyS0 vcpu.test=1", 1).unwrap();
     let devices = LegacyDevices::new(&vm).unwrap();
@@ -95,14 +101,7 @@ fn the_devices_need_the_in_kernel_irqchip() {
 fn fwait_and_int3_in_kernel_mode_work_in_the_device_loop() {
     // Hardware KVM runs both natively; a KVM that emulates kernel code fails on them, and
     // the device loop then finishes them itself. Either way the #BP handler runs.
-    let kvm = Kvm::open(None).unwrap();
-    let vm = kvm
-        .create_vm(VmConfig {
-            irqchip: true,
-            ..VmConfig::default()
-        })
-        .unwrap();
-    vm.add_memory(0, 2 << 20, false, false).unwrap();
+    let vm = irqchip_vm(2 << 20);
     vm.write(LOAD_ADDR, &guest("int3")).unwrap();
     let devices = LegacyDevices::new(&vm).unwrap();
     let vcpu = vm.create_vcpu(0).unwrap();

@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::devices::LegacyDevices;
-use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
+use vcpu_kvm::{KvmVm, Vcpu};
 
 use crate::error::{to_napi, IntoNapi, Result};
-use crate::vcpu::{AsyncCallback, NativeVcpu, PHASE_FINAL};
+use crate::vcpu::{report_final, run_to_exit, AsyncCallback, NativeVcpu};
 
 /// Where a loaded kernel starts (see `vcpu_kvm::arch::x86_64::linux::LinuxBoot`).
 #[napi(object)]
@@ -110,30 +109,12 @@ impl NativeVcpu {
         std::thread::Builder::new()
             .name(format!("vcpu-{}", vcpu.id()))
             .spawn(move || {
-                let result = loop {
-                    match devices.run(&vcpu) {
-                        Ok(exit) => break Ok(exit),
-                        Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => break Ok(VcpuExit::Intr),
-                        Err(e) if e.is_interrupted() => continue,
-                        Err(e) => break Err(e),
-                    }
-                };
-                match result {
-                    Ok(exit) => {
-                        // For `lastExit()`: the payload of InternalError, FailEntry, ...
-                        *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
-                        let code = if exit == VcpuExit::Intr { 5 } else { exit.index() as u32 };
-                        cb.call(Ok(PHASE_FINAL + code), ThreadsafeFunctionCallMode::Blocking);
-                    }
-                    Err(e) => {
-                        let e = to_napi(e);
-                        let message = format!("{}\u{1}{}", e.status, e.reason);
-                        cb.call(
-                            Err(napi::Error::new(Status::GenericFailure, message)),
-                            ThreadsafeFunctionCallMode::Blocking,
-                        );
-                    }
+                let result = run_to_exit(&vcpu, &|| true, || devices.run(&vcpu));
+                if let Ok(exit) = result {
+                    // For `lastExit()`: the payload of InternalError, FailEntry, ...
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
                 }
+                report_final(&cb, result.map_err(to_napi));
             })
             .map_err(|e| crate::error::invalid("runDevices", format!("cannot start the vcpu thread: {e}")))?;
         Ok(())

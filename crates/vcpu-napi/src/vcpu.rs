@@ -22,8 +22,6 @@ use crate::error::{closed, invalid, to_napi, IntoNapi, Result};
 use crate::exits::{self, Records, EXIT_RECORD_LEN, HYPERCALL_RECORD_LEN};
 use crate::external::external_arraybuffer;
 
-const INTR: u32 = 5;
-
 /// The facade's trampolines take no arguments: what they need is in the records.
 pub type Callback<'a> = Function<'a, (), Unknown<'a>>;
 
@@ -108,20 +106,9 @@ impl VcpuState {
     /// only by the liveness tick or a stray signal goes on, unless `alive` says this
     /// thread is going away (a worker being terminated, process exit).
     fn run(&self, v: &KvmVcpu, rec: &Records, alive: &dyn Fn() -> bool) -> Result<u32> {
-        let exit = loop {
-            match exits::run(v, rec) {
-                Ok(exit) => break exit,
-                Err(e) if e.is_interrupted() && v.interrupted_by_request() => break VcpuExit::Intr,
-                Err(e) if e.is_interrupted() && alive() => continue,
-                Err(e) => return Err(to_napi(e)),
-            }
-        };
+        let exit = run_to_exit(v, alive, || exits::run(v, rec)).map_err(to_napi)?;
         self.set_last(exit);
-        Ok(if exit == VcpuExit::Intr {
-            INTR
-        } else {
-            exit.index() as u32
-        })
+        Ok(exit.index() as u32)
     }
 }
 
@@ -135,6 +122,32 @@ fn js_alive(env: &Env) -> bool {
         sys::napi_create_string_utf8(env.raw(), c"0".as_ptr(), 1, &mut script) == sys::Status::napi_ok
             && sys::napi_run_script(env.raw(), script, &mut result) == sys::Status::napi_ok
     }
+}
+
+/// Runs `once` until it gives an exit or an error; an interruption someone asked for is
+/// the exit `Intr`, while a stray signal or the liveness tick enters the guest again,
+/// unless `alive` says the thread is going away.
+pub fn run_to_exit(
+    vcpu: &KvmVcpu,
+    alive: &dyn Fn() -> bool,
+    mut once: impl FnMut() -> vcpu_kvm::Result<VcpuExit>,
+) -> vcpu_kvm::Result<VcpuExit> {
+    loop {
+        match once() {
+            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(VcpuExit::Intr),
+            Err(e) if e.is_interrupted() && alive() => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A vcpu thread's last word to JS: the final exit, or the error (as `"<CODE>:<op>\u{1}
+/// message"`, which the facade turns back into a `VcpuError`).
+pub fn report_final(cb: &AsyncCallback, result: Result<VcpuExit>) {
+    let value = result
+        .map(|exit| PHASE_FINAL + exit.index() as u32)
+        .map_err(|e| napi::Error::new(Status::GenericFailure, format!("{}\u{1}{}", e.status, e.reason)));
+    cb.call(value, ThreadsafeFunctionCallMode::Blocking);
 }
 
 fn js_err(e: napi::Error) -> napi::Error<String> {
@@ -514,21 +527,12 @@ fn run_on_thread(
     (io, mmio, hypercall): (bool, bool, bool),
 ) {
     let answer = Arc::new(AtomicU8::new(WAITING));
-    let result = (|| loop {
-        let exit = match exits::run(vcpu, rec) {
-            Ok(exit) => exit,
-            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => VcpuExit::Intr,
-            Err(e) if e.is_interrupted() => continue,
-            Err(e) => return Err(to_napi(e)),
-        };
+    let result: Result<VcpuExit> = (|| loop {
+        let exit = run_to_exit(vcpu, &|| true, || exits::run(vcpu, rec)).map_err(to_napi)?;
         *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
-        let code = if exit == VcpuExit::Intr {
-            INTR
-        } else {
-            exit.index() as u32
-        };
+        let code = exit.index() as u32;
         if !exits::handled(exit, io, mmio, hypercall) {
-            return Ok(code);
+            return Ok(exit);
         }
         let mut invoke = || -> Result<()> {
             answer.store(WAITING, Ordering::Release);
@@ -556,18 +560,7 @@ fn run_on_thread(
         exits::handle(vcpu, rec, exit, &mut invoke)?;
     })();
     match result {
-        Ok(code) => {
-            cb.call(Ok(PHASE_FINAL + code), ThreadsafeFunctionCallMode::Blocking);
-        }
         Err(e) if e.status == STOPPED => {}
-        Err(e) => {
-            cb.call(
-                Err(napi::Error::new(
-                    Status::GenericFailure,
-                    format!("{}\u{1}{}", e.status, e.reason),
-                )),
-                ThreadsafeFunctionCallMode::Blocking,
-            );
-        }
+        other => report_final(cb, other),
     }
 }

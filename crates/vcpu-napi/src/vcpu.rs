@@ -488,6 +488,8 @@ const STOPPED: &str = "STOPPED:runAsync";
 const WAITING: u8 = 0;
 const GO_ON: u8 = 1;
 const STOP: u8 = 2;
+/// How long the vcpu thread spins for the JS thread's answer before it sleeps.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The JS thread's answer to one exit, for the vcpu thread waiting on `slot`. Dropped
 /// unanswered (the JS thread went away), it answers STOP, so the vcpu thread never
@@ -548,11 +550,14 @@ fn run_on_thread(
             if status != Status::Ok {
                 return Err(napi::Error::new(STOPPED.to_string(), "stopped"));
             }
-            // Sleeps until the reply unparks it (park may also return spuriously).
+            // Spins briefly, then sleeps until the reply unparks it (park may also return
+            // spuriously): on an idle host a sleeping thread takes tens of µs to wake.
+            let started = std::time::Instant::now();
             loop {
                 match answer.load(Ordering::Acquire) {
                     GO_ON => return Ok(()),
                     STOP => return Err(napi::Error::new(STOPPED.to_string(), "stopped")),
+                    _ if started.elapsed() < SPIN => std::hint::spin_loop(),
                     _ => std::thread::park(),
                 }
             }

@@ -53,6 +53,19 @@ struct VmState {
     vcpus: Vec<Weak<RunShared>>,
 }
 
+impl VmState {
+    /// Where `slot` is in `slots`; ENOENT if no region has it.
+    fn slot_index(&self, op: &'static str, slot: MemSlot) -> Result<usize> {
+        self.slots.iter().position(|s| s.slot == slot).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Errno(libc::ENOENT),
+                op,
+                format!("no memory region in slot {slot}"),
+            )
+        })
+    }
+}
+
 pub(crate) struct VmShared {
     state: Mutex<VmState>,
     closed: AtomicBool,
@@ -260,13 +273,7 @@ impl KvmVm {
     pub fn remove_memory(&self, slot: MemSlot) -> Result<()> {
         const OP: &str = "removeMemory";
         let mut state = self.lock(OP)?;
-        let index = state.slots.iter().position(|s| s.slot == slot).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Errno(libc::ENOENT),
-                OP,
-                format!("no memory region in slot {slot}"),
-            )
-        })?;
+        let index = state.slot_index(OP, slot)?;
         let region = &state.slots[index].region;
         let mem = kvm_userspace_memory_region {
             slot,
@@ -358,13 +365,7 @@ impl KvmVm {
     pub fn get_dirty_log(&self, slot: MemSlot) -> Result<Vec<u64>> {
         const OP: &str = "getDirtyLog";
         let state = self.lock(OP)?;
-        let s = state.slots.iter().find(|s| s.slot == slot).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Errno(libc::ENOENT),
-                OP,
-                format!("no memory region in slot {slot}"),
-            )
-        })?;
+        let s = &state.slots[state.slot_index(OP, slot)?];
         if !s.dirty_log {
             return Err(Error::invalid(OP, format!("slot {slot} was added without dirtyLog")));
         }

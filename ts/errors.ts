@@ -32,21 +32,21 @@ export class VcpuError extends Error {
 }
 
 /**
- * Turns whatever the native layer threw into a `VcpuError`. Native errors carry
- * `code` as `"<CODE>:<op>"`; argument conversion errors raised by napi itself (a
- * string where a number belongs, …) become `EINVAL`.
+ * Turns whatever the native layer threw into a `VcpuError` for `op`. Native errors carry
+ * the errno name as `code` (data, nothing to parse); argument conversion errors raised by
+ * napi itself (a string where a number belongs, …) become `EINVAL`.
  * @internal
  */
 export function toVcpuError(e: unknown, op: string): VcpuError {
   if (e instanceof VcpuError) return e;
   const err = e as { code?: unknown; message?: unknown };
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  if (typeof err?.code === 'string') {
-    const m = /^(E[A-Z0-9]+):(.*)$/.exec(err.code);
-    if (m) return new VcpuError(m[1], m[2] || op, message);
-  }
+  if (typeof err?.code === 'string' && ERRNO_NAME.test(err.code)) return new VcpuError(err.code, op, message);
   return new VcpuError('EINVAL', op, `${op}: ${message}`);
 }
+
+/** What a native error's `code` looks like: an errno name or `ECLOSED`. */
+const ERRNO_NAME = /^E[A-Z0-9]+$/;
 
 /**
  * Runs `f`, turning a native error into a `VcpuError` for `op`.
@@ -58,14 +58,4 @@ export function call<T>(op: string, f: () => T): T {
   } catch (e) {
     throw toVcpuError(e, op);
   }
-}
-
-/**
- * The error a vcpu thread reported (runAsync, runDevices): `"<CODE>:<op>\u0001message"`
- * as the native side encodes it, or any other error.
- * @internal
- */
-export function threadError(err: Error, op: string): VcpuError {
-  const [code, message] = String(err.message).split('\u0001');
-  return message === undefined ? toVcpuError(err, op) : toVcpuError({ code, message }, op);
 }

@@ -5,19 +5,7 @@
 import { VcpuError } from './errors';
 import type { RegValue } from './types';
 
-// Layout of the record the native layer fills (see crates/vcpu-napi/src/vcpu.rs).
-const ID = 0;
-const NARGS = 1;
-const ARGS = 2;
-const MAX_ARGS = 6;
-const NRESULTS = ARGS + MAX_ARGS;
-const RESULTS = NRESULTS + 1;
-const MAX_RESULTS = 4;
-const STATE = RESULTS + MAX_RESULTS;
-/** @internal */
-export const RECORD_LENGTH = STATE + 1;
-/** The record's state once the handler answered: the next run writes the results back. */
-const ANSWERED = 2n;
+import { FIELD, MAX_RESULTS, type ExitRecord } from './exit_record';
 
 /** What the helpers need of a VM: bounds-checked copies of guest memory. */
 export interface GuestMemoryAccess {
@@ -53,14 +41,9 @@ export class HypercallAbi {
   readonly #memory: GuestMemoryAccess;
 
   /** @internal */
-  constructor(record: BigUint64Array, memory: GuestMemoryAccess) {
-    this.#record = record;
+  constructor(record: ExitRecord, memory: GuestMemoryAccess) {
+    this.#record = record.big;
     this.#memory = memory;
-  }
-
-  /** Marks the call answered: its results go back into the vcpu before it runs again. @internal */
-  answered(): void {
-    this.#record[STATE] = ANSWERED;
   }
 
   /**
@@ -72,7 +55,7 @@ export class HypercallAbi {
    * ```
    */
   get hypercallId(): bigint {
-    return this.#record[ID];
+    return this.#record[FIELD.hypercallId];
   }
 
   /**
@@ -84,7 +67,7 @@ export class HypercallAbi {
    * ```
    */
   get args(): bigint[] {
-    return Array.from(this.#record.subarray(ARGS, ARGS + Number(this.#record[NARGS])));
+    return Array.from(this.#record.subarray(FIELD.args, FIELD.args + Number(this.#record[FIELD.argCount])));
   }
 
   /**
@@ -96,7 +79,9 @@ export class HypercallAbi {
    * ```
    */
   getArgument(n: number): bigint | undefined {
-    return Number.isInteger(n) && n >= 0 && n < Number(this.#record[NARGS]) ? this.#record[ARGS + n] : undefined;
+    return Number.isInteger(n) && n >= 0 && n < Number(this.#record[FIELD.argCount])
+      ? this.#record[FIELD.args + n]
+      : undefined;
   }
 
   /**
@@ -108,7 +93,7 @@ export class HypercallAbi {
    * ```
    */
   getResults(): bigint[] {
-    return Array.from(this.#record.subarray(RESULTS, RESULTS + MAX_RESULTS));
+    return Array.from(this.#record.subarray(FIELD.results, FIELD.results + Number(this.#record[FIELD.resultCount])));
   }
 
   /**
@@ -127,8 +112,9 @@ export class HypercallAbi {
     }
     // Checked before anything is written, so a bad value changes nothing.
     for (let i = 0; i < results.length; i++) toU64(results[i], 'results', i);
-    for (let i = 0; i < results.length; i++) this.#record[RESULTS + i] = toU64(results[i], 'results', i);
-    if (BigInt(results.length) > this.#record[NRESULTS]) this.#record[NRESULTS] = BigInt(results.length);
+    for (let i = 0; i < results.length; i++) this.#record[FIELD.results + i] = toU64(results[i], 'results', i);
+    if (BigInt(results.length) > this.#record[FIELD.resultCount])
+      this.#record[FIELD.resultCount] = BigInt(results.length);
   }
 
   /**

@@ -10,7 +10,7 @@ import { call, VcpuError } from './errors';
 import { Kvm } from './kvm';
 import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
-import type { Vcpu } from './vcpu';
+import { nativeOf, type Vcpu } from './vcpu';
 import type { Vm } from './vm';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
@@ -141,7 +141,9 @@ export class LinuxMachine {
    */
   async start(): Promise<VcpuExit> {
     const poll = setInterval(() => this.#drain(), 10);
-    const runs = this.vcpus.map((v) => v.runDevices(this.#devices));
+    const runs = this.vcpus.map((v) =>
+      v.onThread('runDevices', (onEvent) => nativeOf(v).runDevices(this.#devices, onEvent)),
+    );
     try {
       const first = await Promise.race(runs);
       this.stop();
@@ -204,7 +206,7 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
     const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline, cpus));
     const devices = call('bootLinux', () => vm.native.createDevices());
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
-    vcpus[0].startLinux(boot);
+    call('startLinux', () => nativeOf(vcpus[0]).startLinux(boot));
     return new LinuxMachine(vm, vcpus, boot, devices);
   } catch (e) {
     vm.close();

@@ -24,14 +24,16 @@
 //! ```
 
 pub mod arch;
+#[cfg(target_arch = "x86_64")]
 #[doc(hidden)]
 pub mod bench;
-pub mod devices;
 mod error;
 mod exit;
 mod hypercall;
 mod io;
 pub mod kvm;
+mod record;
+pub mod vmm;
 
 /// The kvm-bindings structs the state accessors take and return.
 pub use kvm_bindings;
@@ -41,6 +43,7 @@ pub use exit::VcpuExit;
 pub use hypercall::HypercallAbi;
 pub use io::{IoOperation, IoParams};
 pub use kvm::{GuestRegion, Kvm, KvmVcpu, KvmVm, VcpuSignalHandle, VmConfig};
+pub use record::{ExitRecord, Pending};
 
 /// An index in the list of guest memory regions (a KVM memory slot).
 pub type MemSlot = u32;

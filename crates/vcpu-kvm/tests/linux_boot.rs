@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux};
-use vcpu_kvm::devices::LegacyDevices;
+use vcpu_kvm::vmm::devices::LegacyDevices;
+use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux};
 use vcpu_kvm::{Kvm, KvmVm, VcpuExit, VmConfig};
 
 const MEM: usize = 64 << 20;

@@ -1,20 +1,45 @@
-//! Errors cross into JS as `Error`s whose `code` is `"<CODE>:<op>"` (for example
-//! `"ECLOSED:run"`); the TS facade turns them into `VcpuError { code, op }`.
+//! Errors cross into JS as data: an `Error` whose `code` is the errno name alone
+//! (`"EINVAL"`, `"ECLOSED"`, …) and whose message says what was wrong. The facade adds
+//! the operation the user called and makes it a `VcpuError`; nothing is parsed.
+
+use napi::Status;
 
 pub type Result<T> = napi::Result<T, String>;
 
 pub fn to_napi(e: vcpu_kvm::Error) -> napi::Error<String> {
-    napi::Error::new(format!("{}:{}", e.code_name(), e.op()), e.message().to_string())
+    napi::Error::new(e.code_name(), e.message().to_string())
 }
 
-/// A refused argument.
+/// A refused argument. (`op` names the operation in the message.)
 pub fn invalid(op: &str, message: impl Into<String>) -> napi::Error<String> {
-    napi::Error::new(format!("EINVAL:{op}"), message.into())
+    let message = message.into();
+    let message = if message.starts_with(op) {
+        message
+    } else {
+        format!("{op}: {message}")
+    };
+    napi::Error::new("EINVAL".to_string(), message)
 }
 
 /// Use of a closed object.
 pub fn closed(op: &str, what: &str) -> napi::Error<String> {
-    napi::Error::new(format!("ECLOSED:{op}"), format!("{op}: the {what} is closed"))
+    napi::Error::new("ECLOSED".to_string(), format!("{op}: the {what} is closed"))
+}
+
+/// An error code as a vcpu thread reports it through a threadsafe function: the errno
+/// name, or napi's own status name for a failure of napi itself.
+pub struct Code(pub String);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Status> for Code {
+    fn from(status: Status) -> Self {
+        Code(status.as_ref().to_string())
+    }
 }
 
 pub trait IntoNapi<T> {

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux, LinuxBoot};
-use vcpu_kvm::devices::LegacyDevices;
+use vcpu_kvm::vmm::devices::LegacyDevices;
+use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::{KvmVm, Vcpu};
 
+use crate::async_runner::{report_final, run_to_exit, AsyncCallback};
 use crate::error::{to_napi, IntoNapi, Result};
-use crate::vcpu::{report_final, run_to_exit, AsyncCallback, NativeVcpu};
+use crate::vcpu::NativeVcpu;
 
-/// Where a loaded kernel starts (see `vcpu_kvm::arch::x86_64::linux::LinuxBoot`).
+/// Where a loaded kernel starts (see `vcpu_kvm::vmm::x86_64::linux::LinuxBoot`).
 #[napi(object)]
 pub struct LinuxBootInfo {
     /// The 64-bit entry point.
@@ -104,16 +105,12 @@ impl NativeVcpu {
         #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: AsyncCallback,
     ) -> Result<()> {
         let vcpu = self.vcpu_arc("runDevices")?;
-        let last = self.last_exit_slot();
         let devices = devices.devices.clone();
         std::thread::Builder::new()
             .name(format!("vcpu-{}", vcpu.id()))
             .spawn(move || {
+                // The vcpu keeps the last exit (for `lastExit()`) itself.
                 let result = run_to_exit(&vcpu, &|| true, || devices.run(&vcpu));
-                if let Ok(exit) = result {
-                    // For `lastExit()`: the payload of InternalError, FailEntry, ...
-                    *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
-                }
                 report_final(&cb, result.map_err(to_napi));
             })
             .map_err(|e| crate::error::invalid("runDevices", format!("cannot start the vcpu thread: {e}")))?;

@@ -6,56 +6,33 @@
 //! access in the exit record; the data stays in `kvm_run`, which JS views through one
 //! external `ArrayBuffer` (see `exits`).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::ptr::NonNull;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::sys;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use vcpu_kvm::{KvmVcpu, Vcpu, VcpuExit};
+use vcpu_kvm::{ExitRecord, IoOperation, KvmVcpu, Pending, Vcpu};
 
-use crate::args::{big, u64_of};
+use crate::args::u64_of;
+pub use crate::async_runner::run_to_exit;
 use crate::error::{closed, invalid, to_napi, IntoNapi, Result};
-use crate::exits::{self, Records, EXIT_RECORD_LEN, HYPERCALL_RECORD_LEN};
+use crate::exit_detail::ExitDetail;
 use crate::external::external_arraybuffer;
 
-/// The facade's trampolines take no arguments: what they need is in the records.
+/// The facade's trampolines take no arguments: what they need is in the exit record.
 pub type Callback<'a> = Function<'a, (), Unknown<'a>>;
-
-/// The async runner's callback: `(error, event)`, event = phase * 256 + exit code,
-/// phase 0 = handle this exit (return true to go on), 1 = the final exit.
-pub type AsyncCallback = ThreadsafeFunction<u32, bool, u32, Status, true>;
-pub const PHASE_FINAL: u32 = 256;
-
-/// The payload of the last exit, for kinds that have one.
-#[napi(object)]
-pub struct ExitDetail {
-    pub kind: String,
-    pub hardware_entry_failure_reason: Option<BigInt>,
-    pub suberror: Option<u32>,
-    pub exception: Option<u32>,
-    pub error_code: Option<u32>,
-    pub pc: Option<BigInt>,
-    pub dr6: Option<BigInt>,
-    pub dr7: Option<BigInt>,
-    pub vector: Option<u32>,
-    pub index: Option<u32>,
-    pub data: Option<BigInt>,
-    pub write: Option<bool>,
-    pub reason: Option<u32>,
-}
 
 /// The vcpu and what the JS side shares with it; owned by the `NativeVcpu` and by the
 /// bound `run` function.
 struct VcpuState {
     vcpu: RefCell<Option<Arc<KvmVcpu>>>,
-    last: Arc<std::sync::Mutex<VcpuExit>>,
-    /// Keep the facade's typed arrays alive (and the pointers in `records` valid).
-    arrays: RefCell<Option<(Float64Array, BigUint64Array, Option<Uint8Array>)>>,
-    records: Cell<Option<Records>>,
+    /// The facade's typed arrays the vcpu writes into: its exit record, and where JS
+    /// cannot view `kvm_run` (Electron) the buffer an element's data is copied through.
+    /// Held here so the memory the vcpu was given stays valid.
+    arrays: RefCell<Option<(BigUint64Array, Option<Uint8Array>)>>,
     /// What keeps the `kvm_run` mapping alive for the JS view of it; emptied once that
     /// view is detached, so closing releases the kernel's vcpu (and VM) at once.
     run_view: RefCell<Option<RunView>>,
@@ -88,27 +65,21 @@ impl VcpuState {
         result
     }
 
-    fn records(&self, op: &str) -> Result<Records> {
-        self.records
-            .get()
-            .ok_or_else(|| invalid(op, "the vcpu's records are not bound"))
-    }
-
-    fn set_last(&self, exit: VcpuExit) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
-    }
-
-    fn last(&self) -> VcpuExit {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// One run: the exit's code (`Intr` when an exit was requested). A run interrupted
     /// only by the liveness tick or a stray signal goes on, unless `alive` says this
     /// thread is going away (a worker being terminated, process exit).
-    fn run(&self, v: &KvmVcpu, rec: &Records, alive: &dyn Fn() -> bool) -> Result<u32> {
-        let exit = run_to_exit(v, alive, || exits::run(v, rec)).map_err(to_napi)?;
-        self.set_last(exit);
+    fn run(&self, v: &KvmVcpu, alive: &dyn Fn() -> bool) -> Result<u32> {
+        let exit = run_to_exit(v, alive, || v.run()).map_err(to_napi)?;
         Ok(exit.index() as u32)
+    }
+
+    /// The copy buffer, where JS cannot view `kvm_run`.
+    fn scratch(&self) -> Option<(*mut u8, usize)> {
+        let mut arrays = self.arrays.borrow_mut();
+        let scratch = arrays.as_mut()?.1.as_mut()?;
+        // SAFETY: a view of the typed array held in `arrays`, used on this thread only.
+        let s = unsafe { scratch.as_mut() };
+        Some((s.as_mut_ptr(), s.len()))
     }
 }
 
@@ -124,40 +95,10 @@ fn js_alive(env: &Env) -> bool {
     }
 }
 
-/// Runs `once` until it gives an exit or an error; an interruption someone asked for is
-/// the exit `Intr`, while a stray signal or the liveness tick enters the guest again,
-/// unless `alive` says the thread is going away.
-pub fn run_to_exit(
-    vcpu: &KvmVcpu,
-    alive: &dyn Fn() -> bool,
-    mut once: impl FnMut() -> vcpu_kvm::Result<VcpuExit>,
-) -> vcpu_kvm::Result<VcpuExit> {
-    loop {
-        match once() {
-            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(VcpuExit::Intr),
-            Err(e) if e.is_interrupted() && alive() => continue,
-            other => return other,
-        }
-    }
-}
-
-/// A vcpu thread's last word to JS: the final exit, or the error (as `"<CODE>:<op>\u{1}
-/// message"`, which the facade turns back into a `VcpuError`).
-pub fn report_final(cb: &AsyncCallback, result: Result<VcpuExit>) {
-    let value = result
-        .map(|exit| PHASE_FINAL + exit.index() as u32)
-        .map_err(|e| napi::Error::new(Status::GenericFailure, format!("{}\u{1}{}", e.status, e.reason)));
-    cb.call(value, ThreadsafeFunctionCallMode::Blocking);
-}
-
-fn js_err(e: napi::Error) -> napi::Error<String> {
+pub fn js_err(e: napi::Error) -> napi::Error<String> {
     // Keeps the status: a pending exception (the handler's own error) is rethrown by the
     // facade unchanged.
     napi::Error::new(e.status.as_ref().to_string(), e.reason.clone())
-}
-
-fn call_sync<'a>(cb: &'a Callback<'a>) -> impl FnMut() -> Result<()> + 'a {
-    move || cb.call(()).map(|_| ()).map_err(js_err)
 }
 
 #[napi]
@@ -172,9 +113,7 @@ impl NativeVcpu {
         NativeVcpu {
             state: Rc::new(VcpuState {
                 vcpu: RefCell::new(Some(Arc::new(vcpu))),
-                last: Arc::new(std::sync::Mutex::new(VcpuExit::Intr)),
                 arrays: RefCell::new(None),
-                records: Cell::new(None),
                 run_view: RefCell::new(None),
             }),
         }
@@ -185,26 +124,47 @@ impl NativeVcpu {
         self.state.with(op, |v| f(v))
     }
 
-    /// Where the last exit is kept, for a vcpu thread to update.
-    pub fn last_exit_slot(&self) -> Arc<std::sync::Mutex<VcpuExit>> {
-        self.state.last.clone()
-    }
-
     /// The vcpu itself, to run on another thread.
     pub fn vcpu_arc(&self, op: &str) -> Result<Arc<KvmVcpu>> {
         self.state.with(op, |v| Ok(v.clone()))
     }
 
-    /// As `with`, after writing back a hypercall the facade's handler answered (its
-    /// results belong in the registers `f` reads or writes).
-    pub fn with_answered<R>(&self, op: &str, f: impl FnOnce(&KvmVcpu) -> Result<R>) -> Result<R> {
-        let rec = self.state.records.get();
-        self.state.with(op, |v| {
-            if let Some(rec) = rec {
-                exits::finish_answered(v, &rec).js()?;
-            }
-            f(v)
-        })
+    /// The pending access through the copy buffer (where JS cannot view `kvm_run`): per
+    /// element, the data is copied in, `cb` runs, and a read's data is copied back.
+    fn handle_copied(&self, op: &'static str, mmio: bool, cb: &Callback) -> Result<()> {
+        let (ptr, len) = self
+            .state
+            .scratch()
+            .ok_or_else(|| invalid(op, "the vcpu has no copy buffer: the facade reads kvm_run in place"))?;
+        let mut failure = None;
+        let mut each = |p: vcpu_kvm::IoParams| -> vcpu_kvm::Result<()> {
+            let size = p.size().min(len);
+            let result = match p.operation {
+                IoOperation::Write(data) => {
+                    // SAFETY: ptr/len describe the copy buffer held in `arrays`; size <= len.
+                    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, size) };
+                    cb.call(()).map(|_| ())
+                }
+                IoOperation::Read(data) => {
+                    // SAFETY: as above; the handler fills the buffer inside the call.
+                    unsafe { std::ptr::write_bytes(ptr, 0, size) };
+                    let r = cb.call(()).map(|_| ());
+                    // SAFETY: as above.
+                    unsafe { std::ptr::copy_nonoverlapping(ptr, data.as_mut_ptr(), size) };
+                    r
+                }
+            };
+            result.map_err(|e| {
+                failure = Some(js_err(e));
+                vcpu_kvm::Error::invalid(op, "the handler failed")
+            })
+        };
+        let kind = if mmio { Pending::Mmio } else { Pending::Io };
+        let result = self.state.with(op, |v| v.handle_access(kind, op, &mut each).js());
+        match failure {
+            Some(e) => Err(e),
+            None => result,
+        }
     }
 }
 
@@ -215,39 +175,37 @@ impl NativeVcpu {
         self.with("id", |v| Ok(v.id() as u32))
     }
 
-    /// Binds the facade's exit record, hypercall record and (where JS cannot view
-    /// `kvm_run`) scratch buffer to this vcpu, and returns its `run` function:
-    /// `() => exitCode` (an index in `exitKinds()`, `Intr` when interrupted). A plain
-    /// function, so each run costs one call with no receiver to check.
+    /// Gives the vcpu the facade's exit record (at least `ExitRecord::SIZE` bytes) to
+    /// write into, and (where JS cannot view `kvm_run`) the buffer to copy an element's
+    /// data through; returns its `run` function: `() => exitCode` (an index in
+    /// `exitKinds()`, `Intr` when interrupted). A plain function, so each run costs one
+    /// call with no receiver to check.
     #[napi(ts_return_type = "() => number")]
     pub fn bind<'env>(
         &self,
         env: &'env Env,
-        mut exit_record: Float64Array,
-        mut hypercall_record: BigUint64Array,
+        mut record: BigUint64Array,
         scratch: Option<Uint8Array>,
     ) -> Result<Function<'env, (), u32>> {
-        if exit_record.len() < EXIT_RECORD_LEN || hypercall_record.len() < HYPERCALL_RECORD_LEN {
-            return Err(invalid("bind", "records are too short"));
+        if record.len() * 8 < ExitRecord::SIZE {
+            return Err(invalid(
+                "bind",
+                format!("the exit record needs {} bytes", ExitRecord::SIZE),
+            ));
         }
-        let mut scratch = scratch;
-        // SAFETY: pointers into the typed arrays stored just below, which keep them alive
-        // (see `Records`).
-        let records = unsafe {
-            Records {
-                exit: exit_record.as_mut().as_mut_ptr(),
-                hypercall: hypercall_record.as_mut().as_mut_ptr(),
-                scratch: scratch.as_mut().map(|s| {
-                    let s = s.as_mut();
-                    (s.as_mut_ptr(), s.len())
-                }),
-            }
-        };
-        *self.state.arrays.borrow_mut() = Some((exit_record, hypercall_record, scratch));
-        self.state.records.set(Some(records));
+        // SAFETY: a BigUint64Array's elements are 8-byte aligned and it is long enough
+        // (checked above); the array is held in `arrays` for as long as this vcpu lives,
+        // and only the vcpu's run loop and handlers write it.
+        let ptr = unsafe { NonNull::new(record.as_mut().as_mut_ptr().cast::<ExitRecord>()) };
+        self.state.with("bind", |v| {
+            // SAFETY: see above.
+            unsafe { v.set_exit_record(ptr) };
+            Ok(())
+        })?;
+        *self.state.arrays.borrow_mut() = Some((record, scratch));
         let state = self.state.clone();
         env.create_function_from_closure("run", move |ctx| {
-            match state.with("run", |v| state.run(v, &records, &|| js_alive(ctx.env))) {
+            match state.with("run", |v| state.run(v, &|| js_alive(ctx.env))) {
                 Ok(code) => Ok(code),
                 Err(e) => {
                     // Thrown as a JS error with our code; the return value is ignored.
@@ -261,121 +219,35 @@ impl NativeVcpu {
 
     /// The last exit with its payload.
     #[napi]
-    pub fn last_exit(&self) -> ExitDetail {
-        let exit = self.state.last();
-        let mut d = ExitDetail {
-            kind: exit.kind().to_string(),
-            hardware_entry_failure_reason: None,
-            suberror: None,
-            exception: None,
-            error_code: None,
-            pc: None,
-            dr6: None,
-            dr7: None,
-            vector: None,
-            index: None,
-            data: None,
-            write: None,
-            reason: None,
-        };
-        match exit {
-            VcpuExit::FailEntry {
-                hardware_entry_failure_reason,
-            } => d.hardware_entry_failure_reason = Some(big(hardware_entry_failure_reason)),
-            VcpuExit::InternalError { suberror } => d.suberror = Some(suberror),
-            VcpuExit::Exception { exception, error_code } => {
-                d.exception = Some(exception);
-                d.error_code = Some(error_code);
-            }
-            VcpuExit::Debug {
-                exception,
-                pc,
-                dr6,
-                dr7,
-            } => {
-                d.exception = Some(exception);
-                d.pc = Some(big(pc));
-                d.dr6 = Some(big(dr6));
-                d.dr7 = Some(big(dr7));
-            }
-            VcpuExit::IoapicEoi { vector } => d.vector = Some(vector.into()),
-            VcpuExit::MsrAccess { index, data, write } => {
-                d.index = Some(index);
-                d.data = Some(big(data));
-                d.write = Some(write);
-            }
-            VcpuExit::Unknown { reason } => d.reason = Some(reason),
-            _ => {}
-        }
-        d
+    pub fn last_exit(&self) -> Result<ExitDetail> {
+        self.with("lastExit", |v| Ok(v.last_exit().into()))
     }
 
-    /// Handles the pending `Io` exit with `cb` (see `exits::handle_access`). Over
-    /// views the facade needs no call: it reads the exit record and the data in place.
+    /// Handles the pending `Io` exit through the copy buffer, calling `cb` per element.
+    /// (Over views of `kvm_run` the facade needs no call: it handles the exit in place.)
     #[napi]
     pub fn handle_io(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
-        let rec = self.state.records("handleIo")?;
-        self.state.with("handleIo", |v| {
-            exits::handle_access(v, &rec, false, &mut call_sync(&cb))
-        })
+        self.handle_copied("handleIo", false, &cb)
     }
 
     /// Handles the pending `Mmio` exit, as `handleIo`.
     #[napi]
     pub fn handle_mmio(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
-        let rec = self.state.records("handleMmio")?;
-        self.state.with("handleMmio", |v| {
-            exits::handle_access(v, &rec, true, &mut call_sync(&cb))
-        })
+        self.handle_copied("handleMmio", true, &cb)
     }
 
-    /// Runs, handling Io/Mmio/Hypercall exits with the callbacks given, and returns the
-    /// code of the first exit without one.
+    /// Moves a string access on to its next element (see `ExitRecord`); false after
+    /// the last.
     #[napi]
-    pub fn run_until(
-        &self,
-        env: &Env,
-        #[napi(ts_arg_type = "(() => void) | null | undefined")] io: Option<Callback>,
-        #[napi(ts_arg_type = "(() => void) | null | undefined")] mmio: Option<Callback>,
-        #[napi(ts_arg_type = "(() => void) | null | undefined")] hypercall: Option<Callback>,
-    ) -> Result<u32> {
-        let rec = self.state.records("runUntil")?;
-        let state = &self.state;
-        state.with("runUntil", |v| loop {
-            let code = state.run(v, &rec, &|| js_alive(env))?;
-            let exit = state.last();
-            let cb = match exit {
-                VcpuExit::Io => io.as_ref(),
-                VcpuExit::Mmio => mmio.as_ref(),
-                VcpuExit::Hypercall => hypercall.as_ref(),
-                _ => None,
-            };
-            match cb {
-                Some(cb) => exits::handle(v, &rec, exit, &mut call_sync(cb))?,
-                None => return Ok(code),
-            }
-        })
+    pub fn next_element(&self) -> Result<bool> {
+        self.with("handleIo", |v| Ok(v.next_element()))
     }
 
-    /// Runs on a new native thread until an exit without a handler (or a kick): each
-    /// handled exit is delivered to `cb` on the JS thread while the vcpu thread waits for
-    /// its answer, then the final exit. See `AsyncCallback` for the protocol.
+    /// Writes the results the facade's handler set in the record into the vcpu, and
+    /// completes the pending `Hypercall` exit.
     #[napi]
-    pub fn run_async(
-        &self,
-        #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: AsyncCallback,
-        io: bool,
-        mmio: bool,
-        hypercall: bool,
-    ) -> Result<()> {
-        let rec = self.state.records("runAsync")?;
-        let vcpu = self.state.with("runAsync", |v| Ok(v.clone()))?;
-        let last = self.state.last.clone();
-        std::thread::Builder::new()
-            .name(format!("vcpu-{}", vcpu.id()))
-            .spawn(move || run_on_thread(&vcpu, &rec, &last, &cb, (io, mmio, hypercall)))
-            .map_err(|e| invalid("runAsync", format!("cannot start the vcpu thread: {e}")))?;
-        Ok(())
+    pub fn complete_hypercall(&self) -> Result<()> {
+        self.with("handleHypercall", |v| v.complete_hypercall().js())
     }
 
     /// A zero-copy `ArrayBuffer` over this vcpu's `kvm_run` mapping (the exit data
@@ -477,95 +349,5 @@ impl NativeVcpu {
                 }
             }
         }
-    }
-}
-
-/// Why the vcpu thread stopped without a final exit: the JS side said so (a handler
-/// threw, and the promise is already rejected) or the JS thread is gone.
-const STOPPED: &str = "STOPPED:runAsync";
-
-/// States of the async runner's answer slot.
-const WAITING: u8 = 0;
-const GO_ON: u8 = 1;
-const STOP: u8 = 2;
-/// How long the vcpu thread spins for the JS thread's answer before it sleeps.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
-
-/// The JS thread's answer to one exit, for the vcpu thread waiting on `slot`. Dropped
-/// unanswered (the JS thread went away), it answers STOP, so the vcpu thread never
-/// waits forever.
-struct Reply {
-    slot: Arc<AtomicU8>,
-    vcpu_thread: std::thread::Thread,
-    /// Whether this reply was sent. (Not the slot's state: by the time a sent reply is
-    /// dropped, the vcpu thread may already be waiting on the slot for the next exit.)
-    sent: bool,
-}
-
-impl Reply {
-    fn send(mut self, answer: u8) {
-        self.sent = true;
-        self.slot.store(answer, Ordering::Release);
-        self.vcpu_thread.unpark();
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        if !self.sent {
-            self.slot.store(STOP, Ordering::Release);
-            self.vcpu_thread.unpark();
-        }
-    }
-}
-
-/// The async runner's vcpu thread: runs, hands each handled exit to the JS thread and
-/// waits for it, and reports the final exit (or an error) last.
-fn run_on_thread(
-    vcpu: &KvmVcpu,
-    rec: &Records,
-    last: &std::sync::Mutex<VcpuExit>,
-    cb: &AsyncCallback,
-    (io, mmio, hypercall): (bool, bool, bool),
-) {
-    let answer = Arc::new(AtomicU8::new(WAITING));
-    let result: Result<VcpuExit> = (|| loop {
-        let exit = run_to_exit(vcpu, &|| true, || exits::run(vcpu, rec)).map_err(to_napi)?;
-        *last.lock().unwrap_or_else(|p| p.into_inner()) = exit;
-        let code = exit.index() as u32;
-        if !exits::handled(exit, io, mmio, hypercall) {
-            return Ok(exit);
-        }
-        let mut invoke = || -> Result<()> {
-            answer.store(WAITING, Ordering::Release);
-            let reply = Reply {
-                slot: answer.clone(),
-                vcpu_thread: std::thread::current(),
-                sent: false,
-            };
-            let status = cb.call_with_return_value(Ok(code), ThreadsafeFunctionCallMode::Blocking, move |ret, _env| {
-                reply.send(if ret.unwrap_or(false) { GO_ON } else { STOP });
-                Ok(())
-            });
-            if status != Status::Ok {
-                return Err(napi::Error::new(STOPPED.to_string(), "stopped"));
-            }
-            // Spins briefly, then sleeps until the reply unparks it (park may also return
-            // spuriously): on an idle host a sleeping thread takes tens of µs to wake.
-            let started = std::time::Instant::now();
-            loop {
-                match answer.load(Ordering::Acquire) {
-                    GO_ON => return Ok(()),
-                    STOP => return Err(napi::Error::new(STOPPED.to_string(), "stopped")),
-                    _ if started.elapsed() < SPIN => std::hint::spin_loop(),
-                    _ => std::thread::park(),
-                }
-            }
-        };
-        exits::handle(vcpu, rec, exit, &mut invoke)?;
-    })();
-    match result {
-        Err(e) if e.status == STOPPED => {}
-        other => report_final(cb, other),
     }
 }

@@ -419,13 +419,13 @@ fn copy_exact<const N: usize>(op: &str, name: &str, src: &[u8]) -> Result<[u8; N
 impl NativeVcpu {
     #[napi]
     pub fn get_regs(&self) -> Result<Regs> {
-        self.with_answered("getRegs", |v| Ok(regs_to_js(&v.get_regs().js()?)))
+        self.with("getRegs", |v| Ok(regs_to_js(&v.get_regs().js()?)))
     }
 
     #[napi]
     pub fn set_regs(&self, regs: Regs) -> Result<()> {
         let regs = regs_from_js(&regs)?;
-        self.with_answered("setRegs", |v| v.set_regs(&regs).js())
+        self.with("setRegs", |v| v.set_regs(&regs).js())
     }
 
     #[napi]

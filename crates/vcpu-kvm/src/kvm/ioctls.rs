@@ -7,13 +7,14 @@
 
 use std::os::unix::io::AsRawFd;
 
-use kvm_bindings::{kvm_interrupt, KVMIO};
+use kvm_bindings::{kvm_enable_cap, kvm_interrupt, KVMIO};
 use vmm_sys_util::errno;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_ref};
 use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
 
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
+ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
 
 /// `KVM_RUN`: enters the guest until it exits; the exit is described in `kvm_run`.
 ///
@@ -53,6 +54,28 @@ pub fn interrupt(vcpu: &impl AsRawFd, vector: u32) -> errno::Result<()> {
     let irq = kvm_interrupt { irq: vector };
     // SAFETY: the kernel reads one `kvm_interrupt`, which lives on our stack for the call.
     let ret = unsafe { ioctl_with_ref(vcpu, KVM_INTERRUPT(), &irq) };
+    if ret < 0 {
+        return Err(errno::Error::last());
+    }
+    Ok(())
+}
+
+/// `KVM_ENABLE_CAP` on a vcpu or VM fd: kvm-ioctls offers it for a vcpu on x86 and
+/// s390 only, while the ioctl is generic.
+///
+/// # Example
+///
+/// ```no_run
+/// # use kvm_ioctls::Kvm;
+/// let kvm = Kvm::new().unwrap();
+/// let vm = kvm.create_vm().unwrap();
+/// let cap = kvm_bindings::kvm_enable_cap { cap: kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR, ..Default::default() };
+/// let _ = vcpu_kvm::kvm::ioctls::enable_cap(&vm, &cap);
+/// ```
+pub fn enable_cap(fd: &impl AsRawFd, cap: &kvm_enable_cap) -> errno::Result<()> {
+    // SAFETY: the kernel reads one `kvm_enable_cap`, which outlives the call; what its
+    // `args` mean is the caller's contract (see `Vcpu::enable_raw_capability`).
+    let ret = unsafe { ioctl_with_ref(fd, KVM_ENABLE_CAP(), cap) };
     if ret < 0 {
         return Err(errno::Error::last());
     }

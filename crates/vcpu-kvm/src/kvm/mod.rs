@@ -1,20 +1,29 @@
 //! The KVM backend: `/dev/kvm`, VMs, guest memory, vcpus.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+mod exits;
 pub mod ioctls;
 mod memory;
 mod run;
 mod signal;
 mod vcpu;
 mod vm;
+#[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-use kvm_bindings::{kvm_cpuid_entry2, KVM_MAX_CPUID_ENTRIES};
+// The architecture's hooks: VM and vcpu set-up, the exits only it has, hypercall results.
+#[cfg(target_arch = "aarch64")]
+use aarch64 as arch;
+#[cfg(target_arch = "x86_64")]
+use x86_64 as arch;
 
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
 pub use signal::{kick_by_id, kick_signal, shutdown, shutting_down, VcpuSignalHandle, KICK_SIGNAL_OFFSET, TICK};
-pub use vcpu::{IoAccess, KvmVcpu};
+pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
+#[cfg(target_arch = "x86_64")]
 pub use x86_64::{GuestDebug, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -84,10 +93,11 @@ impl Kvm {
     }
 
     /// `KVM_GET_SUPPORTED_CPUID`.
-    pub fn supported_cpuid(&self) -> Result<Vec<kvm_cpuid_entry2>> {
+    #[cfg(target_arch = "x86_64")]
+    pub fn supported_cpuid(&self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>> {
         let cpuid = self
             .fd
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| Error::errno("supportedCpuid", e.errno()))?;
         Ok(cpuid.as_slice().to_vec())
     }

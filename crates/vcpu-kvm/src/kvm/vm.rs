@@ -71,10 +71,13 @@ pub(crate) struct VmShared {
     closed: AtomicBool,
     pub(crate) config: VmConfig,
     pub(crate) run_size: usize,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) sync_regs: bool,
     max_slots: usize,
     max_vcpu_id: usize,
-    cpuid: Option<&'static kvm_bindings::CpuId>,
+    /// What the architecture keeps per VM (x86: the CPUID vcpus start with).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) arch: super::arch::VmArch,
 }
 
 /// A KVM virtual machine. Cloning gives another handle to the same VM (any thread).
@@ -101,19 +104,18 @@ impl KvmVm {
     pub(crate) fn new(kvm: &Kvm, config: VmConfig) -> Result<Self> {
         let sys = kvm.fd();
         let fd = sys.create_vm().op("createVm")?;
-        super::x86_64::init_vm(&fd, config.irqchip)?;
+        let arch = super::arch::init_vm(kvm, &fd, config.irqchip)?;
         let run_size = sys.get_vcpu_mmap_size().op("createVm")?;
         let max_slots = fd.check_extension_int(Cap::NrMemslots).max(1) as usize;
         let max_vcpu_id = match fd.check_extension_int(Cap::MaxVcpuId) {
             n if n > 0 => n as usize,
             _ => fd.check_extension_int(Cap::MaxVcpus).max(1) as usize,
         };
-        let sync_regs =
-            fd.check_extension_int(Cap::SyncRegs) & super::x86_64::SYNC_REGS_WANTED == super::x86_64::SYNC_REGS_WANTED;
-        let cpuid = super::x86_64::supported_cpuid(kvm)?;
+        let wanted = super::arch::SYNC_REGS_WANTED;
+        let sync_regs = wanted != 0 && fd.check_extension_int(Cap::SyncRegs) & wanted == wanted;
         Ok(KvmVm {
             shared: Arc::new(VmShared {
-                cpuid: Some(cpuid),
+                arch,
                 state: Mutex::new(VmState {
                     fd: Some(fd),
                     slots: Vec::new(),
@@ -407,10 +409,6 @@ impl KvmVm {
         state.vcpus.retain(|w| w.strong_count() > 0);
         state.vcpus.push(Arc::downgrade(vcpu.run_shared()));
         Ok(vcpu)
-    }
-
-    pub(crate) fn cpuid(&self) -> Option<&'static kvm_bindings::CpuId> {
-        self.shared.cpuid
     }
 
     pub(crate) fn shared(&self) -> &VmShared {

@@ -12,7 +12,7 @@ use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::{self, BzImage, Cmdline, Elf, KernelLoader};
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
-use super::layout::*;
+use crate::arch::x86_64::layout::*;
 use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::{KvmVcpu, KvmVm};
 

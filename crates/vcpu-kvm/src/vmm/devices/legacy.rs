@@ -145,8 +145,8 @@ impl LegacyDevices {
     ///
     /// ```no_run
     /// # use vcpu_kvm::{Kvm, VmConfig, VcpuExit};
-    /// # use vcpu_kvm::arch::x86_64::linux::{load_linux, start_linux};
-    /// # use vcpu_kvm::devices::LegacyDevices;
+    /// # use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux};
+    /// # use vcpu_kvm::vmm::devices::LegacyDevices;
     /// let vm = Kvm::open(None)?.create_vm(VmConfig { irqchip: true, ..VmConfig::default() })?;
     /// vm.add_memory(0, 256 << 20, false, false)?;
     /// let kernel = std::fs::read("bzImage").unwrap();

@@ -4,7 +4,7 @@
 //! 16 ISA interrupts routed to it. Placed in the EBDA, which the e820 map keeps out of
 //! RAM.
 
-use super::layout::{EBDA_START, IOAPIC_ADDR, LAPIC_ADDR};
+use crate::arch::x86_64::layout::{EBDA_START, IOAPIC_ADDR, LAPIC_ADDR};
 
 const SPEC_REV: u8 = 4; // MP spec 1.4
 const APIC_VERSION: u8 = 0x14;

@@ -1,0 +1,61 @@
+//! aarch64 specifics of the KVM backend: VM and vcpu set-up and the exits only arm64
+//! has. Hypercalls arrive as `KVM_EXIT_HYPERCALL` (SMCCC calls KVM forwards), which the
+//! generic exit path already decodes, so results need no arch help here.
+
+use kvm_bindings::*;
+use kvm_ioctls::{VcpuFd, VmFd};
+
+use super::vcpu::KvmVcpu;
+use super::Kvm;
+use crate::error::{Error, Result};
+use crate::{HypercallAbi, VcpuExit};
+
+/// No sync registers on arm64.
+pub(crate) const SYNC_REGS_WANTED: i32 = 0;
+
+/// What arm64 keeps per VM: nothing yet.
+#[allow(dead_code)]
+pub(crate) struct VmArch;
+
+/// Nothing to place: arm64 VMs need no TSS or identity map.
+pub(crate) fn init_vm(_kvm: &Kvm, _fd: &VmFd, irqchip: bool) -> Result<VmArch> {
+    if irqchip {
+        return Err(Error::invalid(
+            "createVm",
+            "the in-kernel irqchip (GIC) is not supported on aarch64 yet",
+        ));
+    }
+    Ok(VmArch)
+}
+
+/// Nothing beyond KVM_ARM_VCPU_INIT, which the VM does at creation.
+pub(crate) fn init_vcpu(_vcpu: &KvmVcpu) -> Result<()> {
+    Ok(())
+}
+
+/// Decodes the exits only arm64 has (`None` for a reason it does not know either).
+pub(crate) fn decode_arch_exit(_vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<VcpuExit> {
+    match run.exit_reason {
+        KVM_EXIT_DEBUG => {
+            // SAFETY: the exit reason names `debug` as the active member, plain old data.
+            let arch = unsafe { run.__bindgen_anon_1.debug.arch };
+            Some(VcpuExit::Debug {
+                exception: arch.hsr >> 26,
+                pc: 0,
+                dr6: 0,
+                dr7: arch.far,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A hypercall on arm64 is always `KVM_EXIT_HYPERCALL`, written back generically.
+pub(crate) fn write_hypercall_results(_vcpu: &KvmVcpu, _abi: &HypercallAbi) -> Result<()> {
+    Ok(())
+}
+
+/// `Vcpu::on_suspend`: arm64 guests have no kvmclock to tell.
+pub(crate) fn on_suspend(_fd: &VcpuFd) -> Result<()> {
+    Ok(())
+}

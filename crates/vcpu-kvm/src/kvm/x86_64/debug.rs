@@ -1,0 +1,90 @@
+//! Debugging an x86 guest: guest-debug settings, and the few instructions an emulating
+//! KVM cannot carry out.
+
+use kvm_bindings::*;
+
+use crate::error::{Context, Result};
+use crate::kvm::vcpu::KvmVcpu;
+
+/// How `set_guest_debug` should trap the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestDebug {
+    /// Turn debugging on (off clears everything below).
+    pub enable: bool,
+    /// Exit with `Debug` after every instruction.
+    pub single_step: bool,
+    /// Exit with `Debug` on `int3` instead of delivering #BP to the guest.
+    pub software_breakpoints: bool,
+    /// Up to four execution breakpoints (hardware debug registers).
+    pub hardware_breakpoints: [Option<u64>; 4],
+}
+
+impl GuestDebug {
+    /// The `kvm_guest_debug` structure for these settings.
+    pub fn to_kvm(&self) -> kvm_guest_debug {
+        let mut dbg = kvm_guest_debug::default();
+        if !self.enable {
+            return dbg;
+        }
+        dbg.control = KVM_GUESTDBG_ENABLE;
+        if self.single_step {
+            dbg.control |= KVM_GUESTDBG_SINGLESTEP;
+        }
+        if self.software_breakpoints {
+            dbg.control |= KVM_GUESTDBG_USE_SW_BP;
+        }
+        for (i, bp) in self.hardware_breakpoints.iter().enumerate() {
+            if let Some(addr) = bp {
+                dbg.control |= KVM_GUESTDBG_USE_HW_BP;
+                dbg.arch.debugreg[i] = *addr;
+                // Local enable bit; condition 00 (execute), length 00.
+                dbg.arch.debugreg[7] |= 1 << (i * 2);
+            }
+        }
+        dbg
+    }
+}
+
+impl KvmVcpu {
+    /// `KVM_SET_GUEST_DEBUG`: single-step and breakpoints, reported as `Debug` exits.
+    pub fn set_guest_debug(&self, debug: &GuestDebug) -> Result<()> {
+        self.fd("setGuestDebug")?
+            .set_guest_debug(&debug.to_kvm())
+            .op("setGuestDebug")
+    }
+
+    /// After an emulation failure (`InternalError`, suberror 1), carries out the few
+    /// instructions KVM's emulator lacks, when one is at RIP: `int3` (the #BP it raises
+    /// is delivered, RIP past it) and `fwait` (a no-op without pending x87 exceptions,
+    /// which the guest kernel never leaves). Returns whether it did. Nested KVMs that
+    /// emulate all guest kernel code (see the README) need this for a booting Linux
+    /// kernel; hardware KVM runs these instructions itself and never gets here.
+    pub fn finish_unemulated_instruction(&self) -> Result<bool> {
+        let mut regs = self.get_regs()?;
+        let Some(gpa) = self.translate_gva(regs.rip)? else {
+            return Ok(false);
+        };
+        let mut byte = [0u8];
+        if self.vm.read(gpa, &mut byte).is_err() {
+            return Ok(false);
+        }
+        match byte[0] {
+            0xcc => {
+                let mut events = self.get_vcpu_events()?;
+                events.exception.injected = 1;
+                events.exception.nr = 3;
+                events.exception.has_error_code = 0;
+                events.exception.error_code = 0;
+                regs.rip += 1;
+                self.set_regs(&regs)?;
+                self.set_vcpu_events(&events)?;
+            }
+            0x9b => {
+                regs.rip += 1;
+                self.set_regs(&regs)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,189 @@
+/**
+ * Handling an exit from JS over the vcpu's exit record: the record says what is pending
+ * and where the data is; the handler reads and writes the data in place (`kvm_run`),
+ * so an `Io` or `Mmio` exit needs no call into native code, and a hypercall one, which
+ * writes its results into the vcpu before the handler's caller returns.
+ * @internal
+ * @packageDocumentation
+ */
+import { VcpuError } from './errors';
+import { CODE } from './exit';
+import { ExitRecord, FIELD, PENDING } from './exit_record';
+import { HypercallAbi } from './hypercall';
+import type { NativeVcpu } from './native';
+import type { IoHandler, IoParams } from './types';
+import type { Vm } from './vm';
+
+/** Handlers for the exits JS can complete; an exit whose handler is missing is returned. */
+export interface ExitHandlers {
+  /** Port I/O. */
+  io?: IoHandler;
+  /** MMIO. */
+  mmio?: IoHandler;
+  /** Hypercalls. */
+  hypercall?: (abi: HypercallAbi) => void;
+}
+
+/** The keys an `ExitHandlers` object may have. */
+export const HANDLER_KEYS: readonly (keyof ExitHandlers)[] = ['io', 'mmio', 'hypercall'];
+
+/** Size of the copy buffer used where external buffers are forbidden (one PIO page). */
+const SCRATCH_SIZE = 4096;
+
+type AccessKind = 'Io' | 'Mmio';
+
+export class ExitChannel {
+  readonly record = new ExitRecord();
+  readonly abi: HypercallAbi;
+  /** Where JS cannot view `kvm_run` (Electron), each element's data is copied through this. */
+  readonly scratch: Uint8Array | undefined;
+  readonly #native: NativeVcpu;
+  readonly #kvmRun: ArrayBuffer | null;
+  readonly #params: IoParams = { address: 0, size: 1, operation: 'read', data: new Uint8Array(1) };
+  readonly #views = new Map<number, Uint8Array>();
+  /** The handler the copy path's trampoline calls, and the error it threw. */
+  #copyHandler: IoHandler = () => {};
+  #thrown: { error: unknown } | undefined;
+
+  constructor(native: NativeVcpu, vm: Vm, kvmRun: ArrayBuffer | null) {
+    this.#native = native;
+    this.#kvmRun = kvmRun;
+    this.scratch = kvmRun ? undefined : new Uint8Array(SCRATCH_SIZE);
+    this.abi = new HypercallAbi(this.record, vm);
+  }
+
+  /** After an `Io`/`Mmio` exit: `fn` once per element, in order. */
+  handleAccess(op: string, kind: AccessKind, fn: IoHandler): void {
+    if (this.scratch) {
+      this.#copyHandler = fn;
+      this.guard(op, () =>
+        kind === 'Io' ? this.#native.handleIo(this.#onCopied) : this.#native.handleMmio(this.#onCopied),
+      );
+      return;
+    }
+    const rec = this.record;
+    this.#take(op, kind);
+    try {
+      do this.#element(fn);
+      while (rec.words[FIELD.remaining] > 1 && this.#native.nextElement());
+    } finally {
+      rec.pending = PENDING.None;
+    }
+  }
+
+  /** After a `Hypercall` exit: `fn` sets the results, which go into the vcpu at once. */
+  handleHypercall(op: string, fn: (abi: HypercallAbi) => void): void {
+    const rec = this.record;
+    this.#take(op, 'Hypercall');
+    try {
+      fn(this.abi);
+    } catch (error) {
+      rec.pending = PENDING.None;
+      throw error;
+    }
+    rec.pending = PENDING.Hypercall;
+    this.guard(op, () => this.#native.completeHypercall());
+  }
+
+  /** Handles the exit `code` with its handler in `handlers`; false if it has none. */
+  dispatch(code: number, handlers: ExitHandlers): boolean {
+    if (code === CODE.Io && handlers.io) this.handleAccess('handleIo', 'Io', handlers.io);
+    else if (code === CODE.Mmio && handlers.mmio) this.handleAccess('handleMmio', 'Mmio', handlers.mmio);
+    else if (code === CODE.Hypercall && handlers.hypercall) this.handleHypercall('handleHypercall', handlers.hypercall);
+    else return false;
+    return true;
+  }
+
+  /** Forgets the views of `kvm_run` (the buffer is being detached). */
+  clear(): void {
+    this.#views.clear();
+  }
+
+  /** Runs a native call that may call a handler: the handler's own error propagates as is. */
+  guard<T>(op: string, f: () => T): T {
+    this.#thrown = undefined;
+    try {
+      return f();
+    } catch (e) {
+      const thrown = this.#thrown as { error: unknown } | undefined;
+      this.#thrown = undefined;
+      if (thrown) throw thrown.error;
+      throw e;
+    }
+  }
+
+  /** The pending exit must be `kind`: a handler now runs for it. */
+  #take(op: string, kind: keyof typeof PENDING): void {
+    const rec = this.record;
+    if (rec.pending !== PENDING[kind]) {
+      if (this.#native.closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
+      const why =
+        rec.pending === PENDING.Handling
+          ? `${op} cannot run inside a handler`
+          : `${op} must follow a run() that returned ${kind}`;
+      throw new VcpuError('EINVAL', op, why);
+    }
+    rec.pending = PENDING.Handling;
+  }
+
+  /** Calls `fn` with the record's current element. */
+  #element(fn: IoHandler): void {
+    const w = this.record.words;
+    const p = this.#params;
+    const size = w[FIELD.size];
+    p.address = this.record.address;
+    p.size = size as IoParams['size'];
+    p.operation = w[FIELD.isWrite] === 1 ? 'write' : 'read';
+    p.data = this.scratch ? this.scratch.subarray(0, size) : this.#view(w[FIELD.dataOffset], size);
+    fn(p);
+  }
+
+  #view(offset: number, size: number): Uint8Array {
+    const key = offset * 16 + size;
+    let view = this.#views.get(key);
+    if (!view) {
+      view = new Uint8Array(this.#kvmRun!, offset, size);
+      this.#views.set(key, view);
+    }
+    return view;
+  }
+
+  /** The copy path's per-element callback from native code; keeps its error to rethrow as is. */
+  readonly #onCopied = (): void => {
+    try {
+      this.#element(this.#copyHandler);
+    } catch (error) {
+      this.#thrown = { error };
+      throw error;
+    }
+  };
+}
+
+/**
+ * `handlers` checked: an object whose keys are handler names and whose values are
+ * functions (or undefined), else a VcpuError naming what is wrong.
+ */
+export function checkHandlers(op: string, handlers: unknown): ExitHandlers {
+  if (handlers === undefined) return {};
+  if (handlers === null || typeof handlers !== 'object') {
+    throw new VcpuError('EINVAL', op, `${op}: handlers must be an object such as { io, mmio, hypercall }`);
+  }
+  for (const [key, value] of Object.entries(handlers)) {
+    if (!(HANDLER_KEYS as readonly string[]).includes(key)) {
+      throw new VcpuError('EINVAL', op, `${op}: unknown handler '${key}' (known: ${HANDLER_KEYS.join(', ')})`);
+    }
+    if (value !== undefined && typeof value !== 'function') {
+      throw new VcpuError('EINVAL', op, `${op}: handler '${key}' must be a function`);
+    }
+  }
+  return handlers as ExitHandlers;
+}
+
+/** The exit codes `handlers` has handlers for, as a bit mask for the native thread. */
+export function handledMask(handlers: ExitHandlers): number {
+  let mask = 0;
+  if (handlers.io) mask |= 1 << CODE.Io;
+  if (handlers.mmio) mask |= 1 << CODE.Mmio;
+  if (handlers.hypercall) mask |= 1 << CODE.Hypercall;
+  return mask;
+}

@@ -1,0 +1,381 @@
+/**
+ * The x86 state of a vcpu, beyond the trait: what every VMM needs. {@link Vcpu} extends it.
+ * @packageDocumentation
+ */
+import { toU64 } from './hypercall';
+import type { NativeVcpu } from './native';
+import type {
+  CpuidEntry,
+  DebugRegs,
+  Fpu,
+  GuestDebug,
+  Lapic,
+  Msr,
+  RegValue,
+  Regs,
+  Sregs,
+  VcpuEvents,
+  Xcr,
+} from './types';
+
+/** Where to start after {@link VcpuState.setupLongMode}. */
+export interface LongModeOptions {
+  /** Instruction pointer. */
+  rip?: RegValue;
+  /** Stack pointer. */
+  rsp?: RegValue;
+}
+
+const REG_NAMES = [
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
+] as const;
+
+/** Register, MSR, APIC, event, debug and XSAVE state of a vcpu (see {@link Vcpu}). */
+export abstract class VcpuState {
+  /** @internal */
+  protected abstract readonly native: NativeVcpu;
+
+  /** Runs a native call for `op`, turning its error into a `VcpuError`. @internal */
+  protected abstract call<T>(op: string, f: () => T): T;
+
+  /**
+   * General-purpose registers.
+   *
+   * @example
+   * ```ts
+   * const { rip, rax } = vcpu.getRegs();
+   * ```
+   */
+  getRegs(): Regs {
+    return this.call('getRegs', () => this.native.getRegs());
+  }
+
+  /**
+   * Sets general-purpose registers. Missing fields keep their current values, so
+   * `vcpu.setRegs({ rip: 0x1000n })` works; numbers are accepted as well as bigints.
+   *
+   * @example
+   * ```ts
+   * vcpu.setRegs({ rip: 0x1000n, rsp: 0x8000n });
+   * ```
+   */
+  setRegs(regs: Partial<Record<keyof Regs, RegValue>>): void {
+    const current = REG_NAMES.every((n) => regs?.[n] !== undefined) ? undefined : this.getRegs();
+    const full = {} as Regs;
+    for (const n of REG_NAMES) {
+      const v = regs?.[n];
+      full[n] = v === undefined ? current![n] : toU64(v, n, undefined, 'setRegs');
+    }
+    this.call('setRegs', () => this.native.setRegs(full));
+  }
+
+  /**
+   * Segment, descriptor-table and control registers.
+   *
+   * @example
+   * ```ts
+   * const long = (vcpu.getSregs().efer & (1n << 10n)) !== 0n; // EFER.LMA
+   * ```
+   */
+  getSregs(): Sregs {
+    return this.call('getSregs', () => this.native.getSregs());
+  }
+
+  /**
+   * Sets special registers; missing top-level fields keep their current values.
+   *
+   * @example
+   * ```ts
+   * const { cs } = vcpu.getSregs();
+   * vcpu.setSregs({ cs: { ...cs, base: 0n, selector: 0 } }); // real mode at CS = 0
+   * ```
+   */
+  setSregs(sregs: Partial<Sregs>): void {
+    const full = { ...this.getSregs(), ...sregs } as Sregs;
+    this.call('setSregs', () => this.native.setSregs(full));
+  }
+
+  /**
+   * FPU and SSE state.
+   *
+   * @example
+   * ```ts
+   * const { mxcsr } = vcpu.getFpu();
+   * ```
+   */
+  getFpu(): Fpu {
+    return this.call('getFpu', () => this.native.getFpu());
+  }
+
+  /**
+   * Sets FPU and SSE state.
+   *
+   * @example
+   * ```ts
+   * vcpu.setFpu({ ...vcpu.getFpu(), mxcsr: 0x1f80 });
+   * ```
+   */
+  setFpu(fpu: Fpu): void {
+    this.call('setFpu', () => this.native.setFpu(fpu));
+  }
+
+  /**
+   * Reads MSRs by index.
+   *
+   * @example
+   * ```ts
+   * const [tsc] = vcpu.getMsrs([0x10]); // IA32_TIME_STAMP_COUNTER
+   * ```
+   */
+  getMsrs(indices: readonly number[]): Msr[] {
+    return this.call('getMsrs', () => this.native.getMsrs([...indices]));
+  }
+
+  /**
+   * Writes MSRs.
+   *
+   * @example
+   * ```ts
+   * vcpu.setMsrs([{ index: 0xc0000102, data: 0n }]); // KERNEL_GS_BASE
+   * ```
+   */
+  setMsrs(msrs: readonly Msr[]): void {
+    this.call('setMsrs', () => this.native.setMsrs([...msrs]));
+  }
+
+  /**
+   * `KVM_SET_CPUID2` (a new vcpu starts with the host's supported CPUID).
+   *
+   * @example
+   * ```ts
+   * vcpu.setCpuid(kvm.supportedCpuid().filter((e) => e.function !== 0x40000000));
+   * ```
+   */
+  setCpuid(entries: readonly CpuidEntry[]): void {
+    this.call('setCpuid', () => this.native.setCpuid([...entries]));
+  }
+
+  /**
+   * The local APIC's registers (needs `createVm({ irqchip: true })`).
+   *
+   * @example
+   * ```ts
+   * const id = vcpu.getLapic().regs[0x23]; // APIC ID register, bits 31:24
+   * ```
+   */
+  getLapic(): Lapic {
+    return this.call('getLapic', () => this.native.getLapic());
+  }
+
+  /**
+   * Sets the local APIC's registers.
+   *
+   * @example
+   * ```ts
+   * vcpu.setLapic(vcpu.getLapic());
+   * ```
+   */
+  setLapic(lapic: Lapic): void {
+    this.call('setLapic', () => this.native.setLapic(lapic));
+  }
+
+  /**
+   * Pending exceptions, interrupts, NMIs, SMM state.
+   *
+   * @example
+   * ```ts
+   * const pending = vcpu.getVcpuEvents().exception.pending;
+   * ```
+   */
+  getVcpuEvents(): VcpuEvents {
+    return this.call('getVcpuEvents', () => this.native.getVcpuEvents());
+  }
+
+  /**
+   * Sets pending events.
+   *
+   * @example
+   * ```ts
+   * vcpu.setVcpuEvents(vcpu.getVcpuEvents());
+   * ```
+   */
+  setVcpuEvents(events: VcpuEvents): void {
+    this.call('setVcpuEvents', () => this.native.setVcpuEvents(events));
+  }
+
+  /**
+   * `KVM_MP_STATE_*` (0 runnable, 1 uninitialized, 2 INIT received, 3 halted, …).
+   *
+   * @example
+   * ```ts
+   * if (vcpu.getMpState() === 1) vcpu.setMpState(0); // an AP waiting for INIT: make it runnable
+   * ```
+   */
+  getMpState(): number {
+    return this.call('getMpState', () => this.native.getMpState());
+  }
+
+  /**
+   * Sets the multiprocessing state.
+   *
+   * @example
+   * ```ts
+   * vcpu.setMpState(0); // KVM_MP_STATE_RUNNABLE
+   * ```
+   */
+  setMpState(state: number): void {
+    this.call('setMpState', () => this.native.setMpState(state));
+  }
+
+  /**
+   * Debug registers DR0–3, DR6, DR7.
+   *
+   * @example
+   * ```ts
+   * const { dr6, dr7 } = vcpu.getDebugRegs();
+   * ```
+   */
+  getDebugRegs(): DebugRegs {
+    return this.call('getDebugRegs', () => this.native.getDebugRegs());
+  }
+
+  /**
+   * Sets debug registers.
+   *
+   * @example
+   * ```ts
+   * vcpu.setDebugRegs({ ...vcpu.getDebugRegs(), dr7: 0n });
+   * ```
+   */
+  setDebugRegs(regs: DebugRegs): void {
+    this.call('setDebugRegs', () => this.native.setDebugRegs(regs));
+  }
+
+  /**
+   * Single-step and breakpoints, reported as `Debug` exits.
+   *
+   * @example
+   * ```ts
+   * vcpu.setGuestDebug({ enable: true, singleStep: true });
+   * const exit = vcpu.run(); // { kind: 'Debug', pc, ... } after one instruction
+   * ```
+   */
+  setGuestDebug(debug: GuestDebug): void {
+    this.call('setGuestDebug', () => this.native.setGuestDebug(debug));
+  }
+
+  /**
+   * The 4096-byte XSAVE area.
+   *
+   * @example
+   * ```ts
+   * const saved = vcpu.getXsave();
+   * vcpu.setXsave(saved);
+   * ```
+   */
+  getXsave(): Uint8Array {
+    return this.call('getXsave', () => this.native.getXsave());
+  }
+
+  /**
+   * Sets the XSAVE area (4096 bytes).
+   *
+   * @example
+   * ```ts
+   * vcpu.setXsave(vcpu.getXsave());
+   * ```
+   */
+  setXsave(xsave: Uint8Array): void {
+    this.call('setXsave', () => this.native.setXsave(xsave));
+  }
+
+  /**
+   * Extended control registers (XCR0).
+   *
+   * @example
+   * ```ts
+   * const xcr0 = vcpu.getXcrs().find((x) => x.xcr === 0)?.value;
+   * ```
+   */
+  getXcrs(): Xcr[] {
+    return this.call('getXcrs', () => this.native.getXcrs());
+  }
+
+  /**
+   * Sets extended control registers.
+   *
+   * @example
+   * ```ts
+   * vcpu.setXcrs([{ xcr: 0, value: 0x3n }]); // x87 and SSE state
+   * ```
+   */
+  setXcrs(xcrs: readonly Xcr[]): void {
+    this.call('setXcrs', () => this.native.setXcrs([...xcrs]));
+  }
+
+  /**
+   * Queues external interrupt `vector` (without the in-kernel irqchip).
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'Hlt') vcpu.interrupt(0x20); // wake it with vector 0x20
+   * ```
+   */
+  interrupt(vector: number): void {
+    this.call('interrupt', () => this.native.interrupt(vector));
+  }
+
+  /**
+   * Queues a non-maskable interrupt.
+   *
+   * @example
+   * ```ts
+   * vcpu.nmi();
+   * ```
+   */
+  nmi(): void {
+    this.call('nmi', () => this.native.nmi());
+  }
+
+  /**
+   * Puts this vcpu in 64-bit long mode: a flat GDT at 0x500, an empty IDT at 0x520 (any
+   * exception is a triple fault, `Shutdown`), page tables at 0x9000–0xEFFF identity
+   * mapping the first 4 GiB with 2 MiB pages (so the LAPIC at 0xFEE00000 is reachable).
+   * With `rip`, the general registers are reset too: all 0 but RIP, RSP and RFLAGS (2).
+   * Guest RAM must cover `[0, 0xF000)`.
+   *
+   * @example
+   * ```ts
+   * vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+   * vcpu.setupLongMode({ rip: 0x1000, rsp: 0x8000 });
+   * ```
+   */
+  setupLongMode(options: LongModeOptions = {}): void {
+    const { rip, rsp } = options ?? {};
+    if (rip === undefined) {
+      this.call('setupLongMode', () => this.native.setupLongMode());
+      if (rsp !== undefined) this.setRegs({ rsp });
+      return;
+    }
+    const start = toU64(rip, 'rip', undefined, 'setupLongMode');
+    const stack = rsp === undefined ? undefined : toU64(rsp, 'rsp', undefined, 'setupLongMode');
+    this.call('setupLongMode', () => this.native.setupLongMode(start, stack));
+  }
+}

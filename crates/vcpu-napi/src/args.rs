@@ -30,3 +30,12 @@ pub fn u64_of(op: &str, name: &str, v: &BigInt) -> Result<u64> {
 pub fn big(v: u64) -> BigInt {
     BigInt::from(v)
 }
+
+/// A 32-bit number from JS that must fit a narrower field (at most `max`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub fn small(op: &str, name: &str, v: u32, max: u32) -> Result<u32> {
+    if v > max {
+        return Err(invalid(op, format!("{name} must be at most {max}, got {v}")));
+    }
+    Ok(v)
+}

@@ -1,60 +1,11 @@
 //! `NativeKvm`: `/dev/kvm`.
 
 use napi_derive::napi;
-use vcpu_kvm::kvm_bindings::kvm_cpuid_entry2;
 use vcpu_kvm::{Kvm, VmConfig};
 
 use crate::args::uint;
 use crate::error::{IntoNapi, Result};
 use crate::vm::NativeVm;
-
-/// One `KVM_GET_SUPPORTED_CPUID` / `KVM_SET_CPUID2` entry.
-#[napi(object)]
-pub struct CpuidEntry {
-    /// The leaf (EAX input).
-    pub function: u32,
-    /// The subleaf (ECX input).
-    pub index: u32,
-    /// KVM_CPUID_FLAG_* flags.
-    pub flags: u32,
-    /// EAX output.
-    pub eax: u32,
-    /// EBX output.
-    pub ebx: u32,
-    /// ECX output.
-    pub ecx: u32,
-    /// EDX output.
-    pub edx: u32,
-}
-
-impl From<&kvm_cpuid_entry2> for CpuidEntry {
-    fn from(e: &kvm_cpuid_entry2) -> Self {
-        CpuidEntry {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-        }
-    }
-}
-
-impl From<&CpuidEntry> for kvm_cpuid_entry2 {
-    fn from(e: &CpuidEntry) -> Self {
-        kvm_cpuid_entry2 {
-            function: e.function,
-            index: e.index,
-            flags: e.flags,
-            eax: e.eax,
-            ebx: e.ebx,
-            ecx: e.ecx,
-            edx: e.edx,
-            ..Default::default()
-        }
-    }
-}
 
 #[napi]
 pub struct NativeKvm {
@@ -63,7 +14,7 @@ pub struct NativeKvm {
 }
 
 impl NativeKvm {
-    fn with<R>(&self, op: &str, f: impl FnOnce(&Kvm) -> Result<R>) -> Result<R> {
+    pub(crate) fn with<R>(&self, op: &str, f: impl FnOnce(&Kvm) -> Result<R>) -> Result<R> {
         match self.kvm.borrow().as_ref() {
             Some(kvm) => f(kvm),
             None => Err(crate::error::closed(op, "KVM device")),
@@ -89,13 +40,6 @@ impl NativeKvm {
     pub fn check_extension(&self, cap: f64) -> Result<i32> {
         let cap = uint("checkExtension", "cap", cap, u32::MAX.into())?;
         self.with("checkExtension", |k| Ok(k.check_extension(cap as u32)))
-    }
-
-    #[napi]
-    pub fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>> {
-        self.with("supportedCpuid", |k| {
-            Ok(k.supported_cpuid().js()?.iter().map(CpuidEntry::from).collect())
-        })
     }
 
     /// `hypercall_port`: -1 turns the port ABI off.

@@ -4,14 +4,18 @@
 
 mod args;
 mod async_runner;
+#[cfg(target_arch = "x86_64")]
 pub mod bench;
 mod error;
 mod exit_detail;
 mod external;
 mod kvm;
+// The Linux machine and its legacy devices are x86-only for now.
+#[cfg(target_arch = "x86_64")]
 mod linux;
 mod vcpu;
 mod vm;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 use napi_derive::napi;

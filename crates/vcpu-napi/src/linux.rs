@@ -11,6 +11,7 @@ use vcpu_kvm::{KvmVm, Vcpu};
 use crate::async_runner::{report_final, run_to_exit, AsyncCallback};
 use crate::error::{to_napi, IntoNapi, Result};
 use crate::vcpu::NativeVcpu;
+use crate::vm::NativeVm;
 
 /// Where a loaded kernel starts (see `vcpu_kvm::vmm::x86_64::linux::LinuxBoot`).
 #[napi(object)]
@@ -115,5 +116,27 @@ impl NativeVcpu {
             })
             .map_err(|e| crate::error::invalid("runDevices", format!("cannot start the vcpu thread: {e}")))?;
         Ok(())
+    }
+}
+
+#[napi]
+impl NativeVm {
+    /// Loads a Linux kernel (bzImage or ELF vmlinux), an initrd and a command line
+    /// following the boot protocol, with an MP table for `cpus` processors.
+    #[napi]
+    pub fn load_linux(
+        &self,
+        kernel: &[u8],
+        initrd: Option<&[u8]>,
+        cmdline: String,
+        cpus: f64,
+    ) -> Result<LinuxBootInfo> {
+        load(&self.vm, kernel, initrd, &cmdline, cpus)
+    }
+
+    /// COM1, the i8042 and the port sink, wired to the in-kernel irqchip.
+    #[napi]
+    pub fn create_devices(&self) -> Result<NativeDevices> {
+        NativeDevices::new(&self.vm)
     }
 }

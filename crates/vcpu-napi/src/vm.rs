@@ -40,7 +40,7 @@ fn handles() -> std::sync::MutexGuard<'static, HashMap<u32, WeakVm>> {
 
 #[napi]
 pub struct NativeVm {
-    vm: KvmVm,
+    pub(crate) vm: KvmVm,
     handle: Cell<u32>,
 }
 
@@ -162,25 +162,6 @@ impl NativeVm {
     pub fn create_vcpu(&self, id: f64) -> Result<NativeVcpu> {
         let id = uint("createVcpu", "id", id, MAX_SAFE)?;
         Ok(NativeVcpu::new(self.vm.create_vcpu(id as usize).js()?))
-    }
-
-    /// Loads a Linux kernel (bzImage or ELF vmlinux), an initrd and a command line
-    /// following the boot protocol, with an MP table for `cpus` processors.
-    #[napi]
-    pub fn load_linux(
-        &self,
-        kernel: &[u8],
-        initrd: Option<&[u8]>,
-        cmdline: String,
-        cpus: f64,
-    ) -> Result<crate::linux::LinuxBootInfo> {
-        crate::linux::load(&self.vm, kernel, initrd, &cmdline, cpus)
-    }
-
-    /// COM1, the i8042 and the port sink, wired to the in-kernel irqchip.
-    #[napi]
-    pub fn create_devices(&self) -> Result<crate::linux::NativeDevices> {
-        crate::linux::NativeDevices::new(&self.vm)
     }
 
     #[napi(getter)]

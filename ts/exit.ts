@@ -16,8 +16,14 @@ const PAYLOAD_KINDS = new Set([
   'Unknown',
 ]);
 
+/**
+ * The kind names as internalized strings (a property key is one), so that a user's
+ * `exit.kind === 'Io'` compares pointers instead of characters.
+ */
+const KINDS = EXIT_KINDS.map((kind) => Object.keys({ [kind]: 0 })[0]);
+
 /** One frozen object per payload-free kind, shared by every exit of that kind. */
-const PLAIN: (VcpuExit | undefined)[] = EXIT_KINDS.map((kind) =>
+const PLAIN: (VcpuExit | undefined)[] = KINDS.map((kind) =>
   PAYLOAD_KINDS.has(kind) ? undefined : (Object.freeze({ kind }) as VcpuExit),
 );
 
@@ -31,6 +37,4 @@ export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
 }
 
 /** Exit codes by kind. */
-export const CODE: Readonly<Record<string, number>> = Object.freeze(
-  Object.fromEntries(EXIT_KINDS.map((k, i) => [k, i])),
-);
+export const CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(KINDS.map((k, i) => [k, i])));

@@ -32,6 +32,8 @@ const SCRATCH_SIZE = 4096;
 
 type AccessKind = 'Io' | 'Mmio';
 
+const PENDING_AT = FIELD.pending;
+
 export class ExitChannel {
   readonly record = new ExitRecord();
   readonly abi: HypercallAbi;
@@ -41,6 +43,9 @@ export class ExitChannel {
   readonly #kvmRun: ArrayBuffer | null;
   readonly #params: IoParams = { address: 0, size: 1, operation: 'read', data: new Uint8Array(1) };
   readonly #views = new Map<number, Uint8Array>();
+  /** The last view made, and its key: most devices see the same element over and over. */
+  #lastView: Uint8Array = new Uint8Array(0);
+  #lastKey = -1;
   /** The handler the copy path's trampoline calls, and the error it threw. */
   #copyHandler: IoHandler = () => {};
   #thrown: { error: unknown } | undefined;
@@ -61,13 +66,22 @@ export class ExitChannel {
       );
       return;
     }
-    const rec = this.record;
-    this.#take(op, kind);
+    const w = this.record.words;
+    if (w[PENDING_AT] !== (kind === 'Io' ? PENDING.Io : PENDING.Mmio)) this.#refuse(op, kind);
+    w[PENDING_AT] = PENDING.Handling;
+    const p = this.#params;
     try {
-      do this.#element(fn);
-      while (rec.words[FIELD.remaining] > 1 && this.#native.nextElement());
+      for (;;) {
+        const size = w[FIELD.size];
+        p.address = w[FIELD.address] + w[FIELD.address + 1] * 0x1_0000_0000;
+        p.size = size as IoParams['size'];
+        p.operation = w[FIELD.isWrite] === 1 ? 'write' : 'read';
+        p.data = this.#view(w[FIELD.dataOffset], size);
+        fn(p);
+        if (w[FIELD.remaining] <= 1 || !this.#native.nextElement()) break;
+      }
     } finally {
-      rec.pending = PENDING.None;
+      w[PENDING_AT] = PENDING.None;
     }
   }
 
@@ -97,6 +111,7 @@ export class ExitChannel {
   /** Forgets the views of `kvm_run` (the buffer is being detached). */
   clear(): void {
     this.#views.clear();
+    this.#lastKey = -1;
   }
 
   /** Runs a native call that may call a handler: the handler's own error propagates as is. */
@@ -115,7 +130,14 @@ export class ExitChannel {
   /** The pending exit must be `kind`: a handler now runs for it. */
   #take(op: string, kind: keyof typeof PENDING): void {
     const rec = this.record;
-    if (rec.pending !== PENDING[kind]) {
+    if (rec.pending !== PENDING[kind]) this.#refuse(op, kind);
+    rec.pending = PENDING.Handling;
+  }
+
+  /** Why `op` cannot handle the pending exit (it is not a `kind`). */
+  #refuse(op: string, kind: keyof typeof PENDING): never {
+    const rec = this.record;
+    {
       if (this.#native.closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
       const why =
         rec.pending === PENDING.Handling
@@ -123,7 +145,6 @@ export class ExitChannel {
           : `${op} must follow a run() that returned ${kind}`;
       throw new VcpuError('EINVAL', op, why);
     }
-    rec.pending = PENDING.Handling;
   }
 
   /** Calls `fn` with the record's current element. */
@@ -140,11 +161,14 @@ export class ExitChannel {
 
   #view(offset: number, size: number): Uint8Array {
     const key = offset * 16 + size;
+    if (key === this.#lastKey) return this.#lastView;
     let view = this.#views.get(key);
     if (!view) {
       view = new Uint8Array(this.#kvmRun!, offset, size);
       this.#views.set(key, view);
     }
+    this.#lastKey = key;
+    this.#lastView = view;
     return view;
   }
 

@@ -6,6 +6,7 @@ import { dispose } from './dispose';
 import { call, toVcpuError, VcpuError } from './errors';
 import { exitFor } from './exit';
 import { checkHandlers, ExitChannel, handledMask, type ExitHandlers } from './exit_channel';
+import { FIELD } from './exit_record';
 import type { HypercallAbi } from './hypercall';
 import native from './native';
 import type { NativeVcpu } from './native';
@@ -18,6 +19,8 @@ export type { ExitHandlers };
 
 /** The native thread's events at or above this are its final exit (see vcpu-napi). */
 const ASYNC_FINAL = native.asyncFinalPhase();
+
+const KIND = FIELD.kind;
 export type { LongModeOptions } from './vcpu_state';
 
 /**
@@ -40,7 +43,8 @@ export class Vcpu extends VcpuState {
   readonly #id: number;
   readonly #kvmRun: ArrayBuffer | null;
   readonly #channel: ExitChannel;
-  readonly #runFn: () => number;
+  readonly #runFn: () => void;
+  readonly #words: Uint32Array;
   /** Set while a native thread runs the vcpu (runAsync, the Linux device loop). */
   #async = false;
   /** Set while that thread's handler runs here. */
@@ -56,6 +60,7 @@ export class Vcpu extends VcpuState {
     this.#kvmRun = call('createVcpu', () => native.runBuffer());
     this.#channel = new ExitChannel(native, vm, this.#kvmRun);
     this.#runFn = call('createVcpu', () => native.bind(this.#channel.record.big, this.#channel.scratch));
+    this.#words = this.#channel.record.words;
     natives.set(this, native);
   }
 
@@ -361,12 +366,14 @@ export class Vcpu extends VcpuState {
     return call(op, f);
   }
 
+  /** One run; the exit's code, from the record. */
   #run(): number {
     try {
-      return this.#runFn();
+      this.#runFn();
     } catch (e) {
       throw toVcpuError(e, 'run');
     }
+    return this.#words[KIND];
   }
 
   /** Running or completing exits belongs to the native thread while it runs, even inside its handlers. */

@@ -10,6 +10,7 @@ mod error;
 mod exit_detail;
 mod external;
 mod kvm;
+mod run_fn;
 // The Linux machine and its legacy devices are x86-only for now.
 #[cfg(target_arch = "x86_64")]
 mod linux;

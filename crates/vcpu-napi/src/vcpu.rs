@@ -27,7 +27,7 @@ pub type Callback<'a> = Function<'a, (), Unknown<'a>>;
 
 /// The vcpu and what the JS side shares with it; owned by the `NativeVcpu` and by the
 /// bound `run` function.
-struct VcpuState {
+pub(crate) struct VcpuState {
     vcpu: RefCell<Option<Arc<KvmVcpu>>>,
     /// The facade's typed arrays the vcpu writes into: its exit record, and where JS
     /// cannot view `kvm_run` (Electron) the buffer an element's data is copied through.
@@ -45,7 +45,7 @@ impl VcpuState {
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
     /// A vcpu closed meanwhile (from one of its own handlers, or by closing its VM) is
     /// released here, once nothing borrows it.
-    fn with<R>(&self, op: &str, f: impl FnOnce(&Arc<KvmVcpu>) -> Result<R>) -> Result<R> {
+    pub(crate) fn with<R>(&self, op: &str, f: impl FnOnce(&Arc<KvmVcpu>) -> Result<R>) -> Result<R> {
         let (result, closed_now) = {
             let guard = self.vcpu.borrow();
             match guard.as_ref() {
@@ -65,12 +65,12 @@ impl VcpuState {
         result
     }
 
-    /// One run: the exit's code (`Intr` when an exit was requested). A run interrupted
-    /// only by the liveness tick or a stray signal goes on, unless `alive` says this
-    /// thread is going away (a worker being terminated, process exit).
-    fn run(&self, v: &KvmVcpu, alive: &dyn Fn() -> bool) -> Result<u32> {
-        let exit = run_to_exit(v, alive, || v.run()).map_err(to_napi)?;
-        Ok(exit.index() as u32)
+    /// One run, to an exit the record describes (`Intr` when an exit was requested). A
+    /// run interrupted only by the liveness tick or a stray signal goes on, unless
+    /// `alive` says this thread is going away (a worker being terminated, process exit).
+    pub(crate) fn run(&self, v: &KvmVcpu, alive: &dyn Fn() -> bool) -> Result<()> {
+        run_to_exit(v, alive, || v.run()).map_err(to_napi)?;
+        Ok(())
     }
 
     /// The copy buffer, where JS cannot view `kvm_run`.
@@ -85,7 +85,7 @@ impl VcpuState {
 
 /// Whether this JS thread can still run JavaScript (false once its worker is being
 /// terminated or the process is exiting).
-fn js_alive(env: &Env) -> bool {
+pub(crate) fn js_alive(env: &Env) -> bool {
     let mut script = std::ptr::null_mut();
     let mut result = std::ptr::null_mut();
     // SAFETY: plain Node-API calls on the current env, on its own thread.
@@ -177,16 +177,16 @@ impl NativeVcpu {
 
     /// Gives the vcpu the facade's exit record (at least `ExitRecord::SIZE` bytes) to
     /// write into, and (where JS cannot view `kvm_run`) the buffer to copy an element's
-    /// data through; returns its `run` function: `() => exitCode` (an index in
-    /// `exitKinds()`, `Intr` when interrupted). A plain function, so each run costs one
-    /// call with no receiver to check.
-    #[napi(ts_return_type = "() => number")]
+    /// data through; returns its `run` function (see `run_fn`): after it returns, the
+    /// record's `kind` is the exit's code, an index in `exitKinds()` (`Intr` when
+    /// interrupted).
+    #[napi(ts_return_type = "() => void")]
     pub fn bind<'env>(
         &self,
         env: &'env Env,
         mut record: BigUint64Array,
         scratch: Option<Uint8Array>,
-    ) -> Result<Function<'env, (), u32>> {
+    ) -> Result<Unknown<'env>> {
         if record.len() * 8 < ExitRecord::SIZE {
             return Err(invalid(
                 "bind",
@@ -203,18 +203,7 @@ impl NativeVcpu {
             Ok(())
         })?;
         *self.state.arrays.borrow_mut() = Some((record, scratch));
-        let state = self.state.clone();
-        env.create_function_from_closure("run", move |ctx| {
-            match state.with("run", |v| state.run(v, &|| js_alive(ctx.env))) {
-                Ok(code) => Ok(code),
-                Err(e) => {
-                    // Thrown as a JS error with our code; the return value is ignored.
-                    ctx.env.throw_error(&e.reason, Some(e.status.as_ref()))?;
-                    Ok(0)
-                }
-            }
-        })
-        .map_err(js_err)
+        crate::run_fn::create(env, self.state.clone())
     }
 
     /// The last exit with its payload.

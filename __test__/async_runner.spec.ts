@@ -1,20 +1,18 @@
 // runAsync: the vcpu on a native thread, exits handled on the JS thread, the event loop
 // free meanwhile.
-import { describeKvm, longMode } from './helpers';
+import { describeKvm, helloDevice, longMode } from './helpers';
 
 describeKvm('runAsync', () => {
   test('handles I/O and hypercalls and resolves to the final exit', async () => {
     const { vm, vcpu } = longMode('hello');
-    let text = '';
+    const device = helloDevice();
     const exit = await vcpu.runAsync({
-      io: (p) => {
-        if (p.address === 0x3f8) text += String.fromCharCode(p.data[0]);
-      },
-      hypercall: (abi) => abi.setResults([abi.getArgument(1)! * 100n]),
+      io: device.io,
+      hypercall: (abi) => abi.setResults([abi.getArgument(1)! * 100n + (3n << 32n)]),
     });
     expect(exit).toEqual({ kind: 'Hlt' });
-    expect(text).toBe('Hello from a 64-bit guest on /dev/kvm!\n');
-    expect(vcpu.getRegs().rax).toBe(800n >> 32n); // the answer was shifted right by 32
+    expect(device.text()).toBe('Hello from a 64-bit guest on /dev/kvm!\n');
+    expect(device.answer()).toBe(800n + (3n << 32n)); // as the guest reports it
     vm.close();
   });
 

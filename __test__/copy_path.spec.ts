@@ -34,11 +34,16 @@ describeKvm('copy path (Electron)', () => {
       { // string I/O and a hypercall through runUntil
         const { vm, vcpu } = boot('hello');
         let text = '';
+        let answer = 0n; // the guest reports the hypercall's result on port 0x3f9, low dword first
+        let shift = 0n;
         const exit = vcpu.runUntil({
-          io: (p) => { if (p.address === 0x3f8) text += String.fromCharCode(p.data[0]); },
-          hypercall: (abi) => abi.setResults([abi.getArgument(1) + 1n]),
+          io: (p) => {
+            if (p.address === 0x3f8) text += String.fromCharCode(p.data[0]);
+            if (p.address === 0x3f9) { answer |= BigInt(Buffer.from(p.data).readUInt32LE(0)) << shift; shift += 32n; }
+          },
+          hypercall: (abi) => abi.setResults([(abi.getArgument(1) + 1n) | (5n << 32n)]),
         });
-        out.hello = [exit.kind, text.trim(), vcpu.getRegs().rax.toString()];
+        out.hello = [exit.kind, text.trim(), answer.toString(16)];
         vm.close();
       }
       { // MMIO reads and writes
@@ -66,7 +71,8 @@ describeKvm('copy path (Electron)', () => {
     expect(result).toEqual({
       pioIn: ['Hlt', '24242424'],
       bytes: 'ENOTSUP',
-      hello: ['Hlt', 'Hello from a 64-bit guest on /dev/kvm!', '0'], // 9 >> 32 after the guest's shift
+      // The result (8 + 1, and 5 in the high dword) as the guest reports it.
+      hello: ['Hlt', 'Hello from a 64-bit guest on /dev/kvm!', '500000009'],
       mmio: ['Hlt', '1,2,4,8', 'abababababababab'],
       async: ['Hlt', '1010101'],
     });

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { Kvm, type Vcpu, type Vm, type VmOptions } from '../ts';
+import { Kvm, type IoParams, type Vcpu, type Vm, type VmOptions } from '../ts';
 
 /** `describe`, skipped when the user opted out of KVM tests (VCPU_SKIP_KVM=1). */
 export const describeKvm: jest.Describe = process.env.VCPU_KVM_SKIPPED === '1' ? describe.skip : describe;
@@ -66,4 +66,25 @@ export async function runBounded(vcpu: Vcpu, ms = 10000) {
   } finally {
     await dog.stop();
   }
+}
+
+/**
+ * An I/O handler for the demo guest (`guests/hello.asm`): collects its greeting from
+ * port 0x3f8 and the hypercall answer it reports on port 0x3f9 (two dwords, low first).
+ */
+export function helloDevice(): { io: (p: IoParams) => void; text: () => string; answer: () => bigint } {
+  let text = '';
+  let answer = 0n;
+  let shift = 0n;
+  return {
+    io: (p) => {
+      if (p.address === 0x3f8) text += String.fromCharCode(p.data[0]);
+      if (p.address === 0x3f9) {
+        answer |= BigInt(Buffer.from(p.data).readUInt32LE(0)) << shift;
+        shift += 32n;
+      }
+    },
+    text: () => text,
+    answer: () => answer,
+  };
 }

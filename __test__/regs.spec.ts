@@ -26,7 +26,7 @@ describeKvm('registers', () => {
     vm.close();
   });
 
-  test('other state round-trips', () => {
+  test('other state round-trips with the values set', () => {
     const { vm, vcpu } = longMode('hlt');
     const fpu = vcpu.getFpu();
     fpu.xmm[0] = 0x5a;
@@ -38,17 +38,30 @@ describeKvm('registers', () => {
     expect(vcpu.getMsrs([0xc0000102])[0].data).toBe(0x1234n);
     expect(vcpu.getMpState()).toBe(0);
     const events = vcpu.getVcpuEvents();
-    vcpu.setVcpuEvents(events);
+    expect(events.nmi.masked).toBe(0);
+    vcpu.setVcpuEvents({ ...events, nmi: { ...events.nmi, masked: 1 } });
+    expect(vcpu.getVcpuEvents().nmi.masked).toBe(1);
     const dregs = vcpu.getDebugRegs();
     expect(dregs.db).toHaveLength(4);
-    vcpu.setDebugRegs(dregs);
+    vcpu.setDebugRegs({ ...dregs, db: [0x1000n, 0x2000n, 0x3000n, 0x4000n] });
+    expect(vcpu.getDebugRegs().db).toEqual([0x1000n, 0x2000n, 0x3000n, 0x4000n]);
     const xsave = vcpu.getXsave();
     expect(xsave.length).toBe(4096);
+    // MXCSR sits at byte 24 of the legacy area: flush-to-zero on (bit 15); the header's
+    // XSTATE_BV (byte 512) must mark the SSE state (bit 1) present for it to load.
+    const mxcsr = Buffer.from(xsave).readUInt32LE(24);
+    const area = Buffer.from(xsave.buffer, xsave.byteOffset, xsave.length);
+    area.writeUInt32LE(mxcsr | 0x8000, 24);
+    area[512] |= 2;
     vcpu.setXsave(xsave);
-    const xcrs = vcpu.getXcrs();
-    vcpu.setXcrs(xcrs);
+    expect(Buffer.from(vcpu.getXsave()).readUInt32LE(24)).toBe(mxcsr | 0x8000);
+    const xcr0 = vcpu.getXcrs().find((x) => x.xcr === 0)!;
+    expect(xcr0.value & 1n).toBe(1n); // x87 state is always on
+    vcpu.setXcrs([{ xcr: 0, value: 3n }]); // x87 and SSE only
+    expect(vcpu.getXcrs().find((x) => x.xcr === 0)!.value).toBe(3n);
     vcpu.setGuestDebug({ enable: false });
-    vcpu.setCpuid(vm.createVcpu(1) && []); // an empty CPUID table is accepted by KVM
+    // The guest still runs as before with all of it.
+    expect(vcpu.run().kind).toBe('Hlt');
     vm.close();
   });
 
@@ -56,7 +69,10 @@ describeKvm('registers', () => {
     const { vm, vcpu } = longMode('hlt', { irqchip: true });
     const lapic = vcpu.getLapic();
     expect(lapic.regs.length).toBe(1024);
+    expect(lapic.regs[0x23]).toBe(0); // APIC ID register (bits 31:24): vcpu 0
+    lapic.regs[0x80] = 0x20; // task priority
     vcpu.setLapic(lapic);
+    expect(vcpu.getLapic().regs[0x80]).toBe(0x20);
     vm.close();
   });
 });

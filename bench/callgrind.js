@@ -6,8 +6,9 @@
 // exits minus the count for LOW exits, divided by HIGH - LOW; the least of ROUNDS runs. Cases: a raw KVM_RUN loop in C (no library),
 // run() + handleIo, runUntil, and runUntil with a port hypercall.
 //
-// Writes bench/results/instructions.json; `npm run bench` runs it (CALLGRIND=0 skips).
-// Needs valgrind and gcc (Debian packages); about 4 minutes here.
+// `npm run bench` runs it (CALLGRIND=0 skips) and keeps the figures in latest.json; run
+// alone (`node bench/callgrind.js`) it prints them. Needs valgrind and gcc (Debian
+// packages); about 3 minutes here.
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -18,65 +19,69 @@ const LOW = Number(process.env.CALLGRIND_LOW ?? 2000);
 const HIGH = Number(process.env.CALLGRIND_HIGH ?? 6000);
 const ROUNDS = Number(process.env.CALLGRIND_ROUNDS ?? 3);
 const here = __dirname;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vcpu-callgrind-'));
+/** Counts every case; returns { method, instructionsPerExit, addedOverRaw }. */
+function measureInstructions() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vcpu-callgrind-'));
 
-const raw = path.join(tmp, 'raw');
-execFileSync('gcc', ['-O2', '-o', raw, path.join(here, 'callgrind', 'raw.c')]);
-const exitsJs = path.join(here, 'callgrind', 'exits.js');
-// Under valgrind V8's background compiler threads barely run: optimize on the main
-// thread instead, during the warm-up, so the counted section runs optimized code.
-const NODE_FLAGS = ['--no-concurrent-recompilation'];
+  const raw = path.join(tmp, 'raw');
+  execFileSync('gcc', ['-O2', '-o', raw, path.join(here, 'callgrind', 'raw.c')]);
+  const exitsJs = path.join(here, 'callgrind', 'exits.js');
+  // Under valgrind V8's background compiler threads barely run: optimize on the main
+  // thread instead, during the warm-up, so the counted section runs optimized code.
+  const NODE_FLAGS = ['--no-concurrent-recompilation'];
 
-const CASES = {
-  raw: (n) => [raw, String(n)],
-  'run() + handleIo': (n) => [process.execPath, ...NODE_FLAGS, exitsJs, 'run', String(n)],
-  runUntil: (n) => [process.execPath, ...NODE_FLAGS, exitsJs, 'runUntil', String(n)],
-  'port hypercall (runUntil)': (n) => [process.execPath, ...NODE_FLAGS, exitsJs, 'hypercall', String(n)],
-};
+  const CASES = {
+    raw: (n) => [raw, String(n)],
+    'run() + handleIo': (n) => [process.execPath, ...NODE_FLAGS, exitsJs, 'run', String(n)],
+    runUntil: (n) => [process.execPath, ...NODE_FLAGS, exitsJs, 'runUntil', String(n)],
+    'port hypercall (runUntil)': (n) => [process.execPath, ...NODE_FLAGS, exitsJs, 'hypercall', String(n)],
+  };
 
-/** Instructions the main thread ran for `argv`. */
-function mainThreadInstructions(argv) {
-  const out = path.join(tmp, `cg.${process.hrtime.bigint()}`);
-  const r = spawnSync(
-    'valgrind',
-    [
-      '--tool=callgrind',
-      '--separate-threads=yes',
-      '--collect-atstart=no',
-      '--toggle-collect=measured',
-      `--callgrind-out-file=${out}.%p`,
-      ...argv,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed under valgrind:\n${r.stderr}`);
-  const files = fs.readdirSync(tmp).filter((f) => f.startsWith(path.basename(out)));
-  // The main thread's file ends in -01 (with threads) or has no suffix (without).
-  const main = files.find((f) => f.endsWith('-01')) ?? files[0];
-  const summary = /^summary:\s*(\d+)/m.exec(fs.readFileSync(path.join(tmp, main), 'utf8'));
-  for (const f of files) fs.rmSync(path.join(tmp, f));
-  return Number(summary[1]);
-}
-
-const results = {};
-for (const [name, argv] of Object.entries(CASES)) {
-  const perExit = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const low = mainThreadInstructions(argv(LOW));
-    const high = mainThreadInstructions(argv(HIGH));
-    perExit.push((high - low) / (HIGH - LOW));
+  /** Instructions the main thread ran for `argv`. */
+  function mainThreadInstructions(argv) {
+    const out = path.join(tmp, `cg.${process.hrtime.bigint()}`);
+    const r = spawnSync(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        '--separate-threads=yes',
+        '--collect-atstart=no',
+        '--toggle-collect=measured',
+        `--callgrind-out-file=${out}.%p`,
+        ...argv,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`${argv.join(' ')} failed under valgrind:\n${r.stderr}`);
+    const files = fs.readdirSync(tmp).filter((f) => f.startsWith(path.basename(out)));
+    // The main thread's file ends in -01 (with threads) or has no suffix (without).
+    const main = files.find((f) => f.endsWith('-01')) ?? files[0];
+    const summary = /^summary:\s*(\d+)/m.exec(fs.readFileSync(path.join(tmp, main), 'utf8'));
+    for (const f of files) fs.rmSync(path.join(tmp, f));
+    return Number(summary[1]);
   }
-  results[name] = Math.round(Math.min(...perExit));
-  console.log(`${name}: ${results[name]} instructions per exit (runs: ${perExit.map(Math.round).join(', ')})`);
+
+  const results = {};
+  for (const [name, argv] of Object.entries(CASES)) {
+    const perExit = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const low = mainThreadInstructions(argv(LOW));
+      const high = mainThreadInstructions(argv(HIGH));
+      perExit.push((high - low) / (HIGH - LOW));
+    }
+    results[name] = Math.round(Math.min(...perExit));
+    console.log('instructions', `${name}: ${results[name]} per exit (runs: ${perExit.map(Math.round).join(', ')})`);
+  }
+  const floor = results.raw;
+  const report = {
+    method: `callgrind, main thread, (I(${HIGH}) - I(${LOW})) / ${HIGH - LOW} exits, least of ${ROUNDS}`,
+    instructionsPerExit: results,
+    addedOverRaw: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v - floor])),
+  };
+  fs.rmSync(tmp, { recursive: true, force: true });
+  return report;
 }
-const floor = results.raw;
-const report = {
-  date: new Date().toISOString(),
-  method: `callgrind, main thread, (I(${HIGH}) - I(${LOW})) / ${HIGH - LOW} exits, least of ${ROUNDS}`,
-  instructionsPerExit: results,
-  addedOverRaw: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v - floor])),
-};
-fs.mkdirSync(path.join(here, 'results'), { recursive: true });
-fs.writeFileSync(path.join(here, 'results', 'instructions.json'), `${JSON.stringify(report, null, 2)}\n`);
-fs.rmSync(tmp, { recursive: true, force: true });
-console.log(JSON.stringify(report.addedOverRaw));
+
+module.exports = { measureInstructions };
+
+if (require.main === module) console.log(JSON.stringify(measureInstructions(), null, 2));

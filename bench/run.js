@@ -12,6 +12,7 @@ const { Worker } = require('node:worker_threads');
 
 const native = require('../native');
 const { Kvm, VcpuSignalHandle } = require('..');
+const { measureInstructions } = require('./callgrind');
 const { writeSvg } = require('./svg');
 
 const N = Number(process.env.BENCH_EXITS ?? 200000);
@@ -323,6 +324,12 @@ function targets(r) {
   t.startup = r.startup.ratio <= 1.2 && r.startup.js.medianUs < 1000;
   t.memory = r.memory.rssKiBPerVm + r.memory.kernelKiBPerVm <= 1024;
   t.kick = r.kick.medianUs <= 1000;
+  if (r.instructions) {
+    const added = r.instructions.addedOverRaw;
+    const per = r.instructions.instructionsPerExit;
+    t['instructions.run'] = added['run() + handleIo'] <= 500;
+    t['instructions.runUntil'] = added.runUntil <= 500 && per.runUntil <= per['run() + handleIo'];
+  }
   return t;
 }
 
@@ -345,6 +352,8 @@ async function main() {
     memory: benchMemory(),
     kick: await benchKick(),
     linux: await benchLinux(),
+    // Userspace instructions per exit (callgrind), which the wall clock cannot resolve.
+    instructions: process.env.CALLGRIND === '0' ? undefined : measureInstructions(),
   };
   result.targets = targets(result);
   const dir = path.join(__dirname, 'results');

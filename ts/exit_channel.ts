@@ -9,8 +9,9 @@
 import { VcpuError } from './errors';
 import { CODE } from './exit';
 import { ExitRecord, FIELD, PENDING } from './exit_record';
-import { HypercallAbi } from './hypercall';
+import { HypercallAbi, toU64 } from './hypercall';
 import type { NativeVcpu } from './native';
+import { checkFunction, objectArg } from './options';
 import type { IoHandler, IoParams } from './types';
 import type { Vm } from './vm';
 
@@ -22,10 +23,27 @@ export interface ExitHandlers {
   mmio?: IoHandler;
   /** Hypercalls. */
   hypercall?: (abi: HypercallAbi) => void;
+  /** MSR accesses KVM sends to userspace (`createVm({ userspaceMsr: true })`). */
+  msr?: MsrHandler;
 }
 
+/** One MSR access: for a read, set `data` (it goes to the guest's EDX:EAX); `fault` gives #GP. */
+export interface MsrAccess {
+  /** The MSR's index (ECX). */
+  readonly index: number;
+  /** True for `wrmsr`. */
+  readonly write: boolean;
+  /** The value written; for a read, what the guest gets (0 unless set). */
+  data: bigint;
+  /** Set to `true` to give the guest a #GP instead. */
+  fault: boolean;
+}
+
+/** Answers an `MsrAccess` exit. */
+export type MsrHandler = (m: MsrAccess) => void;
+
 /** The keys an `ExitHandlers` object may have. */
-export const HANDLER_KEYS: readonly (keyof ExitHandlers)[] = ['io', 'mmio', 'hypercall'];
+export const HANDLER_KEYS: readonly (keyof ExitHandlers)[] = ['io', 'mmio', 'hypercall', 'msr'];
 
 /** Size of the copy buffer used where external buffers are forbidden (one PIO page). */
 const SCRATCH_SIZE = 4096;
@@ -99,11 +117,35 @@ export class ExitChannel {
     this.guard(op, () => this.#native.completeHypercall());
   }
 
+  /** After an `MsrAccess` exit: `fn` answers; the answer reaches the guest at once. */
+  handleMsr(op: string, fn: MsrHandler): void {
+    const big = this.record.big;
+    this.#take(op, 'Msr');
+    const m = {
+      index: Number(big[FIELD.msrIndex]),
+      write: big[FIELD.msrWrite] === 1n,
+      data: big[FIELD.msrData],
+      fault: false,
+    };
+    try {
+      fn(m);
+      // Checked before anything is written, so a bad answer changes nothing.
+      big[FIELD.msrData] = toU64(m.data, 'data', undefined, op);
+    } catch (error) {
+      this.record.pending = PENDING.None;
+      throw error;
+    }
+    big[FIELD.msrFault] = m.fault ? 1n : 0n;
+    this.record.pending = PENDING.Msr;
+    this.guard(op, () => this.#native.completeMsr());
+  }
+
   /** Handles the exit `code` with its handler in `handlers`; false if it has none. */
   dispatch(code: number, handlers: ExitHandlers): boolean {
     if (code === CODE.Io && handlers.io) this.handleAccess('handleIo', 'Io', handlers.io);
     else if (code === CODE.Mmio && handlers.mmio) this.handleAccess('handleMmio', 'Mmio', handlers.mmio);
     else if (code === CODE.Hypercall && handlers.hypercall) this.handleHypercall('handleHypercall', handlers.hypercall);
+    else if (code === CODE.MsrAccess && handlers.msr) this.handleMsr('handleMsr', handlers.msr);
     else return false;
     return true;
   }
@@ -189,16 +231,11 @@ export class ExitChannel {
  */
 export function checkHandlers(op: string, handlers: unknown): ExitHandlers {
   if (handlers === undefined) return {};
-  if (handlers === null || typeof handlers !== 'object') {
-    throw new VcpuError('EINVAL', op, `${op}: handlers must be an object such as { io, mmio, hypercall }`);
-  }
-  for (const [key, value] of Object.entries(handlers)) {
+  for (const [key, value] of Object.entries(objectArg(op, 'handlers', handlers))) {
     if (!(HANDLER_KEYS as readonly string[]).includes(key)) {
       throw new VcpuError('EINVAL', op, `${op}: unknown handler '${key}' (known: ${HANDLER_KEYS.join(', ')})`);
     }
-    if (value !== undefined && typeof value !== 'function') {
-      throw new VcpuError('EINVAL', op, `${op}: handler '${key}' must be a function`);
-    }
+    if (value !== undefined) checkFunction(op, `handler '${key}'`, value);
   }
   return handlers as ExitHandlers;
 }
@@ -209,5 +246,6 @@ export function handledMask(handlers: ExitHandlers): number {
   if (handlers.io) mask |= 1 << CODE.Io;
   if (handlers.mmio) mask |= 1 << CODE.Mmio;
   if (handlers.hypercall) mask |= 1 << CODE.Hypercall;
+  if (handlers.msr) mask |= 1 << CODE.MsrAccess;
   return mask;
 }

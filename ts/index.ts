@@ -18,8 +18,8 @@
 export { Kvm, DEFAULT_HYPERCALL_PORT, type VmOptions } from './kvm';
 export { Vm, type VmHandle } from './vm';
 export { GuestMemory, type MemoryOptions } from './memory';
-export { Vcpu, type ExitHandlers, type LongModeOptions } from './vcpu';
-export { VcpuState } from './vcpu_state';
+export { Vcpu, type ExitHandlers, type LongModeOptions, type MsrAccess, type MsrHandler } from './vcpu';
+export { VcpuState, type DeepPartial, type Translation } from './vcpu_state';
 export { VcpuError } from './errors';
 export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';

@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 import { dispose } from './dispose';
+import { checkOptions } from './options';
 import { call } from './errors';
 import native, { type NativeKvm } from './native';
 import type { CpuidEntry } from './types';
@@ -23,6 +24,12 @@ export interface VmOptions {
    * `null` turns it off, and every port is plain `Io`.
    */
   hypercallPort?: number | null;
+  /**
+   * x86: a guest's `rdmsr`/`wrmsr` of an MSR KVM does not know exits as
+   * `{ kind: 'MsrAccess' }` (`KVM_CAP_X86_USER_SPACE_MSR`) for
+   * {@link Vcpu.handleMsr}, instead of giving the guest #GP. Off by default.
+   */
+  userspaceMsr?: boolean;
 }
 
 /**
@@ -119,8 +126,9 @@ export class Kvm {
    * ```
    */
   createVm(options: VmOptions = {}): Vm {
-    const { irqchip = false, hypercallPort = DEFAULT_HYPERCALL_PORT } = options ?? {};
+    const o = checkOptions<VmOptions>('createVm', options, ['irqchip', 'hypercallPort', 'userspaceMsr']);
+    const { irqchip = false, hypercallPort = DEFAULT_HYPERCALL_PORT, userspaceMsr = false } = o;
     const port = hypercallPort === null ? -1 : hypercallPort;
-    return new Vm(call('createVm', () => this.#native.createVm(!!irqchip, port)));
+    return new Vm(call('createVm', () => this.#native.createVm(!!irqchip, port, !!userspaceMsr)));
   }
 }

@@ -7,10 +7,12 @@ import { readFileSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 
 import { call, VcpuError } from './errors';
+import { checkOptions } from './options';
 import { Kvm } from './kvm';
 import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
-import { nativeOf, type Vcpu } from './vcpu';
+import { exitFor } from './exit';
+import { internalsOf, type Vcpu } from './vcpu';
 import type { Vm } from './vm';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
@@ -141,9 +143,14 @@ export class LinuxMachine {
    */
   async start(): Promise<VcpuExit> {
     const poll = setInterval(() => this.#drain(), 10);
-    const runs = this.vcpus.map((v) =>
-      v.onThread('runDevices', (onEvent) => nativeOf(v).runDevices(this.#devices, onEvent)),
-    );
+    const runs = this.vcpus.map((v) => {
+      const { native, thread } = internalsOf(v);
+      return thread.start(
+        'runDevices',
+        (callback) => native.runDevices(this.#devices, callback),
+        (code) => exitFor(code, native),
+      );
+    });
     try {
       const first = await Promise.race(runs);
       this.stop();
@@ -191,7 +198,8 @@ export class LinuxMachine {
  * too big for the memory) throw a `VcpuError` saying which.
  */
 export function bootLinux(options: LinuxOptions): LinuxMachine {
-  const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1 } = options ?? ({} as LinuxOptions);
+  const o = checkOptions<LinuxOptions>('bootLinux', options, ['kernel', 'initrd', 'cmdline', 'memory', 'cpus']);
+  const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1 } = o;
   if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
     throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);
@@ -206,7 +214,7 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
     const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline, cpus));
     const devices = call('bootLinux', () => vm.native.createDevices());
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
-    call('startLinux', () => nativeOf(vcpus[0]).startLinux(boot));
+    call('startLinux', () => internalsOf(vcpus[0]).native.startLinux(boot));
     return new LinuxMachine(vm, vcpus, boot, devices);
   } catch (e) {
     vm.close();

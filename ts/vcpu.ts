@@ -5,20 +5,18 @@
 import { dispose } from './dispose';
 import { call, toVcpuError, VcpuError } from './errors';
 import { exitFor } from './exit';
-import { checkHandlers, ExitChannel, handledMask, type ExitHandlers } from './exit_channel';
+import { checkHandlers, ExitChannel, handledMask, type ExitHandlers, type MsrHandler } from './exit_channel';
 import { FIELD } from './exit_record';
+import { NativeThread } from './native_thread';
+import { checkFunction } from './options';
 import type { HypercallAbi } from './hypercall';
-import native from './native';
 import type { NativeVcpu } from './native';
 import { VcpuSignalHandle } from './signal';
 import type { IoHandler, VcpuExit } from './types';
 import { VcpuState } from './vcpu_state';
 import type { Vm } from './vm';
 
-export type { ExitHandlers };
-
-/** The native thread's events at or above this are its final exit (see vcpu-napi). */
-const ASYNC_FINAL = native.asyncFinalPhase();
+export type { ExitHandlers, MsrAccess, MsrHandler } from './exit_channel';
 
 const KIND = FIELD.kind;
 export type { LongModeOptions } from './vcpu_state';
@@ -45,10 +43,8 @@ export class Vcpu extends VcpuState {
   readonly #channel: ExitChannel;
   readonly #runFn: () => void;
   readonly #words: Uint32Array;
-  /** Set while a native thread runs the vcpu (runAsync, the Linux device loop). */
-  #async = false;
-  /** Set while that thread's handler runs here. */
-  #inHandler = false;
+  /** The native thread that runs this vcpu, if one does (runAsync, the Linux device loop). */
+  readonly #thread = new NativeThread();
   #closed = false;
 
   /** @internal */
@@ -61,7 +57,7 @@ export class Vcpu extends VcpuState {
     this.#channel = new ExitChannel(native, vm, this.#kvmRun);
     this.#runFn = call('createVcpu', () => native.bind(this.#channel.record.big, this.#channel.scratch));
     this.#words = this.#channel.record.words;
-    natives.set(this, native);
+    internals.set(this, { native, thread: this.#thread });
   }
 
   /**
@@ -99,7 +95,7 @@ export class Vcpu extends VcpuState {
    * ```
    */
   run(): VcpuExit {
-    this.#checkNotAsync('run');
+    this.#thread.refuse('run');
     return exitFor(this.#run(), this.native);
   }
 
@@ -119,8 +115,8 @@ export class Vcpu extends VcpuState {
    * ```
    */
   handleIo(fn: IoHandler): void {
-    this.#checkNotAsync('handleIo');
-    this.#channel.handleAccess('handleIo', 'Io', checkFunction('handleIo', fn));
+    this.#thread.refuse('handleIo');
+    this.#channel.handleAccess('handleIo', 'Io', checkFunction('handleIo', 'the handler', fn));
   }
 
   /**
@@ -132,8 +128,8 @@ export class Vcpu extends VcpuState {
    * ```
    */
   handleMmio(fn: IoHandler): void {
-    this.#checkNotAsync('handleMmio');
-    this.#channel.handleAccess('handleMmio', 'Mmio', checkFunction('handleMmio', fn));
+    this.#thread.refuse('handleMmio');
+    this.#channel.handleAccess('handleMmio', 'Mmio', checkFunction('handleMmio', 'the handler', fn));
   }
 
   /**
@@ -147,8 +143,24 @@ export class Vcpu extends VcpuState {
    * ```
    */
   handleHypercall(fn: (abi: HypercallAbi) => void): void {
-    this.#checkNotAsync('handleHypercall');
-    this.#channel.handleHypercall('handleHypercall', checkFunction('handleHypercall', fn));
+    this.#thread.refuse('handleHypercall');
+    this.#channel.handleHypercall('handleHypercall', checkFunction('handleHypercall', 'the handler', fn));
+  }
+
+  /**
+   * After an `MsrAccess` exit (a VM made with `userspaceMsr: true`): gives `fn` the
+   * access. For a read, `fn` sets `m.data`, which the guest gets in EDX:EAX;
+   * `m.fault = true` gives the guest #GP instead. The answer is in the vcpu when this
+   * returns.
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'MsrAccess') vcpu.handleMsr((m) => { if (!m.write) m.data = 42n; });
+   * ```
+   */
+  handleMsr(fn: MsrHandler): void {
+    this.#thread.refuse('handleMsr');
+    this.#channel.handleMsr('handleMsr', checkFunction('handleMsr', 'the handler', fn));
   }
 
   /**
@@ -163,7 +175,7 @@ export class Vcpu extends VcpuState {
    * ```
    */
   runUntil(handlers: ExitHandlers): VcpuExit {
-    this.#checkNotAsync('runUntil');
+    this.#thread.refuse('runUntil');
     const h = checkHandlers('runUntil', handlers);
     const channel = this.#channel;
     let code: number;
@@ -191,56 +203,12 @@ export class Vcpu extends VcpuState {
   runAsync(handlers: ExitHandlers): Promise<VcpuExit> {
     const h = checkHandlers('runAsync', handlers);
     const channel = this.#channel;
-    return this.onThread(
+    return this.#thread.start(
       'runAsync',
-      (onEvent) => this.native.runAsync(onEvent, handledMask(h)),
+      (callback) => this.native.runAsync(callback, handledMask(h)),
+      (code) => exitFor(code, this.native),
       (code) => channel.dispatch(code, h),
     );
-  }
-
-  /**
-   * Starts a native thread that runs this vcpu (`start` passes it `onEvent`) and resolves
-   * to its final exit. The thread hands exits it wants handled to `handle`, on this
-   * thread; while it runs, only `handle` may use the vcpu.
-   * @internal
-   */
-  onThread(
-    op: string,
-    start: (onEvent: (err: Error | null, event: number) => boolean) => void,
-    handle?: (code: number) => void,
-  ): Promise<VcpuExit> {
-    this.#checkNotAsync(op);
-    return new Promise<VcpuExit>((resolve, reject) => {
-      const finish = () => {
-        this.#async = false;
-        this.#inHandler = false;
-      };
-      const onEvent = (err: Error | null, event: number): boolean => {
-        if (err) {
-          finish();
-          reject(toVcpuError(err, op));
-          return false;
-        }
-        if (event >= ASYNC_FINAL || !handle) {
-          finish();
-          resolve(exitFor(event & 0xff, this.native));
-          return false;
-        }
-        this.#inHandler = true;
-        try {
-          handle(event);
-          return true;
-        } catch (error) {
-          finish();
-          reject(error);
-          return false;
-        } finally {
-          this.#inHandler = false;
-        }
-      };
-      call(op, () => start(onEvent));
-      this.#async = true;
-    });
   }
 
   /**
@@ -265,7 +233,7 @@ export class Vcpu extends VcpuState {
    * ```
    */
   get running(): boolean {
-    return this.#async;
+    return this.#thread.running;
   }
 
   /**
@@ -346,7 +314,7 @@ export class Vcpu extends VcpuState {
     // The kvm_run view pins the kernel's vcpu (and so its VM) until it is collected:
     // the native side detaches it, so closing releases them now. Views of it become
     // empty, never dangling. (Not while a native thread may still be using it.)
-    const detach = !this.#closed && !this.#async ? (this.#kvmRun ?? undefined) : undefined;
+    const detach = !this.#closed && !this.#thread.running ? (this.#kvmRun ?? undefined) : undefined;
     this.#channel.clear();
     this.#closed = true;
     this.native.close(detach);
@@ -360,9 +328,7 @@ export class Vcpu extends VcpuState {
 
   /** @internal */
   protected call<T>(op: string, f: () => T): T {
-    if (this.#async && !this.#inHandler) {
-      throw new VcpuError('EBUSY', op, `${op}: the vcpu is running on its thread (runAsync); stop it first`);
-    }
+    this.#thread.refuseOutsideHandlers(op);
     return call(op, f);
   }
 
@@ -375,27 +341,14 @@ export class Vcpu extends VcpuState {
     }
     return this.#words[KIND];
   }
-
-  /** Running or completing exits belongs to the native thread while it runs, even inside its handlers. */
-  #checkNotAsync(op: string): void {
-    if (this.#async) {
-      throw new VcpuError('EBUSY', op, `${op}: the vcpu is running on its thread (runAsync); stop it first`);
-    }
-  }
 }
 
-/** Each vcpu's native object, for the package's own machines (the Linux device loop). */
-const natives = new WeakMap<Vcpu, NativeVcpu>();
+/** Each vcpu's native object and thread, for the package's own machines (the Linux device loop). */
+const internals = new WeakMap<Vcpu, { native: NativeVcpu; thread: NativeThread }>();
 
-/** The native vcpu behind `vcpu`. @internal */
-export function nativeOf(vcpu: Vcpu): NativeVcpu {
-  return natives.get(vcpu)!;
-}
-
-/** `fn`, or a VcpuError naming `op` if it is not a function. */
-function checkFunction<F>(op: string, fn: F): F {
-  if (typeof fn !== 'function') throw new VcpuError('EINVAL', op, `${op}: the handler must be a function`);
-  return fn;
+/** The native vcpu behind `vcpu`, and the thread that may run it. @internal */
+export function internalsOf(vcpu: Vcpu): { native: NativeVcpu; thread: NativeThread } {
+  return internals.get(vcpu)!;
 }
 
 export { VcpuError };

@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 import { toU64 } from './hypercall';
+import { checkOptions, mergePartial } from './options';
 import type { NativeVcpu } from './native';
 import type {
   CpuidEntry,
@@ -47,6 +48,28 @@ const REG_NAMES = [
   'rflags',
 ] as const;
 
+/** What {@link VcpuState.translateGva} says of a guest virtual address. */
+export interface Translation {
+  /** The guest physical address (meaningful when `valid`). */
+  gpa: number;
+  /** Whether the address is mapped. */
+  valid: boolean;
+  /** Whether the mapping allows writes. */
+  writeable: boolean;
+  /** Whether user mode may use the mapping. */
+  usermode: boolean;
+}
+
+/** `T` with every field optional, also inside nested objects. */
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> | T[K] : T[K] };
+
+const GUEST_DEBUG_KEYS: readonly (keyof GuestDebug & string)[] = [
+  'enable',
+  'singleStep',
+  'softwareBreakpoints',
+  'hardwareBreakpoints',
+];
+
 /** Register, MSR, APIC, event, debug and XSAVE state of a vcpu (see {@link Vcpu}). */
 export abstract class VcpuState {
   /** @internal */
@@ -77,12 +100,9 @@ export abstract class VcpuState {
    * ```
    */
   setRegs(regs: Partial<Record<keyof Regs, RegValue>>): void {
-    const current = REG_NAMES.every((n) => regs?.[n] !== undefined) ? undefined : this.getRegs();
+    const merged = mergePartial('setRegs', this.getRegs(), regs) as Record<keyof Regs, RegValue>;
     const full = {} as Regs;
-    for (const n of REG_NAMES) {
-      const v = regs?.[n];
-      full[n] = v === undefined ? current![n] : toU64(v, n, undefined, 'setRegs');
-    }
+    for (const n of REG_NAMES) full[n] = toU64(merged[n], n, undefined, 'setRegs');
     this.call('setRegs', () => this.native.setRegs(full));
   }
 
@@ -99,7 +119,8 @@ export abstract class VcpuState {
   }
 
   /**
-   * Sets special registers; missing top-level fields keep their current values.
+   * Sets special registers. Missing fields keep their current values, also inside a
+   * segment or table (`vcpu.setSregs({ cs: { base: 0n } })`).
    *
    * @example
    * ```ts
@@ -107,8 +128,8 @@ export abstract class VcpuState {
    * vcpu.setSregs({ cs: { ...cs, base: 0n, selector: 0 } }); // real mode at CS = 0
    * ```
    */
-  setSregs(sregs: Partial<Sregs>): void {
-    const full = { ...this.getSregs(), ...sregs } as Sregs;
+  setSregs(sregs: DeepPartial<Sregs>): void {
+    const full = mergePartial('setSregs', this.getSregs(), sregs);
     this.call('setSregs', () => this.native.setSregs(full));
   }
 
@@ -125,15 +146,16 @@ export abstract class VcpuState {
   }
 
   /**
-   * Sets FPU and SSE state.
+   * Sets FPU and SSE state; missing fields keep their current values.
    *
    * @example
    * ```ts
-   * vcpu.setFpu({ ...vcpu.getFpu(), mxcsr: 0x1f80 });
+   * vcpu.setFpu({ mxcsr: 0x1f80 });
    * ```
    */
-  setFpu(fpu: Fpu): void {
-    this.call('setFpu', () => this.native.setFpu(fpu));
+  setFpu(fpu: Partial<Fpu>): void {
+    const full = mergePartial('setFpu', this.getFpu(), fpu);
+    this.call('setFpu', () => this.native.setFpu(full));
   }
 
   /**
@@ -209,15 +231,17 @@ export abstract class VcpuState {
   }
 
   /**
-   * Sets pending events.
+   * Sets pending events; missing fields keep their current values, also inside
+   * `exception`, `interrupt`, `nmi` and `smi`.
    *
    * @example
    * ```ts
-   * vcpu.setVcpuEvents(vcpu.getVcpuEvents());
+   * vcpu.setVcpuEvents({ nmi: { masked: 1 } });
    * ```
    */
-  setVcpuEvents(events: VcpuEvents): void {
-    this.call('setVcpuEvents', () => this.native.setVcpuEvents(events));
+  setVcpuEvents(events: DeepPartial<VcpuEvents>): void {
+    const full = mergePartial('setVcpuEvents', this.getVcpuEvents(), events);
+    this.call('setVcpuEvents', () => this.native.setVcpuEvents(full));
   }
 
   /**
@@ -257,15 +281,16 @@ export abstract class VcpuState {
   }
 
   /**
-   * Sets debug registers.
+   * Sets debug registers; missing fields keep their current values.
    *
    * @example
    * ```ts
-   * vcpu.setDebugRegs({ ...vcpu.getDebugRegs(), dr7: 0n });
+   * vcpu.setDebugRegs({ dr7: 0n });
    * ```
    */
-  setDebugRegs(regs: DebugRegs): void {
-    this.call('setDebugRegs', () => this.native.setDebugRegs(regs));
+  setDebugRegs(regs: Partial<DebugRegs>): void {
+    const full = mergePartial('setDebugRegs', this.getDebugRegs(), regs);
+    this.call('setDebugRegs', () => this.native.setDebugRegs(full));
   }
 
   /**
@@ -278,7 +303,8 @@ export abstract class VcpuState {
    * ```
    */
   setGuestDebug(debug: GuestDebug): void {
-    this.call('setGuestDebug', () => this.native.setGuestDebug(debug));
+    const d = checkOptions<GuestDebug>('setGuestDebug', debug, GUEST_DEBUG_KEYS);
+    this.call('setGuestDebug', () => this.native.setGuestDebug(d));
   }
 
   /**
@@ -331,11 +357,15 @@ export abstract class VcpuState {
   }
 
   /**
-   * Queues external interrupt `vector` (without the in-kernel irqchip).
+   * Injects external interrupt `vector` (`KVM_INTERRUPT`, without the in-kernel
+   * irqchip). As crosvm's `interrupt()`, it throws `EAGAIN` unless
+   * {@link VcpuState.readyForInterrupt}: request the window and inject on
+   * `IrqWindowOpen`.
    *
    * @example
    * ```ts
-   * if (vcpu.run().kind === 'Hlt') vcpu.interrupt(0x20); // wake it with vector 0x20
+   * if (vcpu.readyForInterrupt()) vcpu.interrupt(0x20);
+   * else vcpu.setInterruptWindowRequested(true); // then run() exits with IrqWindowOpen
    * ```
    */
   interrupt(vector: number): void {
@@ -343,7 +373,7 @@ export abstract class VcpuState {
   }
 
   /**
-   * Queues a non-maskable interrupt.
+   * Injects a non-maskable interrupt (`KVM_NMI`).
    *
    * @example
    * ```ts
@@ -352,6 +382,59 @@ export abstract class VcpuState {
    */
   nmi(): void {
     this.call('nmi', () => this.native.nmi());
+  }
+
+  /**
+   * Whether the guest can take an external interrupt now: KVM's
+   * `ready_for_interrupt_injection` and the guest's IF, as of the last exit.
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'Hlt' && vcpu.readyForInterrupt()) vcpu.interrupt(0x40);
+   * ```
+   */
+  readyForInterrupt(): boolean {
+    return this.call('readyForInterrupt', () => this.native.readyForInterrupt());
+  }
+
+  /**
+   * Sets `kvm_run.request_interrupt_window`: while set, the next run exits with
+   * `{ kind: 'IrqWindowOpen' }` as soon as the guest can take an interrupt.
+   *
+   * @example
+   * ```ts
+   * vcpu.setInterruptWindowRequested(true);
+   * if (vcpu.run().kind === 'IrqWindowOpen') vcpu.interrupt(0x40);
+   * ```
+   */
+  setInterruptWindowRequested(requested: boolean): void {
+    this.call('setInterruptWindowRequested', () => this.native.setInterruptWindowRequested(!!requested));
+  }
+
+  /**
+   * Translates a guest virtual address through the guest's current page tables
+   * (`KVM_TRANSLATE`).
+   *
+   * @example
+   * ```ts
+   * const { gpa, valid } = vcpu.translateGva(0x1000n);
+   * ```
+   */
+  translateGva(gva: bigint | number): Translation {
+    const t = this.call('translateGva', () => this.native.translateGva(toU64(gva, 'gva', undefined, 'translateGva')));
+    return { gpa: Number(t.gpa), valid: t.valid, writeable: t.writeable, usermode: t.usermode };
+  }
+
+  /**
+   * The vcpu's CPUID table (`KVM_GET_CPUID2`).
+   *
+   * @example
+   * ```ts
+   * const leaf1 = vcpu.getCpuid().find((e) => e.function === 1);
+   * ```
+   */
+  getCpuid(): CpuidEntry[] {
+    return this.call('getCpuid', () => this.native.getCpuid());
   }
 
   /**
@@ -368,7 +451,7 @@ export abstract class VcpuState {
    * ```
    */
   setupLongMode(options: LongModeOptions = {}): void {
-    const { rip, rsp } = options ?? {};
+    const { rip, rsp } = checkOptions<LongModeOptions>('setupLongMode', options, ['rip', 'rsp']);
     if (rip === undefined) {
       this.call('setupLongMode', () => this.native.setupLongMode());
       if (rsp !== undefined) this.setRegs({ rsp });

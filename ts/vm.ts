@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 import { dispose } from './dispose';
+import { checkOptions } from './options';
 import { call, VcpuError } from './errors';
 import { GuestMemory, type MemoryOptions } from './memory';
 import native, { type NativeVm } from './native';
@@ -92,7 +93,8 @@ export class Vm {
    * ```
    */
   addMemory(options: MemoryOptions): GuestMemory {
-    const { guestAddress, size, readonly = false, dirtyLog = false } = options ?? ({} as MemoryOptions);
+    const o = checkOptions<MemoryOptions>('addMemory', options, ['guestAddress', 'size', 'readonly', 'dirtyLog']);
+    const { guestAddress, size, readonly = false, dirtyLog = false } = o;
     const slot = call('addMemory', () => this.#native.addMemory(guestAddress, size, !!readonly, !!dirtyLog));
     const mem = new GuestMemory(this.#native, slot, { guestAddress, size, readonly: !!readonly, dirtyLog: !!dirtyLog });
     this.#memory.set(slot, mem);
@@ -179,6 +181,19 @@ export class Vm {
    */
   getDirtyLog(memory: GuestMemory): BigUint64Array {
     return call('getDirtyLog', () => this.#native.getDirtyLog(memory.slot));
+  }
+
+  /**
+   * `KVM_ENABLE_CAP` on the VM. Unsafe for capabilities whose arguments are host
+   * pointers: the kernel dereferences them.
+   *
+   * @example
+   * ```ts
+   * vm.enableCapability(KVM_CAP_X86_USER_SPACE_MSR, [2n, 0n, 0n, 0n]); // unknown MSRs exit
+   * ```
+   */
+  enableCapability(cap: number, args: readonly [bigint, bigint, bigint, bigint] = [0n, 0n, 0n, 0n]): void {
+    call('enableCapability', () => this.#native.enableCapability(cap, [...args]));
   }
 
   /**

@@ -145,18 +145,55 @@ mod tests {
     use super::VcpuExit;
 
     #[test]
-    fn kinds_match_indices() {
-        assert_eq!(VcpuExit::Hlt.kind(), "Hlt");
-        assert_eq!(VcpuExit::Unknown { reason: 99 }.kind(), "Unknown");
-        assert_eq!(
+    fn every_variant_has_its_own_index_and_name() {
+        let all = [
+            VcpuExit::Io,
+            VcpuExit::Mmio,
+            VcpuExit::Hypercall,
+            VcpuExit::Hlt,
+            VcpuExit::Shutdown,
+            VcpuExit::Intr,
+            VcpuExit::FailEntry {
+                hardware_entry_failure_reason: 1,
+            },
+            VcpuExit::InternalError { suberror: 1 },
+            VcpuExit::SystemEventShutdown,
+            VcpuExit::SystemEventReset,
+            VcpuExit::SystemEventCrash,
+            VcpuExit::Exception {
+                exception: 6,
+                error_code: 0,
+            },
+            VcpuExit::Debug {
+                exception: 1,
+                pc: 0,
+                dr6: 0,
+                dr7: 0,
+            },
+            VcpuExit::IrqWindowOpen,
+            VcpuExit::IoapicEoi { vector: 1 },
+            VcpuExit::SetTpr,
+            VcpuExit::TprAccess,
+            VcpuExit::BusLock,
             VcpuExit::MsrAccess {
                 index: 0,
                 data: 0,
-                write: false
-            }
-            .kind(),
-            "MsrAccess"
-        );
-        assert_eq!(VcpuExit::IoapicEoi { vector: 1 }.kind(), "IoapicEoi");
+                write: false,
+            },
+            VcpuExit::Unknown { reason: 99 },
+        ];
+        assert_eq!(all.len(), VcpuExit::KINDS.len());
+        for (i, exit) in all.iter().enumerate() {
+            assert_eq!(exit.index(), i, "{exit:?}");
+            // The name is the variant's own, as Debug spells it.
+            let debug = format!("{exit:?}");
+            assert!(debug.starts_with(exit.kind()), "{debug} is not {}", exit.kind());
+            let rest = &debug[exit.kind().len()..];
+            assert!(
+                rest.is_empty() || rest.starts_with(' '),
+                "{debug} is not {}",
+                exit.kind()
+            );
+        }
     }
 }

@@ -39,3 +39,15 @@ pub fn small(op: &str, name: &str, v: u32, max: u32) -> Result<u32> {
     }
     Ok(v)
 }
+
+/// Exactly four bigints from 0 to 2^64 - 1 (a capability's arguments).
+pub fn four_u64(op: &str, args: &[BigInt]) -> Result<[u64; 4]> {
+    if args.len() != 4 {
+        return Err(invalid(op, "args must hold exactly 4 bigints"));
+    }
+    let mut raw = [0u64; 4];
+    for (r, a) in raw.iter_mut().zip(args) {
+        *r = u64_of(op, "args", a)?;
+    }
+    Ok(raw)
+}

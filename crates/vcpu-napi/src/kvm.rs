@@ -44,7 +44,7 @@ impl NativeKvm {
 
     /// `hypercall_port`: -1 turns the port ABI off.
     #[napi]
-    pub fn create_vm(&self, irqchip: bool, hypercall_port: f64) -> Result<NativeVm> {
+    pub fn create_vm(&self, irqchip: bool, hypercall_port: f64, userspace_msr: bool) -> Result<NativeVm> {
         let hypercall_port = if hypercall_port == -1.0 {
             None
         } else {
@@ -54,6 +54,7 @@ impl NativeKvm {
             k.create_vm(VmConfig {
                 irqchip,
                 hypercall_port,
+                userspace_msr,
             })
             .js()
         })?;

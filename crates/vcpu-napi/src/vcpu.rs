@@ -16,7 +16,6 @@ use napi::sys;
 use napi_derive::napi;
 use vcpu_kvm::{ExitRecord, IoOperation, KvmVcpu, Pending, Vcpu};
 
-use crate::args::u64_of;
 pub use crate::async_runner::run_to_exit;
 use crate::error::{closed, invalid, to_napi, IntoNapi, Result};
 use crate::exit_detail::ExitDetail;
@@ -276,13 +275,7 @@ impl NativeVcpu {
     pub fn enable_raw_capability(&self, cap: f64, args: Vec<BigInt>) -> Result<()> {
         const OP: &str = "enableRawCapability";
         let cap = crate::args::uint(OP, "cap", cap, u32::MAX.into())? as u32;
-        if args.len() != 4 {
-            return Err(invalid(OP, "args must hold exactly 4 bigints"));
-        }
-        let mut raw = [0u64; 4];
-        for (r, a) in raw.iter_mut().zip(&args) {
-            *r = u64_of(OP, "args", a)?;
-        }
+        let raw = crate::args::four_u64(OP, &args)?;
         // SAFETY: this is the trait's own contract, passed on to the caller: capabilities
         // that take pointers in `args` are documented as unsafe in the facade.
         self.with(OP, |v| unsafe { v.enable_raw_capability(cap, &raw) }.js())

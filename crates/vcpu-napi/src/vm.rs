@@ -164,6 +164,17 @@ impl NativeVm {
         Ok(NativeVcpu::new(self.vm.create_vcpu(id as usize).js()?))
     }
 
+    /// `KVM_ENABLE_CAP` on the VM.
+    #[napi]
+    pub fn enable_capability(&self, cap: f64, args: Vec<BigInt>) -> Result<()> {
+        const OP: &str = "enableCapability";
+        let cap = uint(OP, "cap", cap, u32::MAX.into())? as u32;
+        let raw = crate::args::four_u64(OP, &args)?;
+        // SAFETY: the caller's contract, as for the vcpu's: capabilities whose arguments
+        // are host pointers are documented as unsafe in the facade.
+        unsafe { self.vm.enable_raw_capability(cap, &raw) }.js()
+    }
+
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.vm.is_closed()

@@ -6,7 +6,7 @@ use kvm_bindings::*;
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use super::vcpu::KvmVcpu;
-use super::Kvm;
+use super::{Kvm, VmConfig};
 use crate::error::{Error, Result};
 use crate::{HypercallAbi, VcpuExit};
 
@@ -18,8 +18,11 @@ pub(crate) const SYNC_REGS_WANTED: i32 = 0;
 pub(crate) struct VmArch;
 
 /// Nothing to place: arm64 VMs need no TSS or identity map.
-pub(crate) fn init_vm(_kvm: &Kvm, _fd: &VmFd, irqchip: bool) -> Result<VmArch> {
-    if irqchip {
+pub(crate) fn init_vm(_kvm: &Kvm, _fd: &VmFd, config: &VmConfig) -> Result<VmArch> {
+    if config.userspace_msr {
+        return Err(Error::invalid("createVm", "userspaceMsr: MSRs exist on x86 only"));
+    }
+    if config.irqchip {
         return Err(Error::invalid(
             "createVm",
             "the in-kernel irqchip (GIC) is not supported on aarch64 yet",

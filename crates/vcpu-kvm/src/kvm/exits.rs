@@ -110,7 +110,6 @@ impl KvmVcpu {
     pub(crate) fn decode_exit(&self) -> VcpuExit {
         let run = self.kvm_run();
         let rec = self.record();
-        self.set_pending(Pending::None);
         // SAFETY (every union read below): the exit reason names the active member, and
         // every member is plain old data, valid for any bit pattern.
         let exit = match run.exit_reason {
@@ -210,7 +209,7 @@ impl KvmVcpu {
     }
 
     /// Takes the pending exit, which must be `want`, and marks a handler running.
-    fn begin(&self, want: Pending, op: &'static str) -> Result<()> {
+    pub(crate) fn begin(&self, want: Pending, op: &'static str) -> Result<()> {
         let _ = self.fd(op)?;
         if self.pending() != want {
             return Err(Error::invalid(
@@ -223,7 +222,7 @@ impl KvmVcpu {
     }
 
     /// A handler finished (or failed): nothing is pending any more.
-    fn end(&self) {
+    pub(crate) fn end(&self) {
         self.set_pending(Pending::None);
     }
 
@@ -296,14 +295,12 @@ impl KvmVcpu {
     }
 
     /// The refusal of a `run()` from inside one of this vcpu's own handlers.
-    pub(crate) fn refuse_in_handler(&self, op: &'static str) -> Result<()> {
-        if self.in_handler() {
-            return Err(Error::new(
-                ErrorCode::Errno(libc::EBUSY),
-                op,
-                format!("{op}: called from inside one of this vcpu's own handlers; return from the handler first"),
-            ));
-        }
-        Ok(())
+    #[cold]
+    pub(crate) fn refuse_in_handler(&self, op: &'static str) -> Error {
+        Error::new(
+            ErrorCode::Errno(libc::EBUSY),
+            op,
+            format!("{op}: called from inside one of this vcpu's own handlers; return from the handler first"),
+        )
     }
 }

@@ -9,6 +9,7 @@ mod run;
 mod signal;
 mod vcpu;
 mod vm;
+mod vm_memory;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -24,7 +25,7 @@ pub use signal::{kick_by_id, kick_signal, shutdown, shutting_down, VcpuSignalHan
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{GuestDebug, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};
+pub use x86_64::{GuestDebug, MsrAccess, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};
 
 use crate::error::{Error, ErrorCode, Result};
 

@@ -15,12 +15,34 @@ use crate::error::{Context, Error, Result};
 use crate::record::Pending;
 use crate::{HypercallAbi, IoParams, Vcpu, VcpuExit};
 
-thread_local! {
-    // The kernel thread id, asked once per thread: `run()` publishes it for kicks.
-    static TID: i32 = {
+/// The kernel thread id of the calling thread, which `run()` publishes for kicks. Asked
+/// of the kernel once per thread and vcpu: `pthread_self` (one load) says whether the
+/// thread is the one that ran this vcpu last.
+struct ThreadId {
+    pthread: std::sync::atomic::AtomicUsize,
+    tid: std::sync::atomic::AtomicI32,
+}
+
+impl ThreadId {
+    fn new() -> Self {
+        ThreadId {
+            pthread: std::sync::atomic::AtomicUsize::new(0),
+            tid: std::sync::atomic::AtomicI32::new(0),
+        }
+    }
+
+    fn current(&self) -> i32 {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        if self.pthread.load(Ordering::Relaxed) == me {
+            return self.tid.load(Ordering::Relaxed);
+        }
         // SAFETY: gettid has no arguments and cannot fail.
-        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-    };
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) as i32 };
+        self.tid.store(tid, Ordering::Relaxed);
+        self.pthread.store(me, Ordering::Relaxed);
+        tid
+    }
 }
 
 /// A KVM vcpu. `Send + Sync`; `run()` and the `handle_*` methods belong on one thread
@@ -33,6 +55,7 @@ pub struct KvmVcpu {
     pub(crate) records: RecordSlot,
     running: AtomicBool,
     requested: AtomicBool,
+    thread: ThreadId,
 }
 
 impl KvmVcpu {
@@ -48,6 +71,7 @@ impl KvmVcpu {
             records: RecordSlot::new(),
             running: AtomicBool::new(false),
             requested: AtomicBool::new(false),
+            thread: ThreadId::new(),
         };
         arch::init_vcpu(&vcpu)?;
         Ok(vcpu)
@@ -118,17 +142,6 @@ impl KvmVcpu {
     pub fn run_mapping(&self) -> (Arc<RunShared>, usize) {
         (self.shared.clone(), self.shared.len())
     }
-
-    /// `KVM_INTERRUPT`: queues external interrupt `vector` (no in-kernel irqchip).
-    pub fn interrupt(&self, vector: u32) -> Result<()> {
-        ioctls::interrupt(self.fd("interrupt")?, vector).op("interrupt")
-    }
-
-    /// `KVM_NMI`: queues a non-maskable interrupt.
-    #[cfg(target_arch = "x86_64")]
-    pub fn nmi(&self) -> Result<()> {
-        self.fd("nmi")?.nmi().op("nmi")
-    }
 }
 
 impl Vcpu for KvmVcpu {
@@ -144,9 +157,10 @@ impl Vcpu for KvmVcpu {
                 "this vcpu is already running on another thread",
             ));
         }
-        if let Err(e) = self.refuse_in_handler(OP) {
+        // A run ends whatever exit was pending; a run from inside a handler is refused.
+        if self.pending() == Pending::Handling {
             self.running.store(false, Ordering::Release);
-            return Err(e);
+            return Err(self.refuse_in_handler(OP));
         }
         self.set_pending(Pending::None);
         if shutting_down() {
@@ -155,7 +169,7 @@ impl Vcpu for KvmVcpu {
             self.running.store(false, Ordering::Release);
             return Err(Error::errno(OP, libc::EINTR));
         }
-        let tid = TID.with(|t| *t);
+        let tid = self.thread.current();
         self.shared.runs.fetch_add(1, Ordering::Relaxed);
         self.shared.running_tid.store(tid, Ordering::Release);
         let result = ioctls::run(&self.fd);

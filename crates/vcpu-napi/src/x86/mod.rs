@@ -11,7 +11,7 @@ use napi_derive::napi;
 
 pub use cpuid::CpuidEntry;
 
-use crate::args::u64_of;
+use crate::args::{big, u64_of};
 use crate::error::{IntoNapi, Result};
 use crate::vcpu::NativeVcpu;
 
@@ -39,4 +39,58 @@ impl NativeVcpu {
             None => v.setup_long_mode().js(),
         })
     }
+
+    /// `kvm_run.ready_for_interrupt_injection` and the guest's IF, as of the last exit.
+    #[napi]
+    pub fn ready_for_interrupt(&self) -> Result<bool> {
+        self.with("readyForInterrupt", |v| Ok(v.ready_for_interrupt()))
+    }
+
+    /// `kvm_run.request_interrupt_window`.
+    #[napi]
+    pub fn set_interrupt_window_requested(&self, requested: bool) -> Result<()> {
+        self.with("setInterruptWindowRequested", |v| {
+            v.set_interrupt_window_requested(requested);
+            Ok(())
+        })
+    }
+
+    /// `KVM_TRANSLATE`.
+    #[napi]
+    pub fn translate_gva(&self, gva: BigInt) -> Result<Translation> {
+        let gva = u64_of("translateGva", "gva", &gva)?;
+        self.with("translateGva", |v| {
+            let t = v.translate(gva).js()?;
+            Ok(Translation {
+                gpa: big(t.physical_address),
+                valid: t.valid != 0,
+                writeable: t.writeable != 0,
+                usermode: t.usermode != 0,
+            })
+        })
+    }
+
+    /// `KVM_GET_CPUID2`.
+    #[napi]
+    pub fn get_cpuid(&self) -> Result<Vec<CpuidEntry>> {
+        self.with("getCpuid", |v| {
+            Ok(v.get_cpuid().js()?.iter().map(CpuidEntry::from).collect())
+        })
+    }
+
+    /// Writes the answer the facade's handler set in the record (`msrData`,
+    /// `msrFault`) where the guest reads it, and completes the pending `MsrAccess` exit.
+    #[napi]
+    pub fn complete_msr(&self) -> Result<()> {
+        self.with("handleMsr", |v| v.complete_msr().js())
+    }
+}
+
+/// What `KVM_TRANSLATE` says of a guest virtual address.
+#[napi(object)]
+pub struct Translation {
+    pub gpa: BigInt,
+    pub valid: bool,
+    pub writeable: bool,
+    pub usermode: bool,
 }

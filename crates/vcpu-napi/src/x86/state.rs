@@ -55,7 +55,7 @@ pub struct Lapic {
 /// Debug registers (`kvm_debugregs`).
 #[napi(object)]
 pub struct DebugRegs {
-    /// Default operation size (1 = 32-bit).
+    /// The breakpoint address registers DR0–DR3.
     pub db: Vec<BigInt>,
     /// Debug status (DR6).
     pub dr6: BigInt,

@@ -2,8 +2,12 @@
 //! the port-I/O hypercall ABI. Register state is in `state`, debugging in `debug`.
 
 mod debug;
+mod interrupts;
 mod long_mode;
+mod msr_exits;
 mod state;
+
+pub use msr_exits::MsrAccess;
 
 pub use debug::GuestDebug;
 
@@ -13,7 +17,7 @@ use kvm_bindings::*;
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use super::vcpu::KvmVcpu;
-use super::Kvm;
+use super::{Kvm, VmConfig};
 use crate::arch::x86_64::layout;
 use crate::error::{Context, Result};
 use crate::record::Pending;
@@ -33,12 +37,21 @@ pub(crate) struct VmArch {
     cpuid: &'static CpuId,
 }
 
-/// Places KVM's TSS and identity map, and creates the irqchip and PIT if asked.
-pub(crate) fn init_vm(kvm: &Kvm, fd: &VmFd, irqchip: bool) -> Result<VmArch> {
+/// Places KVM's TSS and identity map, creates the irqchip and PIT if asked, and sends
+/// unknown MSRs to userspace if asked.
+pub(crate) fn init_vm(kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch> {
     fd.set_tss_address(layout::KVM_TSS_ADDR as usize).op("createVm")?;
     fd.set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
         .op("createVm")?;
-    if irqchip {
+    if config.userspace_msr {
+        let cap = kvm_enable_cap {
+            cap: KVM_CAP_X86_USER_SPACE_MSR,
+            args: [KVM_MSR_EXIT_REASON_UNKNOWN.into(), 0, 0, 0],
+            ..Default::default()
+        };
+        fd.enable_cap(&cap).op("createVm")?;
+    }
+    if config.irqchip {
         fd.create_irq_chip().op("createVm")?;
         let pit = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,

@@ -178,7 +178,13 @@ impl KvmVcpu {
     /// `KVM_TRANSLATE`: the guest physical address of guest virtual `gva` in the current
     /// page tables, or `None` where nothing is mapped.
     pub fn translate_gva(&self, gva: u64) -> Result<Option<u64>> {
-        let t = self.fd("translateGva")?.translate_gva(gva).op("translateGva")?;
+        let t = self.translate(gva)?;
         Ok((t.valid != 0).then_some(t.physical_address))
+    }
+
+    /// `KVM_GET_CPUID2`: the CPUID table the vcpu has.
+    pub fn get_cpuid(&self) -> Result<Vec<kvm_cpuid_entry2>> {
+        let cpuid = self.fd("getCpuid")?.get_cpuid2(KVM_MAX_CPUID_ENTRIES).op("getCpuid")?;
+        Ok(cpuid.as_slice().to_vec())
     }
 }

@@ -1,0 +1,41 @@
+; Interrupts disabled, then enabled: an IDT at 0x3000 with a handler for vector 0x40
+; (it writes 0x40 to port 0x600), then `cli`, writes of 1 and 3 to port 0x10 (exits with
+; interrupts off) around some work, `sti`, a write of 2 to port 0x10, and `hlt`. An
+; interrupt taken inside the cli section would show as 0x40 on port 0x600 before the 3.
+; 64-bit, loaded at 0x1000.
+bits 64
+org 0x1000
+    lea rax, [rel handler]
+    mov rdi, 0x3000 + 0x40 * 16
+    mov word [rdi], ax               ; offset 15:0
+    mov word [rdi + 2], 0x08         ; code selector
+    mov word [rdi + 4], 0x8e00       ; present, DPL 0, 64-bit interrupt gate
+    shr rax, 16
+    mov word [rdi + 6], ax           ; offset 31:16
+    shr rax, 16
+    mov dword [rdi + 8], eax         ; offset 63:32
+    mov dword [rdi + 12], 0
+    lidt [rel idtr]
+    cli
+    mov al, 1
+    out 0x10, al
+    mov ecx, 100
+.busy:
+    dec ecx
+    jnz .busy
+    mov al, 3
+    out 0x10, al
+    sti
+    nop
+    mov al, 2
+    out 0x10, al
+    hlt
+handler:
+    mov al, 0x40
+    mov dx, 0x600
+    out dx, al
+    iretq
+align 8
+idtr:
+    dw 256 * 16 - 1
+    dq 0x3000

@@ -1,0 +1,66 @@
+/**
+ * Strict inputs: option objects and partial state, checked before anything reaches
+ * native code, so a typo is an error that names it and changes nothing.
+ * @internal
+ * @packageDocumentation
+ */
+import { VcpuError } from './errors';
+
+/** `value` as an object, or a VcpuError naming `name`. `undefined` is `{}` when allowed. */
+export function objectArg(op: string, name: string, value: unknown, optional = false): Record<string, unknown> {
+  if (value === undefined && optional) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new VcpuError('EINVAL', op, `${op}: ${name} must be an object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** `options` checked: an object (or undefined) whose keys are all in `known`. */
+export function checkOptions<T extends object>(op: string, options: unknown, known: readonly (keyof T & string)[]): T {
+  const o = objectArg(op, 'options', options, true);
+  for (const key of Object.keys(o)) {
+    if (!(known as readonly string[]).includes(key)) {
+      throw new VcpuError('EINVAL', op, `${op}: unknown option '${key}' (known: ${known.join(', ')})`);
+    }
+  }
+  return o as T;
+}
+
+/**
+ * `current` with the fields `patch` gives replaced, recursively for nested objects
+ * (a segment inside sregs, the exception inside vcpu events). A key `current` does not
+ * have is an error naming its path; nothing is changed then.
+ */
+export function mergePartial<T>(op: string, current: T, patch: unknown, path = ''): T {
+  const p = objectArg(op, path || 'the argument', patch);
+  const result = { ...current } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(p)) {
+    const at = path ? `${path}.${key}` : key;
+    if (!Object.prototype.hasOwnProperty.call(current, key)) {
+      const known = Object.keys(current as object).join(', ');
+      throw new VcpuError('EINVAL', op, `${op}: unknown field '${at}' (known: ${known})`);
+    }
+    if (value === undefined) continue;
+    const was = result[key];
+    result[key] = isPlainObject(was) ? mergePartial(op, was, value, at) : value;
+  }
+  return result as T;
+}
+
+/** A handler: a function, or a VcpuError naming it. */
+export function checkFunction<F>(op: string, name: string, fn: F): F {
+  if (typeof fn !== 'function')
+    throw new VcpuError('EINVAL', op, `${op}: ${name} must be a function, got ${describe(fn)}`);
+  return fn;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'bigint') return `${v}n`;
+  return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}

@@ -8,7 +8,7 @@
 //
 // `npm run bench` runs it (CALLGRIND=0 skips) and keeps the figures in latest.json; run
 // alone (`node bench/callgrind.js`) it prints them. Needs valgrind and gcc (Debian
-// packages); about 3 minutes here.
+// packages); about 3 minutes here. CALLGRIND_CASES=raw,runUntil picks cases.
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -62,7 +62,9 @@ function measureInstructions() {
   }
 
   const results = {};
+  const only = process.env.CALLGRIND_CASES?.split(',');
   for (const [name, argv] of Object.entries(CASES)) {
+    if (only && !only.includes(name)) continue;
     const perExit = [];
     for (let i = 0; i < ROUNDS; i++) {
       const low = mainThreadInstructions(argv(LOW));

@@ -6,7 +6,7 @@
  * @internal
  * @packageDocumentation
  */
-import { VcpuError } from './errors';
+import { call, VcpuError } from './errors';
 import { CODE } from './exit';
 import { ExitRecord, FIELD, PENDING } from './exit_record';
 import { HypercallAbi, toU64 } from './hypercall';
@@ -50,6 +50,9 @@ const SCRATCH_SIZE = 4096;
 
 type AccessKind = 'Io' | 'Mmio';
 
+/** What `NativeVcpu.bind` returns. */
+type BoundFunctions = ReturnType<NativeVcpu['bind']>;
+
 const PENDING_AT = FIELD.pending;
 
 export class ExitChannel {
@@ -57,6 +60,8 @@ export class ExitChannel {
   readonly abi: HypercallAbi;
   /** Where JS cannot view `kvm_run` (Electron), each element's data is copied through this. */
   readonly scratch: Uint8Array | undefined;
+  /** The native calls bound to this vcpu that run it and complete its exits. */
+  readonly bound: BoundFunctions;
   readonly #native: NativeVcpu;
   readonly #kvmRun: ArrayBuffer | null;
   readonly #params: IoParams = { address: 0, size: 1, operation: 'read', data: new Uint8Array(1) };
@@ -73,6 +78,7 @@ export class ExitChannel {
     this.#kvmRun = kvmRun;
     this.scratch = kvmRun ? undefined : new Uint8Array(SCRATCH_SIZE);
     this.abi = new HypercallAbi(this.record, vm);
+    this.bound = call('createVcpu', () => native.bind(this.record.big, this.scratch));
   }
 
   /** After an `Io`/`Mmio` exit: `fn` once per element, in order. */
@@ -96,7 +102,8 @@ export class ExitChannel {
         p.operation = w[FIELD.isWrite] === 1 ? 'write' : 'read';
         p.data = this.#view(w[FIELD.dataOffset], size);
         fn(p);
-        if (w[FIELD.remaining] <= 1 || !this.#native.nextElement()) break;
+        if (w[FIELD.remaining] <= 1) break;
+        this.bound.nextElement();
       }
     } finally {
       w[PENDING_AT] = PENDING.None;
@@ -114,7 +121,7 @@ export class ExitChannel {
       throw error;
     }
     rec.pending = PENDING.Hypercall;
-    this.guard(op, () => this.#native.completeHypercall());
+    this.guard(op, () => this.bound.completeHypercall());
   }
 
   /** After an `MsrAccess` exit: `fn` answers; the answer reaches the guest at once. */
@@ -137,7 +144,7 @@ export class ExitChannel {
     }
     big[FIELD.msrFault] = m.fault ? 1n : 0n;
     this.record.pending = PENDING.Msr;
-    this.guard(op, () => this.#native.completeMsr());
+    this.guard(op, () => this.bound.completeMsr());
   }
 
   /** Handles the exit `code` with its handler in `handlers`; false if it has none. */

@@ -38,12 +38,19 @@ export interface GuestMemoryAccess {
  */
 export class HypercallAbi {
   readonly #record: BigUint64Array;
+  /** The same record as 32-bit words: the counts' low halves, read without bigints. */
+  readonly #words: Uint32Array;
   readonly #memory: GuestMemoryAccess;
 
   /** @internal */
   constructor(record: ExitRecord, memory: GuestMemoryAccess) {
     this.#record = record.big;
+    this.#words = record.words;
     this.#memory = memory;
+  }
+
+  get #argCount(): number {
+    return this.#words[FIELD.argCount * 2];
   }
 
   /**
@@ -67,7 +74,7 @@ export class HypercallAbi {
    * ```
    */
   get args(): bigint[] {
-    return Array.from(this.#record.subarray(FIELD.args, FIELD.args + Number(this.#record[FIELD.argCount])));
+    return Array.from(this.#record.subarray(FIELD.args, FIELD.args + this.#argCount));
   }
 
   /**
@@ -79,9 +86,7 @@ export class HypercallAbi {
    * ```
    */
   getArgument(n: number): bigint | undefined {
-    return Number.isInteger(n) && n >= 0 && n < Number(this.#record[FIELD.argCount])
-      ? this.#record[FIELD.args + n]
-      : undefined;
+    return Number.isInteger(n) && n >= 0 && n < this.#argCount ? this.#record[FIELD.args + n] : undefined;
   }
 
   /**
@@ -93,7 +98,7 @@ export class HypercallAbi {
    * ```
    */
   getResults(): bigint[] {
-    return Array.from(this.#record.subarray(FIELD.results, FIELD.results + Number(this.#record[FIELD.resultCount])));
+    return Array.from(this.#record.subarray(FIELD.results, FIELD.results + this.#words[FIELD.resultCount * 2]));
   }
 
   /**
@@ -113,8 +118,7 @@ export class HypercallAbi {
     // Checked before anything is written, so a bad value changes nothing.
     for (let i = 0; i < results.length; i++) toU64(results[i], 'results', i);
     for (let i = 0; i < results.length; i++) this.#record[FIELD.results + i] = toU64(results[i], 'results', i);
-    if (BigInt(results.length) > this.#record[FIELD.resultCount])
-      this.#record[FIELD.resultCount] = BigInt(results.length);
+    if (results.length > this.#words[FIELD.resultCount * 2]) this.#record[FIELD.resultCount] = BigInt(results.length);
   }
 
   /**

@@ -55,7 +55,7 @@ export class Vcpu extends VcpuState {
     this.#id = native.id;
     this.#kvmRun = call('createVcpu', () => native.runBuffer());
     this.#channel = new ExitChannel(native, vm, this.#kvmRun);
-    this.#runFn = call('createVcpu', () => native.bind(this.#channel.record.big, this.#channel.scratch));
+    this.#runFn = this.#channel.bound.run;
     this.#words = this.#channel.record.words;
     internals.set(this, { native, thread: this.#thread });
   }
@@ -178,10 +178,17 @@ export class Vcpu extends VcpuState {
     this.#thread.refuse('runUntil');
     const h = checkHandlers('runUntil', handlers);
     const channel = this.#channel;
-    let code: number;
-    do code = this.#run();
-    while (channel.dispatch(code, h));
-    return exitFor(code, this.native);
+    const run = this.#runFn;
+    const words = this.#words;
+    for (;;) {
+      try {
+        run();
+      } catch (e) {
+        throw toVcpuError(e, 'run');
+      }
+      const code = words[KIND];
+      if (!channel.dispatch(code, h)) return exitFor(code, this.native);
+    }
   }
 
   /**

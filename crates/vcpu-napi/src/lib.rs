@@ -6,11 +6,11 @@ mod args;
 mod async_runner;
 #[cfg(target_arch = "x86_64")]
 pub mod bench;
+mod bound_fns;
 mod error;
 mod exit_detail;
 mod external;
 mod kvm;
-mod run_fn;
 // The Linux machine and its legacy devices are x86-only for now.
 #[cfg(target_arch = "x86_64")]
 mod linux;

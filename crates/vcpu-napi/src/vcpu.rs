@@ -176,16 +176,18 @@ impl NativeVcpu {
 
     /// Gives the vcpu the facade's exit record (at least `ExitRecord::SIZE` bytes) to
     /// write into, and (where JS cannot view `kvm_run`) the buffer to copy an element's
-    /// data through; returns its `run` function (see `run_fn`): after it returns, the
-    /// record's `kind` is the exit's code, an index in `exitKinds()` (`Intr` when
+    /// data through; returns the functions bound to it (see `bound_fns`). After `run()`
+    /// the record's `kind` is the exit's code, an index in `exitKinds()` (`Intr` when
     /// interrupted).
-    #[napi(ts_return_type = "() => void")]
+    #[napi(
+        ts_return_type = "{ run: () => void; nextElement: () => void; completeHypercall: () => void; completeMsr: () => void }"
+    )]
     pub fn bind<'env>(
         &self,
         env: &'env Env,
         mut record: BigUint64Array,
         scratch: Option<Uint8Array>,
-    ) -> Result<Unknown<'env>> {
+    ) -> Result<Object<'env>> {
         if record.len() * 8 < ExitRecord::SIZE {
             return Err(invalid(
                 "bind",
@@ -202,7 +204,7 @@ impl NativeVcpu {
             Ok(())
         })?;
         *self.state.arrays.borrow_mut() = Some((record, scratch));
-        crate::run_fn::create(env, self.state.clone())
+        crate::bound_fns::create(env, &self.state)
     }
 
     /// The last exit with its payload.
@@ -222,20 +224,6 @@ impl NativeVcpu {
     #[napi]
     pub fn handle_mmio(&self, #[napi(ts_arg_type = "() => void")] cb: Callback) -> Result<()> {
         self.handle_copied("handleMmio", true, &cb)
-    }
-
-    /// Moves a string access on to its next element (see `ExitRecord`); false after
-    /// the last.
-    #[napi]
-    pub fn next_element(&self) -> Result<bool> {
-        self.with("handleIo", |v| Ok(v.next_element()))
-    }
-
-    /// Writes the results the facade's handler set in the record into the vcpu, and
-    /// completes the pending `Hypercall` exit.
-    #[napi]
-    pub fn complete_hypercall(&self) -> Result<()> {
-        self.with("handleHypercall", |v| v.complete_hypercall().js())
     }
 
     /// A zero-copy `ArrayBuffer` over this vcpu's `kvm_run` mapping (the exit data

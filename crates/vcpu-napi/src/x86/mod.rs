@@ -77,13 +77,6 @@ impl NativeVcpu {
             Ok(v.get_cpuid().js()?.iter().map(CpuidEntry::from).collect())
         })
     }
-
-    /// Writes the answer the facade's handler set in the record (`msrData`,
-    /// `msrFault`) where the guest reads it, and completes the pending `MsrAccess` exit.
-    #[napi]
-    pub fn complete_msr(&self) -> Result<()> {
-        self.with("handleMsr", |v| v.complete_msr().js())
-    }
 }
 
 /// What `KVM_TRANSLATE` says of a guest virtual address.

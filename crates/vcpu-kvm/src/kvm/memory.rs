@@ -1,10 +1,12 @@
-//! Guest RAM: one memfd per memory slot, mapped once for KVM and once more for each
-//! zero-copy view (so every view has its own address, and outlives the slot safely).
+//! Guest RAM: one memory file (a memfd) per VM, each region a window into it, mapped
+//! once for KVM and once more for each zero-copy view (so every view has its own
+//! address, and outlives the slot safely). One file, not one per region: a VM with
+//! thousands of regions holds one descriptor, not thousands.
 
 use std::fs::File;
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
@@ -15,6 +17,8 @@ pub const PAGE_SIZE: u64 = 4096;
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// The part of the memory file it maps, kept while the mapping lives.
+    _extent: Arc<Extent>,
 }
 
 // SAFETY: plain shared memory; concurrent guest and host accesses are the VMM's protocol
@@ -24,25 +28,30 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(fd: &File, len: usize, op: &'static str) -> Result<Self> {
-        // SAFETY: a fresh shared mapping of our own memfd of at least `len` bytes; the
-        // result is checked and unmapped exactly once in Drop. MAP_NORESERVE: untouched
-        // guest RAM costs nothing.
+    fn new(extent: &Arc<Extent>, op: &'static str) -> Result<Self> {
+        let len = extent.len;
+        // SAFETY: a fresh shared mapping of `len` bytes of our own memfd at a page-aligned
+        // offset the file covers; the result is checked and unmapped exactly once in
+        // Drop. MAP_NORESERVE: untouched guest RAM costs nothing.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_NORESERVE,
-                fd.as_raw_fd(),
-                0,
+                extent.file.file.as_raw_fd(),
+                extent.offset as libc::off_t,
             )
         };
         if addr == libc::MAP_FAILED {
             return Err(Error::errno(op, last_errno()));
         }
         let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::invalid(op, "mmap returned null"))?;
-        Ok(Mapping { ptr, len })
+        Ok(Mapping {
+            ptr,
+            len,
+            _extent: extent.clone(),
+        })
     }
 
     /// The first byte.
@@ -74,10 +83,77 @@ fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL)
 }
 
-/// One region of guest physical memory: a memfd, the mapping KVM uses, and the means
-/// to map it again for a view.
+/// A VM's memory file: a memfd that grows as regions are added, each region a page-
+/// aligned extent of it.
+pub(crate) struct MemoryFile {
+    file: File,
+    /// The end of the last extent handed out (extents are never moved or reused; a
+    /// released one is punched out of the file, so it costs no memory).
+    end: Mutex<u64>,
+}
+
+impl MemoryFile {
+    pub(crate) fn new(op: &'static str) -> Result<Arc<Self>> {
+        // SAFETY: memfd_create with a static NUL-terminated name; the fd is checked and
+        // owned by the File from here on.
+        let fd = unsafe { libc::memfd_create(c"vcpu-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::errno(op, last_errno()));
+        }
+        Ok(Arc::new(MemoryFile {
+            // SAFETY: `fd` is a fresh descriptor nobody else owns.
+            file: unsafe { File::from_raw_fd(fd) },
+            end: Mutex::new(0),
+        }))
+    }
+
+    /// `len` fresh zeroed bytes at the end of the file.
+    fn allocate(self: &Arc<Self>, len: usize, op: &'static str) -> Result<Arc<Extent>> {
+        let mut end = self.end.lock().unwrap_or_else(|p| p.into_inner());
+        let offset = *end;
+        let new_end = offset
+            .checked_add(len as u64)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or_else(|| Error::invalid(op, "the VM's memory file is full"))?;
+        self.file
+            .set_len(new_end)
+            .map_err(|e| Error::errno(op, e.raw_os_error().unwrap_or(libc::ENOMEM)))?;
+        *end = new_end;
+        Ok(Arc::new(Extent {
+            file: self.clone(),
+            offset,
+            len,
+        }))
+    }
+}
+
+/// A part of the memory file that backs one region (and its views); given back to the
+/// system when the last holder goes.
+pub(crate) struct Extent {
+    file: Arc<MemoryFile>,
+    offset: u64,
+    len: usize,
+}
+
+impl Drop for Extent {
+    fn drop(&mut self) {
+        // SAFETY: punches a hole in our own memfd over this extent's range, which no
+        // mapping uses any more (every mapping holds the extent); the file keeps its size.
+        unsafe {
+            libc::fallocate(
+                self.file.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                self.offset as libc::off_t,
+                self.len as libc::off_t,
+            );
+        }
+    }
+}
+
+/// One region of guest physical memory: its extent of the VM's memory file, the mapping
+/// KVM uses, and the means to map it again for a view.
 pub struct GuestRegion {
-    memfd: File,
+    extent: Arc<Extent>,
     mapping: Mapping,
     guest_address: u64,
     readonly: bool,
@@ -90,23 +166,13 @@ unsafe impl Send for GuestRegion {}
 unsafe impl Sync for GuestRegion {}
 
 impl GuestRegion {
-    /// `size` bytes of zeroed memory for guest address `guest_address`.
-    pub(crate) fn new(guest_address: u64, size: usize, readonly: bool) -> Result<Self> {
+    /// `size` bytes of zeroed memory from `file`, for guest address `guest_address`.
+    pub(crate) fn new(file: &Arc<MemoryFile>, guest_address: u64, size: usize, readonly: bool) -> Result<Self> {
         const OP: &str = "addMemory";
-        // SAFETY: memfd_create with a static NUL-terminated name; the fd is checked and
-        // owned by the File from here on.
-        let fd = unsafe { libc::memfd_create(c"vcpu-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::errno(OP, last_errno()));
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let memfd = unsafe { File::from_raw_fd(fd) };
-        memfd
-            .set_len(size as u64)
-            .map_err(|e| Error::errno(OP, e.raw_os_error().unwrap_or(libc::ENOMEM)))?;
-        let mapping = Mapping::new(&memfd, size, OP)?;
+        let extent = file.allocate(size, OP)?;
+        let mapping = Mapping::new(&extent, OP)?;
         Ok(GuestRegion {
-            memfd,
+            extent,
             mapping,
             guest_address,
             readonly,
@@ -114,9 +180,9 @@ impl GuestRegion {
     }
 
     /// A new mapping of the same memory at another address, for one zero-copy view: it
-    /// stays valid after the region is removed or the VM closed.
+    /// stays valid (and keeps the memory) after the region is removed or the VM closed.
     pub fn map_view(&self) -> Result<Arc<Mapping>> {
-        Ok(Arc::new(Mapping::new(&self.memfd, self.mapping.len(), "bytes")?))
+        Ok(Arc::new(Mapping::new(&self.extent, "bytes")?))
     }
 
     /// The host address of the region's first byte.

@@ -5,6 +5,7 @@ mod aarch64;
 mod exits;
 pub mod ioctls;
 mod memory;
+mod memory_map;
 mod run;
 mod signal;
 mod vcpu;

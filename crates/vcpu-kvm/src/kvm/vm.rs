@@ -5,12 +5,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use kvm_ioctls::{Cap, VmFd};
 
-use super::memory::GuestRegion;
+use super::memory_map::MemoryMap;
 use super::run::RunShared;
 use super::vcpu::KvmVcpu;
 use super::Kvm;
 use crate::error::{Context, Error, ErrorCode, Result};
-use crate::MemSlot;
 
 /// Guest physical addresses are at most 52 bits wide on x86-64 and arm64.
 pub const MAX_GUEST_ADDRESS_BITS: u32 = 52;
@@ -44,29 +43,10 @@ impl Default for VmConfig {
     }
 }
 
-pub(super) struct Slot {
-    pub(super) slot: MemSlot,
-    pub(super) region: Arc<GuestRegion>,
-    pub(super) dirty_log: bool,
-}
-
 pub(super) struct VmState {
     pub(super) fd: Option<VmFd>,
-    pub(super) slots: Vec<Slot>,
+    pub(super) memory: MemoryMap,
     vcpus: Vec<Weak<RunShared>>,
-}
-
-impl VmState {
-    /// Where `slot` is in `slots`; ENOENT if no region has it.
-    pub(super) fn slot_index(&self, op: &'static str, slot: MemSlot) -> Result<usize> {
-        self.slots.iter().position(|s| s.slot == slot).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Errno(libc::ENOENT),
-                op,
-                format!("no memory region in slot {slot}"),
-            )
-        })
-    }
 }
 
 pub(crate) struct VmShared {
@@ -121,7 +101,7 @@ impl KvmVm {
                 arch,
                 state: Mutex::new(VmState {
                     fd: Some(fd),
-                    slots: Vec::new(),
+                    memory: MemoryMap::default(),
                     vcpus: Vec::new(),
                 }),
                 closed: AtomicBool::new(false),
@@ -256,7 +236,7 @@ impl KvmVm {
                 super::signal::VcpuSignalHandle::kick_closed(vcpu);
             }
         }
-        state.slots.clear();
+        state.memory.clear();
         state.fd = None;
     }
 }

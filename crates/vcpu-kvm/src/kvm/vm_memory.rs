@@ -7,7 +7,8 @@ use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM
 use kvm_ioctls::Cap;
 
 use super::memory::{GuestRegion, PAGE_SIZE};
-use super::vm::{KvmVm, Slot, MAX_GUEST_ADDRESS_BITS};
+use super::memory_map::Slot;
+use super::vm::{KvmVm, MAX_GUEST_ADDRESS_BITS};
 use crate::error::{Context, Error, ErrorCode, Result};
 use crate::MemSlot;
 
@@ -16,7 +17,7 @@ impl KvmVm {
     pub fn slots(&self) -> Vec<(MemSlot, Arc<GuestRegion>, bool)> {
         match self.lock("memory") {
             Ok(state) => state
-                .slots
+                .memory
                 .iter()
                 .map(|s| (s.slot, s.region.clone(), s.dirty_log))
                 .collect(),
@@ -63,10 +64,7 @@ impl KvmVm {
             return Err(Error::invalid(OP, format!("[{guest_address:#x}, +{size:#x}) goes past the {MAX_GUEST_ADDRESS_BITS}-bit guest physical address space")));
         }
         let mut state = self.lock(OP)?;
-        if let Some(other) = state.slots.iter().find(|s| {
-            let r = &s.region;
-            guest_address < r.guest_address() + r.len() as u64 && r.guest_address() < guest_address + size as u64
-        }) {
+        if let Some(other) = state.memory.overlapping(guest_address, size as u64) {
             let r = &other.region;
             return Err(Error::new(
                 ErrorCode::Errno(libc::EEXIST),
@@ -78,15 +76,14 @@ impl KvmVm {
                 ),
             ));
         }
-        let slot = (0..self.shared.max_slots as MemSlot)
-            .find(|n| state.slots.iter().all(|s| s.slot != *n))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::Errno(libc::ENOSPC),
-                    OP,
-                    format!("all {} memory slots are in use", self.shared.max_slots),
-                )
-            })?;
+        let slot = state.memory.free_slot(self.shared.max_slots).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Errno(libc::ENOSPC),
+                OP,
+                format!("all {} memory slots are in use", self.shared.max_slots),
+            )
+        })?;
+        let file = state.memory.file(OP)?;
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
         if readonly && !fd.check_extension(Cap::ReadonlyMem) {
             return Err(Error::new(
@@ -95,7 +92,7 @@ impl KvmVm {
                 "this KVM has no read-only memory (KVM_CAP_READONLY_MEM)",
             ));
         }
-        let region = Arc::new(GuestRegion::new(guest_address, size, readonly)?);
+        let region = Arc::new(GuestRegion::new(&file, guest_address, size, readonly)?);
         let mut flags = 0;
         if readonly {
             flags |= KVM_MEM_READONLY;
@@ -113,7 +110,7 @@ impl KvmVm {
         // SAFETY: the host range is our own live mapping of exactly `size` bytes, and the
         // slot holds an Arc to it, so it stays mapped until the slot is removed from KVM.
         unsafe { fd.set_user_memory_region(mem) }.op(OP)?;
-        state.slots.push(Slot {
+        state.memory.insert(Slot {
             slot,
             region: region.clone(),
             dirty_log,
@@ -126,8 +123,7 @@ impl KvmVm {
     pub fn remove_memory(&self, slot: MemSlot) -> Result<()> {
         const OP: &str = "removeMemory";
         let mut state = self.lock(OP)?;
-        let index = state.slot_index(OP, slot)?;
-        let region = &state.slots[index].region;
+        let region = &state.memory.get(OP, slot)?.region;
         let mem = kvm_userspace_memory_region {
             slot,
             flags: 0,
@@ -138,31 +134,27 @@ impl KvmVm {
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
         // SAFETY: size 0 deletes the slot; KVM stops using the host range before return.
         unsafe { fd.set_user_memory_region(mem) }.op(OP)?;
-        state.slots.remove(index);
+        state.memory.remove(slot);
         Ok(())
     }
 
     /// The memory regions, by slot.
     pub fn regions(&self) -> Vec<(MemSlot, Arc<GuestRegion>)> {
         match self.lock("regions") {
-            Ok(state) => state.slots.iter().map(|s| (s.slot, s.region.clone())).collect(),
+            Ok(state) => state.memory.iter().map(|s| (s.slot, s.region.clone())).collect(),
             Err(_) => Vec::new(),
         }
     }
 
     fn region_at(&self, op: &'static str, gpa: u64, len: usize) -> Result<(Arc<GuestRegion>, usize)> {
         let state = self.lock(op)?;
-        state
-            .slots
-            .iter()
-            .find_map(|s| s.region.offset_of(gpa, len).map(|o| (s.region.clone(), o)))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::Errno(libc::EFAULT),
-                    op,
-                    format!("[{gpa:#x}, +{len:#x}) is not inside one memory region"),
-                )
-            })
+        state.memory.containing(gpa, len).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Errno(libc::EFAULT),
+                op,
+                format!("[{gpa:#x}, +{len:#x}) is not inside one memory region"),
+            )
+        })
     }
 
     /// Copies guest memory at `gpa` into `buf`; the range must lie inside one region.
@@ -203,7 +195,7 @@ impl KvmVm {
     pub fn get_dirty_log(&self, slot: MemSlot) -> Result<Vec<u64>> {
         const OP: &str = "getDirtyLog";
         let state = self.lock(OP)?;
-        let s = &state.slots[state.slot_index(OP, slot)?];
+        let s = state.memory.get(OP, slot)?;
         if !s.dirty_log {
             return Err(Error::invalid(OP, format!("slot {slot} was added without dirtyLog")));
         }

@@ -59,6 +59,31 @@ const cases: Case[] = [
   ['enableRawCapability with 3 args', 'EINVAL', ({ vcpu }) => vcpu.enableRawCapability(1, [1n, 2n, 3n] as never)],
   ['enableRawCapability of nothing', 'EINVAL', ({ vcpu }) => vcpu.enableRawCapability(0xffff, [0n, 0n, 0n, 0n])],
   ['Vm.fromHandle of nothing', 'ECLOSED', () => Vm.fromHandle({ id: 987654 })],
+  // strict inputs: unknown keys, non-objects, non-functions
+  ['setRegs({ rpi })', 'EINVAL', ({ vcpu }) => vcpu.setRegs({ rpi: 5n } as never)],
+  ['setRegs("junk")', 'EINVAL', ({ vcpu }) => vcpu.setRegs('junk' as never)],
+  ['setRegs(null)', 'EINVAL', ({ vcpu }) => vcpu.setRegs(null as never)],
+  ['setSregs({ csx })', 'EINVAL', ({ vcpu }) => vcpu.setSregs({ csx: {} } as never)],
+  ['setSregs({ cs: { bse } })', 'EINVAL', ({ vcpu }) => vcpu.setSregs({ cs: { bse: 0n } } as never)],
+  ['setSregs(null)', 'EINVAL', ({ vcpu }) => vcpu.setSregs(null as never)],
+  ['setFpu({ mxscr })', 'EINVAL', ({ vcpu }) => vcpu.setFpu({ mxscr: 0 } as never)],
+  ['setDebugRegs({ dr8 })', 'EINVAL', ({ vcpu }) => vcpu.setDebugRegs({ dr8: 0n } as never)],
+  ['setVcpuEvents({ nmi: { maskd } })', 'EINVAL', ({ vcpu }) => vcpu.setVcpuEvents({ nmi: { maskd: 1 } } as never)],
+  ['setGuestDebug({ singlestep })', 'EINVAL', ({ vcpu }) => vcpu.setGuestDebug({ singlestep: true } as never)],
+  ['setupLongMode({ rpi })', 'EINVAL', ({ vcpu }) => vcpu.setupLongMode({ rpi: 0 } as never)],
+  ['createVm({ irqchp })', 'EINVAL', () => Kvm.open().createVm({ irqchp: true } as never)],
+  ['createVm(5)', 'EINVAL', () => Kvm.open().createVm(5 as never)],
+  [
+    'addMemory({ readOnly })',
+    'EINVAL',
+    ({ vm }) => vm.addMemory({ guestAddress: 2 ** 30, size: 4096, readOnly: true } as never),
+  ],
+  ['runUntil({ io: 5 })', 'EINVAL', ({ vcpu }) => vcpu.runUntil({ io: 5 } as never)],
+  ['runUntil({ ioo })', 'EINVAL', ({ vcpu }) => vcpu.runUntil({ ioo: () => {} } as never)],
+  ['runUntil(5)', 'EINVAL', ({ vcpu }) => vcpu.runUntil(5 as never)],
+  ['runAsync({ mmio: "x" })', 'EINVAL', ({ vcpu }) => vcpu.runAsync({ mmio: 'x' } as never)],
+  ['handleIo(5)', 'EINVAL', ({ vcpu }) => vcpu.handleIo(5 as never)],
+  ['handleMsr without an MsrAccess exit', 'EINVAL', ({ vcpu }) => vcpu.handleMsr(() => {})],
 ];
 
 describeKvm('bad input', () => {
@@ -93,6 +118,35 @@ describeKvm('bad input', () => {
       }
     }
     expect(vcpu.run()).toEqual({ kind: 'Hlt' });
+    vm.close();
+  });
+
+  test('unknown keys change nothing: the registers are as they were', () => {
+    const { vm, vcpu } = longMode('hlt');
+    const before = vcpu.getRegs();
+    expect(() => vcpu.setRegs({ rax: 7n, rpi: 5n } as never)).toThrow(
+      expect.objectContaining({ code: 'EINVAL', message: expect.stringContaining("'rpi'") }),
+    );
+    expect(vcpu.getRegs()).toEqual(before);
+    vm.close();
+  });
+
+  test("run() and runUntil() inside the vcpu's own handler throw EBUSY; the vcpu goes on", () => {
+    const { vm, vcpu } = longMode('pio_out');
+    const inside: unknown[] = [];
+    const exit = vcpu.runUntil({
+      io: () => {
+        for (const call of [() => vcpu.run(), () => vcpu.runUntil({}), () => vcpu.handleIo(() => {})]) {
+          try {
+            call();
+          } catch (e) {
+            inside.push((e as { code: string }).code);
+          }
+        }
+      },
+    });
+    expect(inside.slice(0, 3)).toEqual(['EBUSY', 'EBUSY', 'EINVAL']);
+    expect(exit.kind).toBe('Hlt');
     vm.close();
   });
 

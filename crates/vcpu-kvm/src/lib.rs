@@ -24,15 +24,13 @@
 //! ```
 
 pub mod arch;
-#[cfg(target_arch = "x86_64")]
-#[doc(hidden)]
-pub mod bench;
 mod error;
 mod exit;
 mod hypercall;
 mod io;
 pub mod kvm;
 mod record;
+mod signal_handle;
 pub mod vmm;
 
 /// The kvm-bindings structs the state accessors take and return.
@@ -42,8 +40,9 @@ pub use error::{Error, ErrorCode, Result};
 pub use exit::VcpuExit;
 pub use hypercall::HypercallAbi;
 pub use io::{IoOperation, IoParams};
-pub use kvm::{GuestRegion, Kvm, KvmVcpu, KvmVm, VcpuSignalHandle, VmConfig};
+pub use kvm::{GuestRegion, Kvm, KvmVcpu, KvmVm, VmConfig};
 pub use record::{ExitRecord, Pending};
+pub use signal_handle::{VcpuSignalHandle, VcpuSignalHandleInner, WeakVcpuSignalHandle};
 
 /// An index in the list of guest memory regions (a KVM memory slot).
 pub type MemSlot = u32;

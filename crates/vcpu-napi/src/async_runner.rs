@@ -28,6 +28,9 @@ pub fn run_to_exit(
     mut once: impl FnMut() -> vcpu_kvm::Result<VcpuExit>,
 ) -> vcpu_kvm::Result<VcpuExit> {
     loop {
+        if crate::handles::shutting_down() {
+            return Ok(VcpuExit::Intr);
+        }
         match once() {
             Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(VcpuExit::Intr),
             Err(e) if e.is_interrupted() && alive() => continue,

@@ -6,10 +6,13 @@ mod args;
 mod async_runner;
 #[cfg(target_arch = "x86_64")]
 pub mod bench;
+#[cfg(target_arch = "x86_64")]
+mod bench_floor;
 mod bound_fns;
 mod error;
 mod exit_detail;
 mod external;
+mod handles;
 mod kvm;
 // The Linux machine and its legacy devices are x86-only for now.
 #[cfg(target_arch = "x86_64")]
@@ -62,14 +65,14 @@ pub fn exit_kinds() -> Vec<&'static str> {
 /// immediate exit and signals the thread inside `KVM_RUN`. False if it no longer exists.
 #[napi]
 pub fn kick_vcpu(id: f64) -> bool {
-    id.fract() == 0.0 && id > 0.0 && vcpu_kvm::kvm::kick_by_id(id as u64)
+    id.fract() == 0.0 && id > 0.0 && handles::kick(id as u64)
 }
 
 /// For process exit: kicks every vcpu of the process out of the guest and makes later
 /// runs return at once, so Node can join worker threads that were running guests.
 #[napi]
 pub fn shutdown() {
-    vcpu_kvm::kvm::shutdown();
+    handles::shutdown();
 }
 
 /// The hypercall ABI's default port.

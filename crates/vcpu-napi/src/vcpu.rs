@@ -28,6 +28,9 @@ pub type Callback<'a> = Function<'a, (), Unknown<'a>>;
 /// bound `run` function.
 pub(crate) struct VcpuState {
     vcpu: RefCell<Option<Arc<KvmVcpu>>>,
+    /// The vcpu's number in the process-wide registry (`handles`): for kicks from any
+    /// worker, the liveness tick and shutdown.
+    handle_id: u64,
     /// The facade's typed arrays the vcpu writes into: its exit record, and where JS
     /// cannot view `kvm_run` (Electron) the buffer an element's data is copied through.
     /// Held here so the memory the vcpu was given stays valid.
@@ -39,6 +42,12 @@ pub(crate) struct VcpuState {
 
 /// The `kvm_run` mapping as the JS view's owner holds it.
 type RunView = Arc<std::sync::Mutex<Option<Arc<vcpu_kvm::kvm::RunShared>>>>;
+
+impl Drop for VcpuState {
+    fn drop(&mut self) {
+        crate::handles::unregister(self.handle_id);
+    }
+}
 
 impl VcpuState {
     /// Calls `f` with the open vcpu; `ECLOSED` once it (or its VM) is closed.
@@ -108,10 +117,11 @@ pub struct NativeVcpu {
 impl NativeVcpu {
     pub fn new(vcpu: KvmVcpu) -> Self {
         // JS threads check, on each tick, that they are still wanted (see `VcpuState::run`).
-        vcpu.set_liveness_tick(true);
+        let handle_id = crate::handles::register(&vcpu.signal_handle());
         NativeVcpu {
             state: Rc::new(VcpuState {
                 vcpu: RefCell::new(Some(Arc::new(vcpu))),
+                handle_id,
                 arrays: RefCell::new(None),
                 run_view: RefCell::new(None),
             }),
@@ -251,7 +261,7 @@ impl NativeVcpu {
     /// A process-wide id for `kickVcpu`, usable from any worker.
     #[napi]
     pub fn signal_handle_id(&self) -> Result<f64> {
-        self.with("signalHandle", |v| Ok(v.signal_handle().id() as f64))
+        self.with("signalHandle", |_| Ok(self.state.handle_id as f64))
     }
 
     #[napi]
@@ -284,6 +294,7 @@ impl NativeVcpu {
         if let Some(v) = self.state.vcpu.borrow().as_ref() {
             v.close();
         }
+        crate::handles::unregister(self.state.handle_id);
         if let Ok(mut slot) = self.state.vcpu.try_borrow_mut() {
             slot.take();
         }

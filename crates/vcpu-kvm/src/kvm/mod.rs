@@ -22,7 +22,7 @@ use x86_64 as arch;
 
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
-pub use signal::{kick_by_id, kick_signal, shutdown, shutting_down, VcpuSignalHandle, KICK_SIGNAL_OFFSET, TICK};
+pub use signal::{kick_signal, KICK_SIGNAL_OFFSET};
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
 #[cfg(target_arch = "x86_64")]

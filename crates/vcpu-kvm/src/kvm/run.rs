@@ -19,9 +19,7 @@ pub struct RunShared {
     pub(crate) kicked: AtomicBool,
     /// True once the vcpu is closed: kicks do nothing more.
     pub(crate) closed: AtomicBool,
-    /// Whether the liveness tick applies to this vcpu.
-    pub(crate) tick: AtomicBool,
-    /// Counts entries into `KVM_RUN`, so the tick can tell one long run from many.
+    /// Counts entries into `KVM_RUN`, so a watcher can tell one long run from many.
     pub(crate) runs: AtomicU64,
 }
 
@@ -63,7 +61,6 @@ impl RunShared {
             running_tid: AtomicI32::new(0),
             kicked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            tick: AtomicBool::new(false),
             runs: AtomicU64::new(0),
         })
     }

@@ -8,12 +8,12 @@ use kvm_ioctls::VcpuFd;
 
 use super::exits::RecordSlot;
 use super::run::RunShared;
-use super::signal::{install_kick_handler, register, shutting_down, unregister, VcpuSignalHandle};
+use super::signal::{install_kick_handler, request_exit, wake, KvmSignalHandle};
 use super::vm::KvmVm;
 use super::{arch, ioctls};
 use crate::error::{Context, Error, Result};
 use crate::record::Pending;
-use crate::{HypercallAbi, IoParams, Vcpu, VcpuExit};
+use crate::{HypercallAbi, IoParams, Vcpu, VcpuExit, VcpuSignalHandle};
 
 /// The kernel thread id of the calling thread, which `run()` publishes for kicks. Asked
 /// of the kernel once per thread and vcpu: `pthread_self` (one load) says whether the
@@ -56,22 +56,25 @@ pub struct KvmVcpu {
     running: AtomicBool,
     requested: AtomicBool,
     thread: ThreadId,
+    /// What every signal handle of this vcpu shares (one, so weak references to it, as
+    /// in registries of handles, live as long as the vcpu).
+    handle: Arc<KvmSignalHandle>,
 }
 
 impl KvmVcpu {
     pub(crate) fn new(id: usize, fd: VcpuFd, vm: KvmVm) -> Result<Self> {
         install_kick_handler()?;
         let shared = Arc::new(RunShared::map(&fd, vm.shared().run_size)?);
-        register(&shared);
         let vcpu = KvmVcpu {
             id,
             fd,
-            shared,
             vm,
             records: RecordSlot::new(),
             running: AtomicBool::new(false),
             requested: AtomicBool::new(false),
             thread: ThreadId::new(),
+            handle: Arc::new(KvmSignalHandle(shared.clone())),
+            shared,
         };
         arch::init_vcpu(&vcpu)?;
         Ok(vcpu)
@@ -82,19 +85,10 @@ impl KvmVcpu {
     }
 
     /// After `run()` returned `EINTR`: whether an exit was asked for (immediate exit, a
-    /// kick, process shutdown), as opposed to a stray signal or the liveness tick, after
-    /// which a caller may simply run again.
+    /// kick), as opposed to a stray signal or a thread woken without one, after which a
+    /// caller may simply run again.
     pub fn interrupted_by_request(&self) -> bool {
         self.requested.load(Ordering::Relaxed)
-    }
-
-    /// Opts in to (or out of) the liveness tick: a run that stays inside the guest for
-    /// longer than [`TICK`](super::TICK) is interrupted (`EINTR`, not
-    /// [`Self::interrupted_by_request`]) so its caller can check that its thread is
-    /// still wanted (a JS worker being terminated) and otherwise run again. Off by
-    /// default.
-    pub fn set_liveness_tick(&self, on: bool) {
-        self.shared.tick.store(on, Ordering::Release);
     }
 
     /// The VM this vcpu belongs to.
@@ -112,7 +106,8 @@ impl KvmVcpu {
     /// Idempotent.
     pub fn close(&self) {
         // Kick first: a run in progress on another thread returns at once.
-        self.signal_handle().kick();
+        request_exit(&self.shared);
+        wake(&self.shared);
         self.shared.closed.store(true, Ordering::Release);
         // A closed vcpu has no exit for a handler to complete.
         self.set_pending(Pending::None);
@@ -163,12 +158,6 @@ impl Vcpu for KvmVcpu {
             return Err(self.refuse_in_handler(OP));
         }
         self.set_pending(Pending::None);
-        if shutting_down() {
-            self.set_last(VcpuExit::Intr);
-            self.requested.store(true, Ordering::Relaxed);
-            self.running.store(false, Ordering::Release);
-            return Err(Error::errno(OP, libc::EINTR));
-        }
         let tid = self.thread.current();
         self.shared.runs.fetch_add(1, Ordering::Relaxed);
         self.shared.running_tid.store(tid, Ordering::Release);
@@ -188,8 +177,7 @@ impl Vcpu for KvmVcpu {
                 if e.errno() == libc::EINTR {
                     let kicked = self.shared.kicked.swap(false, Ordering::AcqRel);
                     let immediate = self.shared.immediate_exit().load(Ordering::Acquire) != 0;
-                    self.requested
-                        .store(kicked || immediate || shutting_down(), Ordering::Relaxed);
+                    self.requested.store(kicked || immediate, Ordering::Relaxed);
                     if kicked {
                         // A kick is consumed by the run it interrupted.
                         self.shared.immediate_exit().store(0, Ordering::Release);
@@ -212,7 +200,7 @@ impl Vcpu for KvmVcpu {
     }
 
     fn signal_handle(&self) -> VcpuSignalHandle {
-        VcpuSignalHandle::new(self.shared.clone())
+        VcpuSignalHandle::new(self.handle.clone())
     }
 
     fn handle_mmio(&self, handle_fn: &mut dyn FnMut(IoParams) -> Result<()>) -> Result<()> {
@@ -247,6 +235,5 @@ impl Vcpu for KvmVcpu {
 impl Drop for KvmVcpu {
     fn drop(&mut self) {
         self.close();
-        unregister(&self.shared);
     }
 }

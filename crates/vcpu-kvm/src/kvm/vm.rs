@@ -227,13 +227,14 @@ impl KvmVm {
         let vcpus: Vec<_> = state.vcpus.drain(..).filter_map(|w| w.upgrade()).collect();
         for vcpu in &vcpus {
             vcpu.closed.store(true, Ordering::Release);
-            super::signal::VcpuSignalHandle::kick_closed(vcpu);
+            super::signal::request_exit(vcpu);
+            super::signal::wake(vcpu);
         }
         let deadline = std::time::Instant::now() + CLOSE_WAIT;
         while vcpus.iter().any(|v| v.running_tid.load(Ordering::Acquire) != 0) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
             for vcpu in &vcpus {
-                super::signal::VcpuSignalHandle::kick_closed(vcpu);
+                super::signal::wake(vcpu);
             }
         }
         state.memory.clear();

@@ -1,9 +1,10 @@
 //! The native floor for the benchmarks in `bench/`: the same exits handled by a pure
-//! Rust loop, so JS figures can be compared with it in the same process and run.
+//! Rust loop over `vcpu-kvm`, so JS figures can be compared with it in the same process
+//! and run.
 
 use std::time::Instant;
 
-use crate::{IoOperation, Kvm, KvmVcpu, Result, Vcpu, VcpuExit, VmConfig};
+use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Result, Vcpu, VcpuExit, VmConfig};
 
 /// Runs `n` exits of whatever kind the guest makes, handling each the way a minimal
 /// device would (reads answer 1, hypercalls return argument 0 + 1), and returns the
@@ -35,7 +36,7 @@ pub fn exit_loop(vcpu: &KvmVcpu, n: u64) -> Result<u64> {
                 abi.set_results(&[a + 1]);
                 Ok(())
             })?,
-            other => return Err(crate::Error::invalid("bench", format!("unexpected exit {other:?}"))),
+            other => return Err(vcpu_kvm::Error::invalid("bench", format!("unexpected exit {other:?}"))),
         }
     }
     Ok(start.elapsed().as_nanos() as u64)
@@ -53,7 +54,7 @@ pub fn startup(iterations: u32) -> Result<Vec<u64>> {
             vm.write(0x1000, &[0xf4])?;
             let vcpu = vm.create_vcpu(0)?;
             vcpu.setup_long_mode()?;
-            let regs = crate::kvm_bindings::kvm_regs {
+            let regs = vcpu_kvm::kvm_bindings::kvm_regs {
                 rip: 0x1000,
                 rflags: 2,
                 ..Default::default()
@@ -62,7 +63,7 @@ pub fn startup(iterations: u32) -> Result<Vec<u64>> {
             let exit = vcpu.run()?;
             let elapsed = start.elapsed().as_nanos() as u64;
             if exit != VcpuExit::Hlt {
-                return Err(crate::Error::invalid("bench", format!("unexpected exit {exit:?}")));
+                return Err(vcpu_kvm::Error::invalid("bench", format!("unexpected exit {exit:?}")));
             }
             vm.close();
             Ok(elapsed)

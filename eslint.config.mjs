@@ -13,6 +13,11 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // Code that runs in a browser page or an Electron renderer/preload.
+    files: ['web/**/*.js', 'examples/electron-console/preload.js'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     files: ['**/*.mjs'],
     languageOptions: { sourceType: 'module' },
   },

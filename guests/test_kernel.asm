@@ -8,7 +8,8 @@
 ;   e820: <addr> <size> <type> (one line per entry)
 ;   cmdline: <the command line>
 ;   initrd: <size> <sum of its bytes, 32 bits>
-;   (if the command line starts with "echo": console input, upper-cased, up to a newline)
+;   (if the command line starts with "echo": console input, upper-cased, up to a newline;
+;    a carriage return, what a terminal's Enter key sends, counts as one)
 ;   bye
 ; then pulses the i8042 reset line (out 0x64, 0xfe): the VMM powers off. Numbers are
 ; hex without leading zeros.
@@ -137,6 +138,10 @@ startup_64:                       ; +0x200: the 64-bit entry
     jz .wait
     mov dx, 0x3f8
     in al, dx
+    cmp al, 13                    ; Enter in a terminal: a newline
+    jne .letter
+    mov al, 10
+.letter:
     cmp al, 'a'
     jb .echo
     cmp al, 'z'

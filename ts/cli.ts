@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * `npx vcpu boot --kernel PATH [--initrd PATH] [--cmdline STR] [--mem 512M] [--cpus N]`:
- * boots a Linux kernel with its serial console in this terminal (raw mode; Ctrl-A x
- * quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU).
+ * `npx vcpu boot --kernel PATH [--initrd PATH] [--cmdline STR] [--mem 512M] [--cpus N]
+ * [--web [HOST:]PORT]`: boots a Linux kernel with its serial console in this terminal
+ * (raw mode; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU) and, with `--web`,
+ * in a browser too.
  * @internal
  * @packageDocumentation
  */
@@ -10,6 +11,7 @@ import { parseArgs } from 'node:util';
 
 import { VcpuError } from './errors';
 import { bootLinux, DEFAULT_CMDLINE } from './linux';
+import { serveConsole } from './web_console';
 
 const USAGE = `Usage: vcpu boot --kernel PATH [options]
 
@@ -23,6 +25,10 @@ Options:
                     (default: ${DEFAULT_CMDLINE})
   --mem SIZE        guest memory, e.g. 256M or 1G (default: 512M)
   --cpus N          virtual CPUs (default: 1)
+  --web [HOST:]PORT also serve the console as a web page (xterm.js) on HOST (default
+                    127.0.0.1) and PORT (0 picks one); the URL, with its secret token,
+                    is printed on stderr. The terminal keeps its console: both see the
+                    output and both may type.
   -h, --help        this text
 
 The exit status is 0 when the guest powers off or reboots, 1 on an error, 2 on bad
@@ -39,6 +45,7 @@ async function boot(argv: string[]): Promise<number> {
       cmdline: { type: 'string' },
       mem: { type: 'string', default: '512M' },
       cpus: { type: 'string', default: '1' },
+      web: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -60,6 +67,8 @@ async function boot(argv: string[]): Promise<number> {
     cpus,
   });
   linux.output.pipe(process.stdout);
+  const web = values.web === undefined ? undefined : await serveConsole(linux, webAddress(values.web));
+  if (web) process.stderr.write(`vcpu: web console at ${web.url}\r\n`);
   const stdin = process.stdin;
   let quit = false;
   if (stdin.isTTY) {
@@ -98,8 +107,17 @@ async function boot(argv: string[]): Promise<number> {
   } finally {
     if (stdin.isTTY) stdin.setRawMode(false);
     stdin.pause();
+    await web?.close();
     linux.close();
   }
+}
+
+/** `--web [HOST:]PORT` as serveConsole's options (an IPv6 host goes in brackets). */
+function webAddress(value: string): { host?: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]:|([^:]+):)?(\d+)$/.exec(value);
+  if (!m) throw new VcpuError('EINVAL', 'boot', `--web takes [HOST:]PORT, got '${value}'`);
+  const host = m[1] ?? m[2];
+  return host === undefined ? { port: Number(m[3]) } : { host, port: Number(m[3]) };
 }
 
 async function main(argv: string[]): Promise<number> {

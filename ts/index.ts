@@ -25,4 +25,12 @@ export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';
 export type * from './types';
 export { bootLinux, parseSize, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
+export {
+  serveConsole,
+  ConsoleHub,
+  type ConsoleOptions,
+  type ConsolePeer,
+  type ConsoleSource,
+  type WebConsole,
+} from './web_console';
 export type { LinuxBootInfo } from '../native/index';

@@ -6,16 +6,8 @@
 ; 64-bit, loaded at 0x1000.
 bits 64
 org 0x1000
-    lea rax, [rel handler]
-    mov rdi, 0x3000 + 0x40 * 16
-    mov word [rdi], ax               ; offset 15:0
-    mov word [rdi + 2], 0x08         ; code selector
-    mov word [rdi + 4], 0x8e00       ; present, DPL 0, 64-bit interrupt gate
-    shr rax, 16
-    mov word [rdi + 6], ax           ; offset 31:16
-    shr rax, 16
-    mov dword [rdi + 8], eax         ; offset 63:32
-    mov dword [rdi + 12], 0
+%include "idt.inc"
+    IDT_GATE 0x40, handler
     lidt [rel idtr]
     test rbx, rbx
     jz .ready
@@ -39,7 +31,4 @@ handler:
     mov dword [rsi + 0xb0], 0        ; LAPIC EOI
 .done:
     iretq
-align 8
-idtr:
-    dw 256 * 16 - 1
-    dq 0x3000
+IDT_REGISTER

@@ -5,16 +5,8 @@
 ; 64-bit, loaded at 0x1000.
 bits 64
 org 0x1000
-    lea rax, [rel handler]
-    mov rdi, 0x3000 + 0x40 * 16
-    mov word [rdi], ax               ; offset 15:0
-    mov word [rdi + 2], 0x08         ; code selector
-    mov word [rdi + 4], 0x8e00       ; present, DPL 0, 64-bit interrupt gate
-    shr rax, 16
-    mov word [rdi + 6], ax           ; offset 31:16
-    shr rax, 16
-    mov dword [rdi + 8], eax         ; offset 63:32
-    mov dword [rdi + 12], 0
+%include "idt.inc"
+    IDT_GATE 0x40, handler
     lidt [rel idtr]
     cli
     mov al, 1
@@ -35,7 +27,4 @@ handler:
     mov dx, 0x600
     out dx, al
     iretq
-align 8
-idtr:
-    dw 256 * 16 - 1
-    dq 0x3000
+IDT_REGISTER

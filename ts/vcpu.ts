@@ -1,5 +1,6 @@
 /**
- * `Vcpu`: crosvm's `Vcpu` trait in TypeScript; x86 state comes from {@link VcpuState}.
+ * `Vcpu`: crosvm's `Vcpu` trait in TypeScript; x86 state and control come from
+ * {@link VcpuState} and {@link VcpuX86}.
  * @packageDocumentation
  */
 import { dispose } from './dispose';
@@ -13,13 +14,13 @@ import type { HypercallAbi } from './hypercall';
 import type { NativeVcpu } from './native';
 import { VcpuSignalHandle } from './signal';
 import type { IoHandler, VcpuExit } from './types';
-import { VcpuState } from './vcpu_state';
+import { VcpuX86 } from './vcpu_x86';
 import type { Vm } from './vm';
 
 export type { ExitHandlers, MsrAccess, MsrHandler } from './exit_channel';
 
 const KIND = FIELD.kind;
-export type { LongModeOptions } from './vcpu_state';
+export type { LongModeOptions } from './vcpu_x86';
 
 /**
  * A virtual CPU. Made by {@link Vm.createVcpu}; runs on the thread that created it.
@@ -34,7 +35,7 @@ export type { LongModeOptions } from './vcpu_state';
  * }
  * ```
  */
-export class Vcpu extends VcpuState {
+export class Vcpu extends VcpuX86 {
   /** @internal */
   protected readonly native: NativeVcpu;
   readonly #vm: Vm;

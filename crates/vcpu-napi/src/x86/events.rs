@@ -3,6 +3,7 @@
 use napi::bindgen_prelude::BigInt;
 use napi_derive::napi;
 
+/// Pending exception state (`kvm_vcpu_events.exception`).
 #[napi(object)]
 pub struct ExceptionEvent {
     /// Being injected.

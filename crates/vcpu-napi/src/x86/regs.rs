@@ -8,6 +8,7 @@ use crate::args::{big, small, u64_of};
 use crate::error::{invalid, IntoNapi, Result};
 use crate::vcpu::NativeVcpu;
 
+/// General-purpose registers (`kvm_regs`).
 #[napi(object)]
 pub struct Regs {
     /// `rax`.

@@ -12,7 +12,6 @@ use crate::args::{big, small, u64_of};
 use crate::error::{invalid, IntoNapi, Result};
 use crate::vcpu::NativeVcpu;
 
-/// General-purpose registers (`kvm_regs`).
 /// FPU state (`kvm_fpu`): `fpr` 8 × 16 bytes, `xmm` 16 × 16 bytes.
 #[napi(object)]
 pub struct Fpu {
@@ -88,7 +87,6 @@ pub struct GuestDebug {
     pub hardware_breakpoints: Option<Vec<BigInt>>,
 }
 
-/// Pending exception state (`kvm_vcpu_events.exception`).
 fn byte(op: &str, v: u32) -> Result<u8> {
     u8::try_from(v).map_err(|_| invalid(op, format!("{v} does not fit in a byte")))
 }

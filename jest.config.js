@@ -6,5 +6,5 @@ module.exports = {
   globalSetup: '<rootDir>/__test__/global-setup.js',
   testTimeout: 30000,
   // The package's own name, as the examples import it.
-  moduleNameMapper: { '^vcpu$': '<rootDir>/ts/index.ts' },
+  moduleNameMapper: { '^vcpu$': '<rootDir>/ts/index.ts', '^vcpu/package.json$': '<rootDir>/package.json' },
 };

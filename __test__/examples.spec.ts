@@ -35,6 +35,14 @@ describeKvm('examples', () => {
     expect(lines[1]).toMatch(/^vmm: guest powered off \(i8042 reset\) after \d+ ms$/);
   });
 
+  test('the documented command runs each example: npm run example -- <name>', () => {
+    const run = (name: string) =>
+      execFileSync('npm', ['run', '--silent', 'example', '--', name], { cwd: join(__dirname, '..'), encoding: 'utf8' });
+    expect(run('mmio-device')).toContain('guest reports 42 on port 3f9h');
+    expect(run('hypercall')).toContain('guest says: HELLO FROM GUEST MEMORY');
+    expect(run('hello')).toContain('Hello from a 64-bit guest on /dev/kvm!');
+  }, 60000);
+
   test('workers: two vcpus count to the expected total', () => {
     const out = execFileSync(process.execPath, [join(__dirname, '..', 'examples', 'workers.js')], { encoding: 'utf8' });
     expect(out).toContain('counter = 10000 (expected 10000)');

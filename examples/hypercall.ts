@@ -1,9 +1,12 @@
 // Host functions the guest calls with buffers in its memory, through the hypercall ABI
 // (guests/hypercall_buffers.asm). Run with `npm run example -- hypercall`.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { Kvm, type HypercallAbi } from 'vcpu';
+
+/** The package's guest programs, wherever it is installed (or this checkout). */
+const GUESTS = join(dirname(require.resolve('vcpu/package.json')), 'guests');
 
 /** The host's functions, by hypercall id; each gets the call and returns result 0. */
 const functions: Record<string, (abi: HypercallAbi, log: (line: string) => void) => bigint> = {
@@ -23,7 +26,7 @@ const functions: Record<string, (abi: HypercallAbi, log: (line: string) => void)
 export function main(log: (line: string) => void = console.log): void {
   const vm = Kvm.open().createVm();
   vm.addMemory({ guestAddress: 0, size: 2 << 20 });
-  vm.write(0x1000, readFileSync(join(__dirname, '..', 'guests', 'hypercall_buffers.bin')));
+  vm.write(0x1000, readFileSync(join(GUESTS, 'hypercall_buffers.bin')));
   const vcpu = vm.createVcpu(0);
   vcpu.setupLongMode({ rip: 0x1000, rsp: 0x8000 });
   const exit = vcpu.runUntil({

@@ -2,9 +2,12 @@
 // a result register at 0xd0000000, driven by guests/mmio_device.asm.
 // Run with `npm run example -- mmio-device`.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { Kvm, type IoParams } from 'vcpu';
+
+/** The package's guest programs, wherever it is installed (or this checkout). */
+const GUESTS = join(dirname(require.resolve('vcpu/package.json')), 'guests');
 
 /** An adder: write A (+0) and B (+8), read A + B at SUM (+16). 64-bit registers. */
 export class AdderDevice {
@@ -37,7 +40,7 @@ export class AdderDevice {
 export function main(log: (line: string) => void = console.log): void {
   const vm = Kvm.open().createVm();
   vm.addMemory({ guestAddress: 0, size: 2 << 20 });
-  vm.write(0x1000, readFileSync(join(__dirname, '..', 'guests', 'mmio_device.bin')));
+  vm.write(0x1000, readFileSync(join(GUESTS, 'mmio_device.bin')));
   const vcpu = vm.createVcpu(0);
   vcpu.setupLongMode({ rip: 0x1000, rsp: 0x8000 });
   const adder = new AdderDevice();

@@ -2,7 +2,7 @@
 // stops the guest on Ctrl-C or after a time limit, and reports how it ended.
 // Run with `npm run example -- vmm -- --kernel bzImage [--initrd initrd.img] [--mem 256M]
 // [--seconds 60]`; with no kernel it boots the test kernel of guests/.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { bootLinux, DEFAULT_CMDLINE, type VcpuExit } from 'vcpu';
@@ -14,7 +14,10 @@ export async function main(
   const { values } = parseArgs({
     args: argv,
     options: {
-      kernel: { type: 'string', default: join(__dirname, '..', 'guests', 'test_kernel.bzImage') },
+      kernel: {
+        type: 'string',
+        default: join(dirname(require.resolve('vcpu/package.json')), 'guests', 'test_kernel.bzImage'),
+      },
       initrd: { type: 'string' },
       cmdline: { type: 'string', default: DEFAULT_CMDLINE },
       mem: { type: 'string', default: '256M' },

@@ -11,6 +11,12 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const pkg = require(path.join(root, 'package.json'));
 const TARGET = 'linux-x64-gnu';
+/** napi-rs' platform name of each Rust target (the npm/<platform>/ folders). */
+const PLATFORMS = {
+  'x86_64-unknown-linux-gnu': 'linux-x64-gnu',
+  'x86_64-unknown-linux-musl': 'linux-x64-musl',
+  'aarch64-unknown-linux-gnu': 'linux-arm64-gnu',
+};
 const binary = `vcpu.${TARGET}.node`;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vcpu-install-'));
 // PATH without cargo/rustc: installing must not build anything.
@@ -43,9 +49,10 @@ try {
     throw new Error('the main package must not carry a native binary');
   }
   const staged = JSON.parse(fs.readFileSync(path.join(mainDir, 'package.json'), 'utf8'));
-  staged.optionalDependencies = Object.fromEntries(
-    fs.readdirSync(path.join(root, 'npm')).map((t) => [`vcpu-${t}`, pkg.version]),
-  );
+  // As the release publishes it: the published targets' packages, and no `prepare`
+  // (a clone builds on `npm install`; an installed tarball must run nothing).
+  staged.optionalDependencies = Object.fromEntries(pkg.napi.targets.map((t) => [`vcpu-${PLATFORMS[t]}`, pkg.version]));
+  delete staged.scripts.prepare;
   fs.writeFileSync(path.join(mainDir, 'package.json'), JSON.stringify(staged, null, 2));
   fs.unlinkSync(mainTgzRaw);
   const mainTgz = pack(mainDir);
@@ -54,7 +61,13 @@ try {
   const app = path.join(tmp, 'app');
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
-  sh('npm', ['install', mainTgz, platformTgz], app);
+  const install = require('node:child_process').spawnSync('npm', ['install', mainTgz, platformTgz], {
+    cwd: app,
+    env,
+    encoding: 'utf8',
+  });
+  if (install.status !== 0) throw new Error(`npm install failed:\n${install.stderr}`);
+  const installWarnings = /install-scripts|prepare/.test(install.stderr) ? 'install-scripts warning' : 'quiet';
 
   const guest = '[0xb0, 0x41, 0xe6, 0x10, 0xf4]'; // mov al, 'A'; out 0x10, al; hlt
   fs.writeFileSync(
@@ -144,8 +157,9 @@ try {
     esm: 'esm A Hlt VcpuError',
     mjs: 'mjs A Hlt VcpuError true',
     missing: 'VcpuError ENOTSUP true',
+    install: 'quiet',
   };
-  const got = { cjs, esm, mjs, missing };
+  const got = { cjs, esm, mjs, missing, install: installWarnings };
   const passed = Object.keys(want).filter((k) => got[k] === want[k]).length;
   const total = Object.keys(want).length;
   console.log(`install test: ${Object.values(got).join(' | ')}`);

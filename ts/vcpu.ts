@@ -165,9 +165,10 @@ export class Vcpu extends VcpuX86 {
   }
 
   /**
-   * Runs, handling `Io`, `Mmio` and `Hypercall` exits with the given handlers (one
-   * boundary crossing per exit: the run; the handler works on the exit in place), and returns the first exit it does not
-   * handle. A handler that throws ends the loop with its error.
+   * Runs, handling `Io`, `Mmio`, `Hypercall` and `MsrAccess` exits with the given
+   * handlers (one boundary crossing per exit: the run; the handler works on the exit in
+   * place), and returns the first exit it does not handle. A handler that throws ends
+   * the loop with its error.
    *
    * @example
    * ```ts

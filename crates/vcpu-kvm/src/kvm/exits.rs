@@ -109,7 +109,6 @@ impl KvmVcpu {
     /// Fills the record from `kvm_run` after a successful `KVM_RUN`.
     pub(crate) fn decode_exit(&self) -> VcpuExit {
         let run = self.kvm_run();
-        let rec = self.record();
         // SAFETY (every union read below): the exit reason names the active member, and
         // every member is plain old data, valid for any bit pattern.
         let exit = match run.exit_reason {
@@ -126,7 +125,8 @@ impl KvmVcpu {
             KVM_EXIT_HYPERCALL => {
                 let hc = unsafe { &run.__bindgen_anon_1.hypercall };
                 let args = hc.args.map(|a| a as usize);
-                rec.set_call(&HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]));
+                self.record()
+                    .set_call(&HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]));
                 self.set_pending(Pending::Hypercall);
                 VcpuExit::Hypercall
             }

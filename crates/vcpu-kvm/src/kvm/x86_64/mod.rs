@@ -183,15 +183,16 @@ pub(crate) fn decode_arch_exit(vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<Vcpu
         KVM_EXIT_X86_RDMSR | KVM_EXIT_X86_WRMSR => {
             let msr = unsafe { run.__bindgen_anon_1.msr };
             let write = run.exit_reason == KVM_EXIT_X86_WRMSR;
+            let data = if write { msr.data } else { 0 };
             let rec = vcpu.record();
             rec.msr_index = msr.index.into();
-            rec.msr_data = if write { msr.data } else { 0 };
+            rec.msr_data = data;
             rec.msr_write = write.into();
             rec.msr_fault = 0;
             vcpu.set_pending(Pending::Msr);
             VcpuExit::MsrAccess {
                 index: msr.index,
-                data: rec.msr_data,
+                data,
                 write,
             }
         }

@@ -37,7 +37,10 @@ try {
   const platformDir = path.join(tmp, 'platform');
   fs.mkdirSync(platformDir);
   fs.copyFileSync(path.join(root, 'npm', TARGET, 'package.json'), path.join(platformDir, 'package.json'));
-  fs.copyFileSync(path.join(root, 'native', binary), path.join(platformDir, binary));
+  // The binary the release publishes (npm test passes it), else this machine's build.
+  const built = process.env.VCPU_INSTALL_BINARY ?? path.join(root, 'native', binary);
+  fs.copyFileSync(built, path.join(platformDir, binary));
+  console.log(`install test: ${path.relative(root, built)}`);
   const platformTgz = pack(platformDir);
 
   // The main package, staged so its package.json can list the binary packages.

@@ -1,6 +1,7 @@
 // `npm test`: lint (eslint, prettier, rustfmt, clippy, workflows), the Rust tests
 // (cargo test) and the TypeScript tests (jest), both of which run real guests on
-// /dev/kvm, the install test (packed tarballs in a fresh project), and the docs build. Without a usable /dev/kvm this fails with a message
+// /dev/kvm, the release build (glibc 2.28) and the install test of it (packed tarballs
+// in a fresh project), and the docs build. Without a usable /dev/kvm this fails with a message
 // saying what to do, unless VCPU_SKIP_KVM=1 is set (never honoured when CI=true): then
 // only the tests that need no KVM run.
 'use strict';
@@ -26,5 +27,16 @@ const npmRun = (script) => run('npm', ['run', '--silent', script]);
 npmRun('lint');
 run('cargo', skip ? ['test', '--workspace', '--lib'] : ['test', '--workspace']);
 run(process.execPath, [require.resolve('jest/bin/jest'), ...process.argv.slice(2)]);
-if (!skip) run(process.execPath, [require.resolve('./install-test')]);
+if (!skip) {
+  // The release's binary (glibc 2.28, symbol versions checked), installed and run.
+  run(process.execPath, [require.resolve('./build-release')]);
+  process.env.VCPU_INSTALL_BINARY = require('node:path').join(
+    __dirname,
+    '..',
+    'target',
+    'release-glibc-2.28',
+    'vcpu.linux-x64-gnu.node',
+  );
+  run(process.execPath, [require.resolve('./install-test')]);
+}
 npmRun('docs');

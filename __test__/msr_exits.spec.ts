@@ -49,3 +49,22 @@ describeKvm('MSR exits', () => {
     vm.close();
   });
 });
+
+describeKvm('MSR exits on the async runner', () => {
+  test('runAsync answers MSR exits on the JS thread', async () => {
+    const { vm, vcpu } = longMode('msr', { userspaceMsr: true });
+    const dwords: number[] = [];
+    const writes: bigint[] = [];
+    const exit = await vcpu.runAsync({
+      msr: (m) => {
+        if (m.write) writes.push(m.data);
+        else m.data = 0x0102_0304_0506_0708n;
+      },
+      io: (p) => dwords.push(Buffer.from(p.data).readUInt32LE(0)),
+    });
+    expect(exit.kind).toBe('Hlt');
+    expect(dwords).toEqual([0x0506_0708, 0x0102_0304]);
+    expect(writes).toEqual([0x1122_3344_5566_7788n]);
+    vm.close();
+  });
+});

@@ -46,6 +46,12 @@ type RunView = Arc<std::sync::Mutex<Option<Arc<vcpu_kvm::kvm::RunShared>>>>;
 impl Drop for VcpuState {
     fn drop(&mut self) {
         crate::handles::unregister(self.handle_id);
+        // The facade's record goes with `arrays` (dropped after this): a vcpu that lives
+        // on elsewhere (a thread still holding it) writes its own record from now on.
+        if let Some(v) = self.vcpu.get_mut().as_ref() {
+            // SAFETY: `None` points the vcpu back at the record it owns.
+            unsafe { v.set_exit_record(None) };
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 // against glibc 2.28 (Debian 10, Ubuntu 20.04, RHEL 8 and newer) with cargo-zigbuild,
 // then checked: no symbol may need a newer glibc. Writes
 // target/release-glibc-2.28/vcpu.linux-x64-gnu.node, which the install test installs.
-// Needs `zig` (PyPI's ziglang) and cargo-zigbuild (crates.io); `.ci/run` installs both.
+// Needs `zig` (PyPI's ziglang) and cargo-zigbuild (crates.io), and installs them when
+// they are missing.
 // `npm run build` stays native (this machine's glibc) for development.
 'use strict';
 const { execFileSync } = require('node:child_process');

@@ -29,7 +29,9 @@ pub fn run_to_exit(
 ) -> vcpu_kvm::Result<VcpuExit> {
     loop {
         if crate::handles::shutting_down() {
-            return Ok(VcpuExit::Intr);
+            // The process is exiting: the run returns at once, as an interrupted run (so
+            // the vcpu's record says `Intr` too).
+            vcpu.set_immediate_exit(true);
         }
         match once() {
             Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(VcpuExit::Intr),

@@ -29,7 +29,9 @@ describeKvm('copy path (Electron)', () => {
         for (let i = 0; i < 3; i++) { vcpu.run(); vcpu.handleIo((p) => p.data.fill(p.address)); }
         out.pioIn = [vcpu.run().kind, vcpu.getRegs().rdx.toString(16)];
         try { vm.memory[0].bytes; } catch (e) { out.bytes = e.code; }
+        try { vcpu.handleIo(() => {}); } catch (e) { out.noExit = [e.name, e.code, e.op]; }
         vm.close();
+        try { vcpu.handleIo(() => {}); } catch (e) { out.closed = [e.name, e.code]; }
       }
       { // string I/O and a hypercall through runUntil
         const { vm, vcpu } = boot('hello');
@@ -71,6 +73,9 @@ describeKvm('copy path (Electron)', () => {
     expect(result).toEqual({
       pioIn: ['Hlt', '24242424'],
       bytes: 'ENOTSUP',
+      // Errors of the copy path's native call are VcpuErrors too.
+      noExit: ['VcpuError', 'EINVAL', 'handleIo'],
+      closed: ['VcpuError', 'ECLOSED'],
       // The result (8 + 1, and 5 in the high dword) as the guest reports it.
       hello: ['Hlt', 'Hello from a 64-bit guest on /dev/kvm!', '500000009'],
       mmio: ['Hlt', '1,2,4,8', 'abababababababab'],

@@ -6,7 +6,7 @@
  * @internal
  * @packageDocumentation
  */
-import { call, VcpuError } from './errors';
+import { call, toVcpuError, VcpuError } from './errors';
 import { CODE } from './exit';
 import { ExitRecord, FIELD, PENDING } from './exit_record';
 import { HypercallAbi, toU64 } from './hypercall';
@@ -53,8 +53,6 @@ type AccessKind = 'Io' | 'Mmio';
 /** What `NativeVcpu.bind` returns. */
 type BoundFunctions = ReturnType<NativeVcpu['bind']>;
 
-const PENDING_AT = FIELD.pending;
-
 export class ExitChannel {
   readonly record = new ExitRecord();
   readonly abi: HypercallAbi;
@@ -90,23 +88,16 @@ export class ExitChannel {
       );
       return;
     }
-    const w = this.record.words;
-    if (w[PENDING_AT] !== (kind === 'Io' ? PENDING.Io : PENDING.Mmio)) this.#refuse(op, kind);
-    w[PENDING_AT] = PENDING.Handling;
-    const p = this.#params;
+    const rec = this.record;
+    this.#take(op, kind);
     try {
       for (;;) {
-        const size = w[FIELD.size];
-        p.address = w[FIELD.address] + w[FIELD.address + 1] * 0x1_0000_0000;
-        p.size = size as IoParams['size'];
-        p.operation = w[FIELD.isWrite] === 1 ? 'write' : 'read';
-        p.data = this.#view(w[FIELD.dataOffset], size);
-        fn(p);
-        if (w[FIELD.remaining] <= 1) break;
-        this.bound.nextElement();
+        this.#element(fn);
+        if (rec.words[FIELD.remaining] <= 1) break;
+        this.bound.nextElement(); // a string access: Rust moves the record on
       }
     } finally {
-      w[PENDING_AT] = PENDING.None;
+      rec.pending = PENDING.None;
     }
   }
 
@@ -163,7 +154,10 @@ export class ExitChannel {
     this.#lastKey = -1;
   }
 
-  /** Runs a native call that may call a handler: the handler's own error propagates as is. */
+  /**
+   * Runs a native call that may call a handler: the handler's own error propagates as is;
+   * any other becomes a VcpuError for `op`.
+   */
   guard<T>(op: string, f: () => T): T {
     this.#thrown = undefined;
     try {
@@ -172,7 +166,7 @@ export class ExitChannel {
       const thrown = this.#thrown as { error: unknown } | undefined;
       this.#thrown = undefined;
       if (thrown) throw thrown.error;
-      throw e;
+      throw toVcpuError(e, op);
     }
   }
 
@@ -185,15 +179,12 @@ export class ExitChannel {
 
   /** Why `op` cannot handle the pending exit (it is not a `kind`). */
   #refuse(op: string, kind: keyof typeof PENDING): never {
-    const rec = this.record;
-    {
-      if (this.#native.closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
-      const why =
-        rec.pending === PENDING.Handling
-          ? `${op} cannot run inside a handler`
-          : `${op} must follow a run() that returned ${kind}`;
-      throw new VcpuError('EINVAL', op, why);
-    }
+    if (this.#native.closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
+    const why =
+      this.record.pending === PENDING.Handling
+        ? `${op} cannot run inside a handler`
+        : `${op} must follow a run() that returned ${kind}`;
+    throw new VcpuError('EINVAL', op, why);
   }
 
   /** Calls `fn` with the record's current element. */

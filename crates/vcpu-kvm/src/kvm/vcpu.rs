@@ -153,7 +153,7 @@ impl Vcpu for KvmVcpu {
             ));
         }
         // A run ends whatever exit was pending; a run from inside a handler is refused.
-        if self.pending() == Pending::Handling {
+        if self.in_handler() {
             self.running.store(false, Ordering::Release);
             return Err(self.refuse_in_handler(OP));
         }

@@ -173,6 +173,8 @@ describeKvm('web console', () => {
           const ws = new WebSocket(u);
           ws.onopen = () => resolve('open');
           ws.onerror = () => resolve('refused');
+          ws.onclose = () => resolve('refused');
+          setTimeout(() => resolve('no answer in 10 s'), 10000);
         }),
       wsUrl,
     );

@@ -182,7 +182,11 @@ export async function serveConsole(console: ConsoleSource, options: ConsoleOptio
       hub.close();
       for (const ws of sockets.clients) ws.terminate();
       sockets.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // A browser keeps its HTTP connections alive after the page is gone: close them
+      // too, or server.close() would wait for the browser.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
     },
   };
 }

@@ -121,12 +121,12 @@ pub struct NativeVcpu {
 }
 
 impl NativeVcpu {
-    pub fn new(vcpu: KvmVcpu) -> Self {
+    pub fn new(vcpu: Arc<KvmVcpu>) -> Self {
         // JS threads check, on each tick, that they are still wanted (see `VcpuState::run`).
         let handle_id = crate::handles::register(&vcpu.signal_handle());
         NativeVcpu {
             state: Rc::new(VcpuState {
-                vcpu: RefCell::new(Some(Arc::new(vcpu))),
+                vcpu: RefCell::new(Some(vcpu)),
                 handle_id,
                 arrays: RefCell::new(None),
                 run_view: RefCell::new(None),

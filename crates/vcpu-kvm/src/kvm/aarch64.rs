@@ -7,7 +7,7 @@ use kvm_ioctls::{VcpuFd, VmFd};
 
 use super::vcpu::KvmVcpu;
 use super::{Kvm, VmConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::{HypercallAbi, VcpuExit};
 
 /// No sync registers on arm64.
@@ -61,4 +61,39 @@ pub(crate) fn write_hypercall_results(_vcpu: &KvmVcpu, _abi: &HypercallAbi) -> R
 /// `Vcpu::on_suspend`: arm64 guests have no kvmclock to tell.
 pub(crate) fn on_suspend(_fd: &VcpuFd) -> Result<()> {
     Ok(())
+}
+
+/// Snapshots are not implemented for arm64 yet: the device and vcpu state (GIC, timers,
+/// the ONE_REG registers) is a different set.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct VmSnapshot;
+
+/// See [`VmSnapshot`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct VcpuSnapshot {
+    pub(crate) id: u32,
+}
+
+fn no_snapshots(op: &'static str) -> Error {
+    Error::new(
+        ErrorCode::Errno(libc::ENOTSUP),
+        op,
+        format!("{op}: snapshots are not supported on aarch64 yet"),
+    )
+}
+
+pub(crate) fn save_vm(_fd: &VmFd, _irqchip: bool) -> Result<VmSnapshot> {
+    Err(no_snapshots("snapshot"))
+}
+
+pub(crate) fn restore_vm(_fd: &VmFd, _vm: &VmSnapshot) -> Result<()> {
+    Err(no_snapshots("restoreVm"))
+}
+
+pub(crate) fn save_vcpu(_vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot> {
+    Err(no_snapshots("snapshot"))
+}
+
+pub(crate) fn restore_vcpu(_vcpu: &KvmVcpu, _state: &VcpuSnapshot) -> Result<()> {
+    Err(no_snapshots("restoreVm"))
 }

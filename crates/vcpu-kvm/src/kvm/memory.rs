@@ -1,24 +1,28 @@
 //! Guest RAM: one memory file (a memfd) per VM, each region a window into it, mapped
 //! once for KVM and once more for each zero-copy view (so every view has its own
 //! address, and outlives the slot safely). One file, not one per region: a VM with
-//! thousands of regions holds one descriptor, not thousands.
+//! thousands of regions holds one descriptor, not thousands. A region restored from a
+//! snapshot is instead a private (copy-on-write) mapping of the snapshot file, which
+//! its views share.
 
 use std::fs::File;
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use super::write_log::WriteLog;
 use crate::error::{Error, Result};
 
 /// Host page size; guest memory addresses and sizes must be multiples of it.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// A shared mapping of some memory, unmapped on drop.
+/// A mapping of some guest memory, unmapped on drop.
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    /// The part of the memory file it maps, kept while the mapping lives.
-    _extent: Arc<Extent>,
+    /// The part of the memory file it maps (none for a private mapping), kept while the
+    /// mapping lives.
+    _extent: Option<Arc<Extent>>,
 }
 
 // SAFETY: plain shared memory; concurrent guest and host accesses are the VMM's protocol
@@ -29,29 +33,24 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     fn new(extent: &Arc<Extent>, op: &'static str) -> Result<Self> {
-        let len = extent.len;
-        // SAFETY: a fresh shared mapping of `len` bytes of our own memfd at a page-aligned
-        // offset the file covers; the result is checked and unmapped exactly once in
-        // Drop. MAP_NORESERVE: untouched guest RAM costs nothing.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE,
-                extent.file.file.as_raw_fd(),
-                extent.offset as libc::off_t,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::errno(op, last_errno()));
-        }
-        let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::invalid(op, "mmap returned null"))?;
+        let ptr = map(extent.len, libc::MAP_SHARED, extent.file.file.as_raw_fd(), extent.offset, op)?;
         Ok(Mapping {
             ptr,
-            len,
-            _extent: extent.clone(),
+            len: extent.len,
+            _extent: Some(extent.clone()),
         })
+    }
+
+    /// A private, copy-on-write mapping of `len` bytes of `file` at `offset` (page
+    /// aligned): pages are read from the file on first touch, and a written page becomes
+    /// this mapping's own; the file never changes. `file: None` maps zeroed memory.
+    pub(crate) fn private(file: Option<&File>, offset: u64, len: usize, op: &'static str) -> Result<Self> {
+        let (flags, fd) = match file {
+            Some(f) => (libc::MAP_PRIVATE, f.as_raw_fd()),
+            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+        };
+        let ptr = map(len, flags, fd, offset, op)?;
+        Ok(Mapping { ptr, len, _extent: None })
     }
 
     /// The first byte.
@@ -77,6 +76,31 @@ impl Drop for Mapping {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
+}
+
+/// `mmap` of `len` read-write bytes; `flags` say shared, private or anonymous.
+fn map(len: usize, flags: i32, fd: i32, offset: u64, op: &'static str) -> Result<NonNull<u8>> {
+    if len == 0 {
+        return Err(Error::invalid(op, "an empty mapping"));
+    }
+    // SAFETY: a fresh mapping at an address the kernel picks, of a descriptor we hold
+    // open (or none, for anonymous memory) at a page-aligned offset; the result is
+    // checked, and its owner unmaps it exactly once. MAP_NORESERVE: untouched guest RAM
+    // costs nothing.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags | libc::MAP_NORESERVE,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(Error::errno(op, last_errno()));
+    }
+    NonNull::new(addr.cast::<u8>()).ok_or_else(|| Error::invalid(op, "mmap returned null"))
 }
 
 fn last_errno() -> i32 {
@@ -150,13 +174,16 @@ impl Drop for Extent {
     }
 }
 
-/// One region of guest physical memory: its extent of the VM's memory file, the mapping
-/// KVM uses, and the means to map it again for a view.
+/// One region of guest physical memory: where its memory comes from, the mapping KVM
+/// uses, and what was written since the VM's last snapshot.
 pub struct GuestRegion {
-    extent: Arc<Extent>,
-    mapping: Mapping,
+    /// The extent of the VM's memory file, which each view maps again; `None` for a
+    /// region restored from a snapshot, whose private mapping cannot be mapped twice.
+    extent: Option<Arc<Extent>>,
+    mapping: Arc<Mapping>,
     guest_address: u64,
     readonly: bool,
+    pub(crate) written: WriteLog,
 }
 
 // SAFETY: the region is plain anonymous memory; concurrent guest and host accesses are
@@ -170,19 +197,59 @@ impl GuestRegion {
     pub(crate) fn new(file: &Arc<MemoryFile>, guest_address: u64, size: usize, readonly: bool) -> Result<Self> {
         const OP: &str = "addMemory";
         let extent = file.allocate(size, OP)?;
-        let mapping = Mapping::new(&extent, OP)?;
+        let mapping = Arc::new(Mapping::new(&extent, OP)?);
         Ok(GuestRegion {
-            extent,
+            extent: Some(extent),
             mapping,
             guest_address,
             readonly,
+            written: WriteLog::default(),
         })
     }
 
-    /// A new mapping of the same memory at another address, for one zero-copy view: it
-    /// stays valid (and keeps the memory) after the region is removed or the VM closed.
+    /// A region over `mapping` (memory restored from a snapshot).
+    pub(crate) fn restored(mapping: Mapping, guest_address: u64, readonly: bool) -> Self {
+        GuestRegion {
+            extent: None,
+            mapping: Arc::new(mapping),
+            guest_address,
+            readonly,
+            written: WriteLog::default(),
+        }
+    }
+
+    /// The mapping for one zero-copy view, which stays valid (and keeps the memory) after
+    /// the region is removed or the VM closed: a new mapping at an address of its own,
+    /// or, for a region restored from a snapshot, the region's own mapping (see
+    /// [`GuestRegion::views_share_address`]). A view can write any page at any time, so
+    /// the next diff snapshot counts every page of the region as written.
     pub fn map_view(&self) -> Result<Arc<Mapping>> {
-        Ok(Arc::new(Mapping::new(&self.extent, "bytes")?))
+        self.written.mark_all();
+        match &self.extent {
+            Some(extent) => Ok(Arc::new(Mapping::new(extent, "bytes")?)),
+            None => Ok(self.mapping.clone()),
+        }
+    }
+
+    /// Whether a zero-copy view of the region is alive (each holds the extent or the
+    /// mapping, besides the region's own hold).
+    pub(crate) fn has_live_views(&self) -> bool {
+        match &self.extent {
+            Some(extent) => Arc::strong_count(extent) > 2,
+            None => Arc::strong_count(&self.mapping) > 1,
+        }
+    }
+
+    /// Whether views share the region's address (restored regions) rather than each
+    /// having one of its own.
+    pub fn views_share_address(&self) -> bool {
+        self.extent.is_none()
+    }
+
+    /// The memory file and the offset the region starts at in it (not for restored
+    /// regions), so a snapshot can skip the holes of untouched memory.
+    pub(crate) fn file_range(&self) -> Option<(&File, u64)> {
+        self.extent.as_ref().map(|e| (&e.file.file, e.offset))
     }
 
     /// The host address of the region's first byte.
@@ -228,6 +295,14 @@ impl GuestRegion {
     pub(crate) fn write_at(&self, offset: usize, data: &[u8]) {
         // SAFETY: as in read_at, in the other direction.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.host_ptr().add(offset), data.len()) }
+        self.written.mark(offset, data.len());
+    }
+
+    /// The region's memory as bytes, for a snapshot taken while no vcpu runs.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: the whole mapping, live as long as `self`; the snapshot reads it while
+        // every vcpu of the VM is held outside `run()`.
+        unsafe { std::slice::from_raw_parts(self.host_ptr(), self.len()) }
     }
 }
 

@@ -13,7 +13,13 @@ use crate::MemSlot;
 pub(super) struct Slot {
     pub(super) slot: MemSlot,
     pub(super) region: Arc<GuestRegion>,
+    /// The user asked for the dirty log (`getDirtyLog`).
     pub(super) dirty_log: bool,
+    /// KVM logs dirty pages: for the user, or for the next diff snapshot.
+    pub(super) logging: bool,
+    /// Dirty pages a snapshot fetched from KVM that the user's next `getDirtyLog` still
+    /// owes (fetching clears KVM's log).
+    pub(super) owed: Vec<u64>,
 }
 
 /// The slots of a VM, and the file their memory comes from.
@@ -60,11 +66,15 @@ impl MemoryMap {
             .or_else(|| ((self.next as usize) < max).then_some(self.next))
     }
 
+    /// Records `slot`: one `free_slot` gave (constant time), or any free number (a
+    /// restored VM's).
     pub(super) fn insert(&mut self, slot: Slot) {
-        if self.free.last() == Some(&slot.slot) {
-            self.free.pop();
-        } else if slot.slot == self.next {
-            self.next += 1;
+        let n = slot.slot;
+        if n >= self.next {
+            self.free.extend(self.next..n);
+            self.next = n + 1;
+        } else if let Some(i) = self.free.iter().rposition(|&f| f == n) {
+            self.free.swap_remove(i);
         }
         self.by_address.insert(slot.region.guest_address(), slot.slot);
         self.slots.insert(slot.slot, slot);
@@ -99,6 +109,17 @@ impl MemoryMap {
     /// Every slot, by number.
     pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
         self.slots.values()
+    }
+
+    /// Every slot, by number, to change.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots.values_mut()
+    }
+
+    /// Slot `slot` to change, or `ENOENT`.
+    pub(super) fn get_mut(&mut self, op: &'static str, slot: MemSlot) -> Result<&mut Slot> {
+        self.get(op, slot)?;
+        self.slots.get_mut(&slot).ok_or_else(|| Error::invalid(op, "slot vanished"))
     }
 
     /// Drops every slot (the VM is closing; views keep their own mappings).

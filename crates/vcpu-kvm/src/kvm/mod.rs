@@ -8,9 +8,11 @@ mod memory;
 mod memory_map;
 mod run;
 mod signal;
+mod snapshot;
 mod vcpu;
 mod vm;
 mod vm_memory;
+mod write_log;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -23,6 +25,7 @@ use x86_64 as arch;
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
 pub use signal::{kick_signal, KICK_SIGNAL_OFFSET};
+pub use snapshot::SnapshotInfo;
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
 #[cfg(target_arch = "x86_64")]

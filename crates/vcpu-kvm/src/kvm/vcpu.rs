@@ -113,6 +113,22 @@ impl KvmVcpu {
         self.set_pending(Pending::None);
     }
 
+    /// Keeps `run()` out of this vcpu (it answers `EBUSY`) until the guard goes, for a
+    /// snapshot; refused with `EBUSY` while the vcpu runs or an exit waits for its
+    /// handler (nothing may be half-done in a saved state).
+    pub(crate) fn hold(self: &Arc<Self>, op: &'static str) -> Result<HeldVcpu> {
+        let busy = |why: String| Error::new(crate::ErrorCode::Errno(libc::EBUSY), op, format!("{op}: vcpu {} {why}", self.id));
+        if self.running.swap(true, Ordering::Acquire) {
+            return Err(busy("is inside run()".into()));
+        }
+        let held = HeldVcpu(self.clone());
+        match self.pending() {
+            Pending::None => Ok(held),
+            Pending::Handling => Err(busy("is inside one of its exit handlers".into())),
+            p => Err(busy(format!("has an exit waiting for its handler ({p:?}): handle it or run again first"))),
+        }
+    }
+
     /// The vcpu fd, or `ECLOSED`.
     pub(crate) fn fd(&self, op: &'static str) -> Result<&VcpuFd> {
         if self.is_closed() {
@@ -136,6 +152,22 @@ impl KvmVcpu {
     /// zero-copy views of exit data: `(start, length)`.
     pub fn run_mapping(&self) -> (Arc<RunShared>, usize) {
         (self.shared.clone(), self.shared.len())
+    }
+}
+
+/// A vcpu kept out of `run()`; see [`KvmVcpu::hold`].
+pub(crate) struct HeldVcpu(Arc<KvmVcpu>);
+
+impl std::ops::Deref for HeldVcpu {
+    type Target = KvmVcpu;
+    fn deref(&self) -> &KvmVcpu {
+        &self.0
+    }
+}
+
+impl Drop for HeldVcpu {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use kvm_ioctls::{Cap, VmFd};
 
 use super::memory_map::MemoryMap;
-use super::run::RunShared;
+use super::snapshot::Restored;
 use super::vcpu::KvmVcpu;
 use super::Kvm;
 use crate::error::{Context, Error, ErrorCode, Result};
@@ -46,7 +46,10 @@ impl Default for VmConfig {
 pub(super) struct VmState {
     pub(super) fd: Option<VmFd>,
     pub(super) memory: MemoryMap,
-    vcpus: Vec<Weak<RunShared>>,
+    pub(super) vcpus: Vec<Weak<KvmVcpu>>,
+    /// What the VM's last snapshot or restore left: the base of the next diff, and
+    /// saved vcpus not created yet.
+    pub(super) restored: Restored,
 }
 
 pub(crate) struct VmShared {
@@ -103,6 +106,7 @@ impl KvmVm {
                     fd: Some(fd),
                     memory: MemoryMap::default(),
                     vcpus: Vec::new(),
+                    restored: Restored::default(),
                 }),
                 closed: AtomicBool::new(false),
                 config,
@@ -177,8 +181,8 @@ impl KvmVm {
         })
     }
 
-    /// Creates vcpu `id` (0 ≤ id < KVM's maximum vcpu id). Run it on the thread that
-    /// created it.
+    /// Creates vcpu `id` (0 ≤ id < KVM's maximum vcpu id). In a VM restored from a
+    /// snapshot, a saved id comes back with all its state.
     ///
     /// # Example
     ///
@@ -189,7 +193,7 @@ impl KvmVm {
     /// assert!(vm.create_vcpu(0).is_err()); // EEXIST
     /// # Ok::<(), vcpu_kvm::Error>(())
     /// ```
-    pub fn create_vcpu(&self, id: usize) -> Result<KvmVcpu> {
+    pub fn create_vcpu(&self, id: usize) -> Result<Arc<KvmVcpu>> {
         const OP: &str = "createVcpu";
         if id >= self.shared.max_vcpu_id {
             return Err(Error::invalid(
@@ -207,9 +211,13 @@ impl KvmVm {
             ),
             errno => Error::errno(OP, errno),
         })?;
-        let vcpu = KvmVcpu::new(id, vcpu_fd, self.clone())?;
+        let vcpu = Arc::new(KvmVcpu::new(id, vcpu_fd, self.clone())?);
+        if let Some(saved) = state.restored.vcpus.get(&(id as u32)) {
+            super::arch::restore_vcpu(&vcpu, saved)?;
+            state.restored.vcpus.remove(&(id as u32));
+        }
         state.vcpus.retain(|w| w.strong_count() > 0);
-        state.vcpus.push(Arc::downgrade(vcpu.run_shared()));
+        state.vcpus.push(Arc::downgrade(&vcpu));
         Ok(vcpu)
     }
 
@@ -225,16 +233,17 @@ impl KvmVm {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.closed.store(true, Ordering::Release);
         let vcpus: Vec<_> = state.vcpus.drain(..).filter_map(|w| w.upgrade()).collect();
-        for vcpu in &vcpus {
-            vcpu.closed.store(true, Ordering::Release);
-            super::signal::request_exit(vcpu);
-            super::signal::wake(vcpu);
+        let runs: Vec<_> = vcpus.iter().map(|v| v.run_shared().clone()).collect();
+        for run in &runs {
+            run.closed.store(true, Ordering::Release);
+            super::signal::request_exit(run);
+            super::signal::wake(run);
         }
         let deadline = std::time::Instant::now() + CLOSE_WAIT;
-        while vcpus.iter().any(|v| v.running_tid.load(Ordering::Acquire) != 0) && std::time::Instant::now() < deadline {
+        while runs.iter().any(|v| v.running_tid.load(Ordering::Acquire) != 0) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            for vcpu in &vcpus {
-                super::signal::wake(vcpu);
+            for run in &runs {
+                super::signal::wake(run);
             }
         }
         state.memory.clear();

@@ -8,7 +8,7 @@ use kvm_ioctls::Cap;
 
 use super::memory::{GuestRegion, PAGE_SIZE};
 use super::memory_map::Slot;
-use super::vm::{KvmVm, MAX_GUEST_ADDRESS_BITS};
+use super::vm::{KvmVm, VmState, MAX_GUEST_ADDRESS_BITS};
 use crate::error::{Context, Error, ErrorCode, Result};
 use crate::MemSlot;
 
@@ -93,29 +93,48 @@ impl KvmVm {
             ));
         }
         let region = Arc::new(GuestRegion::new(&file, guest_address, size, readonly)?);
-        let mut flags = 0;
-        if readonly {
-            flags |= KVM_MEM_READONLY;
+        if state.restored.tracking() {
+            // Not in the last snapshot: the next diff holds all of it.
+            region.written.restart(size, true);
         }
-        if dirty_log {
-            flags |= KVM_MEM_LOG_DIRTY_PAGES;
-        }
-        let mem = kvm_userspace_memory_region {
-            slot,
-            flags,
-            guest_phys_addr: guest_address,
-            memory_size: size as u64,
-            userspace_addr: region.host_ptr() as u64,
-        };
-        // SAFETY: the host range is our own live mapping of exactly `size` bytes, and the
-        // slot holds an Arc to it, so it stays mapped until the slot is removed from KVM.
-        unsafe { fd.set_user_memory_region(mem) }.op(OP)?;
+        Self::insert_slot(&mut state, slot, region.clone(), dirty_log, OP)?;
+        Ok((slot, region))
+    }
+
+    /// Gives `region` to KVM as `slot` and records it. KVM logs its dirty pages if the
+    /// user asked (`dirty_log`) or a diff snapshot will need them.
+    pub(super) fn insert_slot(
+        state: &mut VmState,
+        slot: MemSlot,
+        region: Arc<GuestRegion>,
+        dirty_log: bool,
+        op: &'static str,
+    ) -> Result<()> {
+        let logging = dirty_log || state.restored.tracking();
+        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(op, "VM"))?;
+        // SAFETY: the host range is the region's own live mapping of its whole size, and
+        // the slot holds an Arc to the region, so it stays mapped until the slot is
+        // removed from KVM.
+        unsafe { fd.set_user_memory_region(slot_region(slot, &region, logging)) }.op(op)?;
         state.memory.insert(Slot {
             slot,
-            region: region.clone(),
+            region,
             dirty_log,
+            logging,
+            owed: Vec::new(),
         });
-        Ok((slot, region))
+        Ok(())
+    }
+
+    /// Turns on KVM's dirty log for every slot (a diff snapshot needs it from now on).
+    pub(super) fn log_every_slot(state: &mut VmState, op: &'static str) -> Result<()> {
+        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(op, "VM"))?;
+        for s in state.memory.iter_mut().filter(|s| !s.logging) {
+            // SAFETY: the same live mapping the slot already has; only the flags change.
+            unsafe { fd.set_user_memory_region(slot_region(s.slot, &s.region, true)) }.op(op)?;
+            s.logging = true;
+        }
+        Ok(())
     }
 
     /// Removes a slot from the guest: accesses there become `Mmio` exits. The host
@@ -194,12 +213,45 @@ impl KvmVm {
     /// The pages of `slot` written since the last call, one bit per page.
     pub fn get_dirty_log(&self, slot: MemSlot) -> Result<Vec<u64>> {
         const OP: &str = "getDirtyLog";
-        let state = self.lock(OP)?;
-        let s = state.memory.get(OP, slot)?;
+        let mut guard = self.lock(OP)?;
+        let state = &mut *guard;
+        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        let s = state.memory.get_mut(OP, slot)?;
         if !s.dirty_log {
             return Err(Error::invalid(OP, format!("slot {slot} was added without dirtyLog")));
         }
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
-        fd.get_dirty_log(slot, s.region.len()).op(OP)
+        let mut pages = fetch_dirty_log(fd, s, OP)?;
+        for (p, owed) in pages.iter_mut().zip(std::mem::take(&mut s.owed)) {
+            *p |= owed;
+        }
+        Ok(pages)
+    }
+}
+
+/// KVM's dirty log of `s` (reading clears it), which two readers share: the user's
+/// `getDirtyLog` and the next diff snapshot (the region's write log keeps its part).
+pub(super) fn fetch_dirty_log(fd: &kvm_ioctls::VmFd, s: &mut Slot, op: &'static str) -> Result<Vec<u64>> {
+    if !s.logging {
+        return Ok(Vec::new());
+    }
+    let pages = fd.get_dirty_log(s.slot, s.region.len()).op(op)?;
+    s.region.written.add(&pages);
+    Ok(pages)
+}
+
+fn slot_region(slot: MemSlot, region: &GuestRegion, logging: bool) -> kvm_userspace_memory_region {
+    let mut flags = 0;
+    if region.readonly() {
+        flags |= KVM_MEM_READONLY;
+    }
+    if logging {
+        flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    }
+    kvm_userspace_memory_region {
+        slot,
+        flags,
+        guest_phys_addr: region.guest_address(),
+        memory_size: region.len() as u64,
+        userspace_addr: region.host_ptr() as u64,
     }
 }

@@ -18,7 +18,7 @@ pub fn guest(name: &str) -> Vec<u8> {
 
 /// A VM with RAM at [0, 2 MiB) holding `code` at 0x1000, and vcpu 0 in 64-bit long
 /// mode about to run it.
-pub fn long_mode(name: &str) -> (KvmVm, KvmVcpu) {
+pub fn long_mode(name: &str) -> (KvmVm, std::sync::Arc<KvmVcpu>) {
     let kvm = Kvm::open(None).expect("open /dev/kvm");
     let vm = kvm.create_vm(VmConfig::default()).expect("create VM");
     vm.add_memory(0, RAM_SIZE, false, false).expect("add memory");

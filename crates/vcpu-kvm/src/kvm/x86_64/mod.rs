@@ -5,11 +5,13 @@ mod debug;
 mod interrupts;
 mod long_mode;
 mod msr_exits;
+mod snapshot;
 mod state;
 
 pub use msr_exits::MsrAccess;
 
 pub use debug::GuestDebug;
+pub(crate) use snapshot::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuSnapshot, VmSnapshot};
 
 use std::sync::OnceLock;
 
@@ -35,6 +37,8 @@ pub const HYPERCALL_RESULT_REGS: [&str; 4] = ["rax", "rbx", "rcx", "rdx"];
 pub(crate) struct VmArch {
     /// The host's supported CPUID, which each new vcpu starts with.
     cpuid: &'static CpuId,
+    /// The MSRs a snapshot saves.
+    saveable_msrs: &'static [u32],
 }
 
 /// Places KVM's TSS and identity map, creates the irqchip and PIT if asked, and sends
@@ -61,6 +65,7 @@ pub(crate) fn init_vm(kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch>
     }
     Ok(VmArch {
         cpuid: supported_cpuid(kvm)?,
+        saveable_msrs: snapshot::saveable_msrs(kvm)?,
     })
 }
 

@@ -1,22 +1,27 @@
 #!/usr/bin/env node
 /**
  * `npx vcpu boot --kernel PATH [--initrd PATH] [--cmdline STR] [--mem 512M] [--cpus N]
- * [--web [HOST:]PORT]`: boots a Linux kernel with its serial console in this terminal
- * (raw mode; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A, as in QEMU) and, with `--web`,
- * in a browser too.
+ * [--web [HOST:]PORT] [--snapshot PATH]`: boots a Linux kernel with its serial console
+ * in this terminal (raw mode; Ctrl-A x quits, Ctrl-A s writes the snapshot, Ctrl-A
+ * Ctrl-A sends Ctrl-A, as in QEMU) and, with `--web`, in a browser too.
+ * `npx vcpu restore PATH [--web …] [--snapshot PATH]` continues a snapshot the same way.
  * @internal
  * @packageDocumentation
  */
 import { parseArgs } from 'node:util';
 
 import { VcpuError } from './errors';
-import { bootLinux, DEFAULT_CMDLINE } from './linux';
+import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type LinuxMachine } from './linux';
 import { serveConsole } from './web_console';
 
 const USAGE = `Usage: vcpu boot --kernel PATH [options]
+       vcpu restore PATH [--web [HOST:]PORT] [--snapshot PATH]
 
-Boots a Linux kernel (bzImage or ELF vmlinux) on /dev/kvm with its serial console
-(COM1) in this terminal. Ctrl-A x quits; Ctrl-A Ctrl-A sends Ctrl-A.
+boot: boots a Linux kernel (bzImage or ELF vmlinux) on /dev/kvm with its serial
+console (COM1) in this terminal. restore: continues a machine from a snapshot file
+(written by Ctrl-A s), console and all, in this or any later process.
+Ctrl-A x quits; Ctrl-A s writes the snapshot (with --snapshot); Ctrl-A Ctrl-A sends
+Ctrl-A.
 
 Options:
   --kernel PATH     the kernel (required)
@@ -29,12 +34,20 @@ Options:
                     127.0.0.1) and PORT (0 picks one); the URL, with its secret token,
                     is printed on stderr. The terminal keeps its console: both see the
                     output and both may type.
+  --snapshot PATH   where Ctrl-A s writes a snapshot of the machine (the guest
+                    pauses while it is written, then runs on)
   -h, --help        this text
 
 The exit status is 0 when the guest powers off or reboots, 1 on an error, 2 on bad
 usage, 130 when you quit.`;
 
 const CTRL_A = 0x01;
+
+const CONSOLE_OPTIONS = {
+  web: { type: 'string' },
+  snapshot: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
 async function boot(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -45,8 +58,7 @@ async function boot(argv: string[]): Promise<number> {
       cmdline: { type: 'string' },
       mem: { type: 'string', default: '512M' },
       cpus: { type: 'string', default: '1' },
-      web: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
+      ...CONSOLE_OPTIONS,
     },
     strict: true,
   });
@@ -58,19 +70,40 @@ async function boot(argv: string[]): Promise<number> {
     process.stderr.write(`vcpu: --kernel PATH is required\n\n${USAGE}\n`);
     return 2;
   }
-  const cpus = Number(values.cpus);
   const linux = bootLinux({
     kernel: values.kernel,
     initrd: values.initrd,
     cmdline: values.cmdline ?? DEFAULT_CMDLINE,
     memory: values.mem,
-    cpus,
+    cpus: Number(values.cpus),
   });
+  return attach(linux, values);
+}
+
+async function restore(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: CONSOLE_OPTIONS, strict: true, allowPositionals: true });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    process.stderr.write(`vcpu: restore takes one snapshot file\n\n${USAGE}\n`);
+    return 2;
+  }
+  return attach(restoreLinux(positionals[0]), values);
+}
+
+/**
+ * Runs `linux` with its console on this terminal (and the web, if asked) until the
+ * guest is done or the user quits; Ctrl-A s pauses it, writes the snapshot and runs on.
+ */
+async function attach(linux: LinuxMachine, options: { web?: string; snapshot?: string }): Promise<number> {
   linux.output.pipe(process.stdout);
-  const web = values.web === undefined ? undefined : await serveConsole(linux, webAddress(values.web));
+  const web = options.web === undefined ? undefined : await serveConsole(linux, webAddress(options.web));
   if (web) process.stderr.write(`vcpu: web console at ${web.url}\r\n`);
   const stdin = process.stdin;
   let quit = false;
+  let snapshotWanted = false;
   if (stdin.isTTY) {
     stdin.setRawMode(true);
     let escape = false;
@@ -83,6 +116,14 @@ async function boot(argv: string[]): Promise<number> {
             quit = true;
             linux.stop();
             return;
+          }
+          if (byte === 0x73 /* s */) {
+            if (options.snapshot === undefined) {
+              process.stderr.write('\r\nvcpu: no --snapshot PATH was given\r\n');
+            } else {
+              snapshotWanted = true;
+              linux.stop();
+            }
           }
           if (byte === CTRL_A) forward.push(CTRL_A);
         } else if (byte === CTRL_A) {
@@ -97,13 +138,21 @@ async function boot(argv: string[]): Promise<number> {
     stdin.on('data', (chunk: Buffer) => linux.input.write(chunk));
   }
   try {
-    const exit = await linux.start();
-    if (quit) return 130;
-    if (exit.kind === 'SystemEventReset' || exit.kind === 'SystemEventShutdown') return 0;
-    process.stderr.write(
-      `\nvcpu: the guest stopped: ${JSON.stringify(exit, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`,
-    );
-    return 1;
+    for (;;) {
+      const exit = await linux.start();
+      if (quit) return 130;
+      if (snapshotWanted && options.snapshot !== undefined) {
+        snapshotWanted = false;
+        const { pages } = linux.snapshot(options.snapshot);
+        process.stderr.write(`\r\nvcpu: snapshot written to ${options.snapshot} (${pages} pages)\r\n`);
+        continue;
+      }
+      if (exit.kind === 'SystemEventReset' || exit.kind === 'SystemEventShutdown') return 0;
+      process.stderr.write(
+        `\nvcpu: the guest stopped: ${JSON.stringify(exit, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`,
+      );
+      return 1;
+    }
   } finally {
     if (stdin.isTTY) stdin.setRawMode(false);
     stdin.pause();
@@ -126,12 +175,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  if (command !== 'boot') {
+  if (command !== 'boot' && command !== 'restore') {
     process.stderr.write(`vcpu: unknown command '${command}'\n\n${USAGE}\n`);
     return 2;
   }
   try {
-    return await boot(rest);
+    return await (command === 'boot' ? boot(rest) : restore(rest));
   } catch (e) {
     const usage = (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`vcpu: ${e instanceof VcpuError || usage ? (e as Error).message : String(e)}\n`);

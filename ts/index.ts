@@ -16,7 +16,7 @@
  * @packageDocumentation
  */
 export { Kvm, DEFAULT_HYPERCALL_PORT, type VmOptions } from './kvm';
-export { Vm, type VmHandle } from './vm';
+export { Vm, type VmHandle, type SnapshotOptions, type SnapshotInfo } from './vm';
 export { GuestMemory, type MemoryOptions } from './memory';
 export { Vcpu, type ExitHandlers, type LongModeOptions, type MsrAccess, type MsrHandler } from './vcpu';
 export { VcpuState, type DeepPartial } from './vcpu_state';
@@ -25,7 +25,7 @@ export { VcpuError } from './errors';
 export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';
 export type * from './types';
-export { bootLinux, parseSize, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
+export { bootLinux, restoreLinux, parseSize, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
 export {
   serveConsole,
   ConsoleHub,

@@ -7,7 +7,7 @@ import { checkOptions } from './options';
 import { call } from './errors';
 import native, { type NativeKvm } from './native';
 import type { CpuidEntry } from './types';
-import { Vm } from './vm';
+import { checkPath, Vm } from './vm';
 
 /** The hypercall port a VM uses unless {@link VmOptions.hypercallPort} says otherwise. */
 export const DEFAULT_HYPERCALL_PORT: number = native.defaultHypercallPort();
@@ -130,5 +130,26 @@ export class Kvm {
     const { irqchip = false, hypercallPort = DEFAULT_HYPERCALL_PORT, userspaceMsr = false } = o;
     const port = hypercallPort === null ? -1 : hypercallPort;
     return new Vm(call('createVm', () => this.#native.createVm(!!irqchip, port, !!userspaceMsr)));
+  }
+
+  /**
+   * A VM restored from the snapshot at `path` ({@link Vm.snapshot}), in this or another
+   * process: memory, irqchip, PIT and clock as saved. Memory comes from the file lazily
+   * and copy-on-write (the file is never changed; many VMs can be restored from one
+   * file), shared by every thread as usual. Bring the vcpus back with
+   * {@link Vm.createVcpu} (ids in {@link Vm.snapshotVcpuIds}). A file that is not a
+   * snapshot, is truncated or corrupt, was made by another version, or whose base is
+   * missing throws `EINVAL` saying which, and nothing of it is mapped.
+   *
+   * @example
+   * ```ts
+   * const vm = kvm.restoreVm('/tmp/booted.snap');
+   * const vcpu = vm.createVcpu(0);
+   * vcpu.run(); // continues where the guest was
+   * ```
+   */
+  restoreVm(path: string): Vm {
+    checkPath('restoreVm', path);
+    return new Vm(call('restoreVm', () => this.#native.restoreVm(path)));
   }
 }

@@ -13,7 +13,7 @@ import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
 import { exitFor } from './exit';
 import { internalsOf, type Vcpu } from './vcpu';
-import type { Vm } from './vm';
+import { checkPath, type SnapshotInfo, type SnapshotOptions, type Vm } from './vm';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
 export const DEFAULT_CMDLINE =
@@ -86,6 +86,8 @@ export class LinuxMachine {
   readonly input: Writable;
   readonly #devices: NativeDevices;
   #pending: Buffer[] = [];
+  #running = false;
+  #outputEnded = false;
 
   /** @internal */
   constructor(vm: Vm, vcpus: Vcpu[], boot: LinuxBootInfo, devices: NativeDevices) {
@@ -133,7 +135,9 @@ export class LinuxMachine {
    * Runs the guest, each vcpu on a native thread of its own (the event loop stays
    * free), until one powers off or reboots (`SystemEventReset`, through the i8042),
    * shuts down or otherwise stops, or the guest is stopped (`Intr`); then stops the
-   * others. The console streams meanwhile; `output` ends when this resolves.
+   * others. The console streams meanwhile. After {@link stop} (`Intr`) the machine can
+   * be snapshotted and started again, continuing where it was; otherwise the guest is
+   * done and `output` ends (it also ends at {@link close}).
    *
    * @example
    * ```ts
@@ -142,25 +146,61 @@ export class LinuxMachine {
    * ```
    */
   async start(): Promise<VcpuExit> {
+    if (this.#running) throw new VcpuError('EBUSY', 'start', 'start: the machine is already running');
+    this.#running = true;
+    // A previous stop() left each vcpu's immediate exit set: this run is wanted.
+    for (const v of this.vcpus) v.setImmediateExit(false);
     const poll = setInterval(() => this.#drain(), 10);
-    const runs = this.vcpus.map((v) => {
-      const { native, thread } = internalsOf(v);
-      return thread.start(
-        'runDevices',
-        (callback) => native.runDevices(this.#devices, callback),
-        (code) => exitFor(code, native),
-      );
-    });
+    let exit: VcpuExit | undefined;
     try {
-      const first = await Promise.race(runs);
+      const runs = this.vcpus.map((v) => {
+        const { native, thread } = internalsOf(v);
+        return thread.start(
+          'runDevices',
+          (callback) => native.runDevices(this.#devices, callback),
+          (code) => exitFor(code, native),
+        );
+      });
+      exit = await Promise.race(runs);
       this.stop();
       await Promise.allSettled(runs);
-      return first;
+      return exit;
     } finally {
+      this.#running = false;
       clearInterval(poll);
       this.#drain();
-      this.output.push(null);
+      // Stopped (Intr), the machine can start again; otherwise the guest is done.
+      if (exit?.kind !== 'Intr') this.#endOutput();
     }
+  }
+
+  #endOutput(): void {
+    if (!this.output.readableEnded && !this.#outputEnded) this.output.push(null);
+    this.#outputEnded = true;
+  }
+
+  /**
+   * Writes the machine to one file while it is stopped (not inside {@link start}, else
+   * `EBUSY`): the VM as {@link Vm.snapshot} does, with the serial port's and the
+   * i8042's state and where the kernel was loaded, so that {@link restoreLinux} (in
+   * this or another process) continues it, console and all. Console output not yet
+   * read is pushed to {@link output} first.
+   *
+   * @example
+   * ```ts
+   * setTimeout(() => linux.stop(), 5000);
+   * await linux.start();
+   * linux.snapshot('/tmp/linux.snap');
+   * ```
+   */
+  snapshot(path: string, options: SnapshotOptions = {}): SnapshotInfo {
+    const { diff = false } = checkOptions<SnapshotOptions>('snapshot', options, ['diff']);
+    checkPath('snapshot', path);
+    if (this.#running) {
+      throw new VcpuError('EBUSY', 'snapshot', 'snapshot: the machine is running; stop() it and wait for start() first');
+    }
+    this.#drain();
+    return call('snapshot', () => this.vm.native.snapshotLinux(path, !!diff, this.#devices, this.boot));
   }
 
   /**
@@ -185,6 +225,42 @@ export class LinuxMachine {
    */
   close(): void {
     this.vm.close();
+    this.#endOutput();
+  }
+}
+
+/**
+ * A {@link LinuxMachine} restored from {@link LinuxMachine.snapshot}'s file, in this or
+ * another process: the guest continues where it stopped when {@link LinuxMachine.start}
+ * runs it, and its console with it. A snapshot of a plain VM (not `bootLinux`) or a bad
+ * file throws `EINVAL` saying which.
+ *
+ * @example
+ * ```ts
+ * const linux = restoreLinux('/tmp/linux.snap');
+ * linux.output.pipe(process.stdout);
+ * process.stdin.pipe(linux.input);
+ * await linux.start();
+ * ```
+ */
+export function restoreLinux(path: string): LinuxMachine {
+  checkPath('restoreLinux', path);
+  const kvm = Kvm.open();
+  const vm = (() => {
+    try {
+      return kvm.restoreVm(path);
+    } finally {
+      kvm.close();
+    }
+  })();
+  try {
+    const boot = call('restoreLinux', () => vm.native.restoredBoot());
+    const devices = call('restoreLinux', () => vm.native.restoreDevices());
+    const vcpus = vm.snapshotVcpuIds.map((id) => vm.createVcpu(id));
+    return new LinuxMachine(vm, vcpus, boot, devices);
+  } catch (e) {
+    vm.close();
+    throw e;
   }
 }
 

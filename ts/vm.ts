@@ -42,6 +42,27 @@ export interface VmHandle {
  * const vcpu = vm.createVcpu(0);
  * ```
  */
+/** Options of {@link Vm.snapshot}. */
+export interface SnapshotOptions {
+  /** Only the pages written since the VM's previous snapshot or restore. */
+  diff?: boolean;
+}
+
+/** What {@link Vm.snapshot} wrote. */
+export interface SnapshotInfo {
+  /** Bytes of data written: header, state and memory pages (zero pages take none). */
+  bytes: number;
+  /** Guest memory pages written. */
+  pages: number;
+}
+
+/** `path` must be a non-empty string; else `EINVAL` from `op`. @internal */
+export function checkPath(op: string, path: unknown): asserts path is string {
+  if (typeof path !== 'string' || path === '') {
+    throw new VcpuError('EINVAL', op, `${op}: path must be a file name, got ${typeof path === 'string' ? "''" : typeof path}`);
+  }
+}
+
 export class Vm {
   readonly #native: NativeVm;
   readonly #memory = new Map<number, GuestMemory>();
@@ -197,7 +218,8 @@ export class Vm {
   }
 
   /**
-   * Creates vcpu `id`. Run it on the thread that created it.
+   * Creates vcpu `id`. Run it on the thread that created it. In a VM restored from a
+   * snapshot, a saved id ({@link Vm.snapshotVcpuIds}) comes back with all its state.
    *
    * @example
    * ```ts
@@ -209,6 +231,41 @@ export class Vm {
     const vcpu = new Vcpu(native, this);
     this.#vcpus.add(vcpu);
     return vcpu;
+  }
+
+  /**
+   * Writes the whole VM to one file at `path` (replacing it atomically): its options and
+   * memory layout, guest memory (pages that are all zero are not written), irqchip, PIT
+   * and clock, and every vcpu's state. Every vcpu must be outside `run()` with no exit
+   * waiting for its `handle*()` call, else `EBUSY`; they are kept out of `run()` while
+   * it writes. `diff: true` writes only the pages written since this VM's previous
+   * snapshot or restore, naming that file as its base (`EINVAL` if there is none).
+   *
+   * @example
+   * ```ts
+   * const { bytes, pages } = vm.snapshot('/tmp/booted.snap');
+   * // … the guest runs on …
+   * vm.snapshot('/tmp/later.snap', { diff: true }); // only what changed since
+   * ```
+   */
+  snapshot(path: string, options: SnapshotOptions = {}): SnapshotInfo {
+    const { diff = false } = checkOptions<SnapshotOptions>('snapshot', options, ['diff']);
+    checkPath('snapshot', path);
+    return call('snapshot', () => this.#native.snapshot(path, !!diff));
+  }
+
+  /**
+   * The vcpu ids saved in the snapshot this VM was restored from (`[]` for a VM not
+   * restored): {@link Vm.createVcpu} with one of them brings that vcpu back.
+   *
+   * @example
+   * ```ts
+   * const vm = kvm.restoreVm('/tmp/booted.snap');
+   * const vcpus = vm.snapshotVcpuIds.map((id) => vm.createVcpu(id));
+   * ```
+   */
+  get snapshotVcpuIds(): number[] {
+    return call('snapshotVcpuIds', () => this.#native.snapshotVcpuIds);
   }
 
   /**

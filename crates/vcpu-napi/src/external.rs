@@ -47,14 +47,16 @@ pub fn forget_external(ptr: *const u8) {
 ///
 /// # Safety
 ///
-/// `owner` must keep `[ptr, ptr + len)` mapped and writable until it is dropped. (A
-/// second buffer for a `ptr` that has a live one is refused here: V8 allows one backing
-/// store per address.)
+/// `owner` must keep `[ptr, ptr + len)` mapped and writable until it is dropped.
+/// `unique`: the memory has one buffer at a time (a second for a `ptr` with a live one is
+/// refused); else many buffers may share it (memory restored from a snapshot is one
+/// private mapping, which cannot be mapped again at another address).
 pub unsafe fn external_arraybuffer(
     env: &Env,
     ptr: *mut u8,
     len: usize,
     owner: Box<dyn Send>,
+    unique: bool,
 ) -> Result<Option<Unknown<'_>>> {
     // Lets the tests run the copying path that Electron takes, on plain Node.
     if std::env::var_os("VCPU_NO_EXTERNAL_BUFFERS").is_some() {
@@ -62,7 +64,7 @@ pub unsafe fn external_arraybuffer(
     }
     static TOKENS: AtomicU64 = AtomicU64::new(1);
     let token = TOKENS.fetch_add(1, Ordering::Relaxed);
-    {
+    if unique {
         let mut live = live();
         if live.contains_key(&(ptr as usize)) {
             return Err(Error::new(
@@ -78,7 +80,7 @@ pub unsafe fn external_arraybuffer(
     let status = unsafe {
         sys::napi_create_external_arraybuffer(env.raw(), ptr.cast(), len, Some(release), hint.cast(), &mut value)
     };
-    if status != sys::Status::napi_ok {
+    if status != sys::Status::napi_ok && unique {
         live().remove(&(ptr as usize));
     }
     if status == sys::Status::napi_no_external_buffers_allowed {

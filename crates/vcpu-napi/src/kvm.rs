@@ -61,6 +61,13 @@ impl NativeKvm {
         Ok(NativeVm::new(vm))
     }
 
+    /// A VM restored from the snapshot file at `path`.
+    #[napi]
+    pub fn restore_vm(&self, path: String) -> Result<NativeVm> {
+        let vm = self.with("restoreVm", |k| k.restore_vm(std::path::Path::new(&path)).js())?;
+        Ok(NativeVm::new(vm))
+    }
+
     /// Closes `/dev/kvm` (VMs already created keep working). Idempotent.
     #[napi]
     pub fn close(&self) {

@@ -6,12 +6,13 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
+use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu};
 
 use crate::async_runner::{report_final, run_to_exit, AsyncCallback};
 use crate::error::{to_napi, IntoNapi, Result};
 use crate::vcpu::NativeVcpu;
-use crate::vm::NativeVm;
+use crate::vm::{snapshot, NativeVm, SnapshotInfo};
 
 /// Where a loaded kernel starts (see `vcpu_kvm::vmm::x86_64::linux::LinuxBoot`).
 #[napi(object)]
@@ -138,5 +139,30 @@ impl NativeVm {
     #[napi]
     pub fn create_devices(&self) -> Result<NativeDevices> {
         NativeDevices::new(&self.vm)
+    }
+
+    /// A snapshot of a Linux machine: the VM with its devices and boot information.
+    #[napi]
+    pub fn snapshot_linux(&self, path: String, diff: bool, devices: &NativeDevices, boot: LinuxBootInfo) -> Result<SnapshotInfo> {
+        let machine = MachineState {
+            boot: LinuxBoot::from(&boot),
+            devices: devices.devices.state(),
+        };
+        snapshot(&self.vm, &path, diff, Some(&machine.encode().js()?))
+    }
+
+    /// A restored Linux machine's devices, in their saved state.
+    #[napi]
+    pub fn restore_devices(&self) -> Result<NativeDevices> {
+        let machine = MachineState::decode(self.vm.restored_devices().as_deref()).js()?;
+        Ok(NativeDevices {
+            devices: Arc::new(LegacyDevices::with_state(&self.vm, &machine.devices).js()?),
+        })
+    }
+
+    /// Where a restored Linux machine's kernel was loaded.
+    #[napi]
+    pub fn restored_boot(&self) -> Result<LinuxBootInfo> {
+        Ok(MachineState::decode(self.vm.restored_devices().as_deref()).js()?.boot.into())
     }
 }

@@ -252,7 +252,7 @@ impl NativeVcpu {
         *self.state.run_view.borrow_mut() = Some(view.clone());
         // SAFETY: `view` keeps the kvm_run mapping alive until the buffer is collected,
         // or until `close` has detached the buffer (no JS can reach the memory then).
-        unsafe { external_arraybuffer(env, ptr, len, Box::new(view)) }
+        unsafe { external_arraybuffer(env, ptr, len, Box::new(view), true) }
             .map_err(|e| invalid("runBuffer", e.reason.clone()))
     }
 

@@ -30,6 +30,24 @@ pub struct RegionInfo {
     pub dirty_log: bool,
 }
 
+/// What `snapshot` wrote.
+#[napi(object)]
+pub struct SnapshotInfo {
+    /// Bytes of data written (header, state, memory pages; not the holes).
+    pub bytes: f64,
+    /// Guest memory pages written.
+    pub pages: f64,
+}
+
+/// `vm.snapshot`, for JS; `devices`: the VMM's own device state.
+pub fn snapshot(vm: &KvmVm, path: &str, diff: bool, devices: Option<&[u8]>) -> Result<SnapshotInfo> {
+    let info = vm.snapshot(std::path::Path::new(path), diff, devices).js()?;
+    Ok(SnapshotInfo {
+        bytes: info.bytes as f64,
+        pages: info.pages as f64,
+    })
+}
+
 /// VMs that a handle can name, process-wide; weak, so a handle keeps nothing alive.
 static HANDLES: LazyLock<Mutex<HashMap<u32, WeakVm>>> = LazyLock::new(Mutex::default);
 
@@ -80,8 +98,9 @@ impl NativeVm {
             .ok_or_else(|| crate::error::closed("bytes", "memory region"))?;
         let view = region.map_view().js()?;
         let (ptr, len) = (view.as_ptr(), view.len());
-        // SAFETY: the Arc keeps this fresh mapping alive until the buffer is collected.
-        unsafe { external_arraybuffer(env, ptr, len, Box::new(view)) }
+        let unique = !region.views_share_address();
+        // SAFETY: the Arc keeps the mapping alive until the buffer is collected.
+        unsafe { external_arraybuffer(env, ptr, len, Box::new(view), unique) }
             .map_err(|e| crate::error::invalid("bytes", e.reason.clone()))
     }
 
@@ -173,6 +192,18 @@ impl NativeVm {
         // SAFETY: the caller's contract, as for the vcpu's: capabilities whose arguments
         // are host pointers are documented as unsafe in the facade.
         unsafe { self.vm.enable_raw_capability(cap, &raw) }.js()
+    }
+
+    /// Writes the VM to a snapshot file.
+    #[napi]
+    pub fn snapshot(&self, path: String, diff: bool) -> Result<SnapshotInfo> {
+        snapshot(&self.vm, &path, diff, None)
+    }
+
+    /// The vcpu ids of the snapshot this VM was restored from.
+    #[napi(getter)]
+    pub fn snapshot_vcpu_ids(&self) -> Vec<u32> {
+        self.vm.snapshot_vcpu_ids()
     }
 
     #[napi(getter)]

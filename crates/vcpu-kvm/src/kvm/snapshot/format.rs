@@ -111,7 +111,7 @@ impl Header {
 
 /// "`restoreVm: snapshot PATH WHY`", as `EINVAL`.
 pub(crate) fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
-    Error::invalid(RESTORE, format!("snapshot {} {why}", path.display()))
+    Error::invalid(RESTORE, format!("{RESTORE}: snapshot {} {why}", path.display()))
 }
 
 /// The VM options a restore creates the VM with.

@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::{Deserialize, Serialize};
+use vm_superio::serial::SerialState;
 use vm_superio::{I8042Device, Serial, Trigger};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -56,6 +58,67 @@ impl Write for SerialOutput {
     }
 }
 
+/// What a snapshot keeps of the devices: COM1's registers and input FIFO (the i8042 and
+/// the sink have no state).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DeviceState {
+    serial: SavedSerial,
+}
+
+/// vm-superio's `SerialState`, which has no serde (vm-superio-ser, which adds it, pins
+/// vm-superio to 0.8.1).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SavedSerial {
+    baud_divisor_low: u8,
+    baud_divisor_high: u8,
+    interrupt_enable: u8,
+    interrupt_identification: u8,
+    line_control: u8,
+    line_status: u8,
+    modem_control: u8,
+    modem_status: u8,
+    scratch: u8,
+    in_buffer: Vec<u8>,
+}
+
+impl Default for SavedSerial {
+    fn default() -> Self {
+        Self::from_state(&SerialState::default())
+    }
+}
+
+impl SavedSerial {
+    fn from_state(s: &SerialState) -> Self {
+        SavedSerial {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer.clone(),
+        }
+    }
+
+    fn to_state(&self) -> SerialState {
+        SerialState {
+            baud_divisor_low: self.baud_divisor_low,
+            baud_divisor_high: self.baud_divisor_high,
+            interrupt_enable: self.interrupt_enable,
+            interrupt_identification: self.interrupt_identification,
+            line_control: self.line_control,
+            line_status: self.line_status,
+            modem_control: self.modem_control,
+            modem_status: self.modem_status,
+            scratch: self.scratch,
+            in_buffer: self.in_buffer.clone(),
+        }
+    }
+}
+
 /// COM1, the i8042 reset line and a port sink, shared by every vcpu of a VM.
 pub struct LegacyDevices {
     serial: Mutex<Serial<EventTrigger, vm_superio::serial::NoEvents, SerialOutput>>,
@@ -73,17 +136,32 @@ impl LegacyDevices {
     /// Devices for `vm`, whose in-kernel irqchip delivers COM1's interrupts (through
     /// an irqfd on [`COM1_IRQ`]).
     pub fn new(vm: &KvmVm) -> Result<Self> {
+        Self::with_state(vm, &DeviceState::default())
+    }
+
+    /// Devices for `vm` in the state [`LegacyDevices::state`] gave (a restored VM's).
+    pub fn with_state(vm: &KvmVm, state: &DeviceState) -> Result<Self> {
         const OP: &str = "devices";
         let irq = EventFd::new(EFD_NONBLOCK).op(OP)?;
         vm.register_irqfd(&irq, COM1_IRQ)?;
         let reset = EventFd::new(EFD_NONBLOCK).op(OP)?;
         let output = SerialOutput::default();
+        let serial = Serial::from_state(&state.serial.to_state(), EventTrigger(irq), vm_superio::serial::NoEvents, output.clone())
+            .map_err(|e| Error::invalid(OP, format!("the saved COM1 state is not valid: {e:?}")))?;
         Ok(LegacyDevices {
-            serial: Mutex::new(Serial::new(EventTrigger(irq), output.clone())),
+            serial: Mutex::new(serial),
+            // The i8042 holds no state: it only passes a reset on.
             i8042: Mutex::new(I8042Device::new(EventTrigger(reset.try_clone().op(OP)?))),
             reset,
             output,
         })
+    }
+
+    /// The devices' state, for a snapshot.
+    pub fn state(&self) -> DeviceState {
+        DeviceState {
+            serial: SavedSerial::from_state(&lock(&self.serial).state()),
+        }
     }
 
     /// The console output.

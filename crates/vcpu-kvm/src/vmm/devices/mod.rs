@@ -3,4 +3,4 @@
 
 mod legacy;
 
-pub use legacy::{LegacyDevices, SerialOutput, COM1_BASE, COM1_IRQ, I8042_BASE};
+pub use legacy::{DeviceState, LegacyDevices, SerialOutput, COM1_BASE, COM1_IRQ, I8042_BASE};

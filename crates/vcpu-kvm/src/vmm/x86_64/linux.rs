@@ -25,7 +25,7 @@ const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
 const BZIMAGE_64BIT_ENTRY: u64 = 0x200;
 
 /// Where a loaded kernel starts and what the boot needs to know.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinuxBoot {
     /// The 64-bit entry point.
     pub entry: u64,

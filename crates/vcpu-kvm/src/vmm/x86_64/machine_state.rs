@@ -1,0 +1,41 @@
+//! What a Linux machine adds to its VM's snapshot: where the kernel was loaded and the
+//! legacy devices' state, as the snapshot's opaque device section.
+
+use serde::{Deserialize, Serialize};
+
+use super::linux::LinuxBoot;
+use crate::error::{Error, Result};
+use crate::vmm::devices::DeviceState;
+
+/// Tells a Linux machine's section from any other VMM's.
+const TAG: [u8; 8] = *b"VCPULNX1";
+
+/// A Linux machine's part of a snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MachineState {
+    /// Where the kernel was loaded.
+    pub boot: LinuxBoot,
+    /// COM1 and the i8042.
+    pub devices: DeviceState,
+}
+
+impl MachineState {
+    /// The bytes for [`crate::KvmVm::snapshot`]'s `devices`.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = TAG.to_vec();
+        bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard())
+            .map_err(|e| Error::invalid("snapshot", format!("cannot encode the devices: {e}")))?;
+        Ok(out)
+    }
+
+    /// The state from a restored VM's device section; `EINVAL` if it is not a Linux
+    /// machine's.
+    pub fn decode(bytes: Option<&[u8]>) -> Result<Self> {
+        const OP: &str = "restoreLinux";
+        let not_linux = || Error::invalid(OP, "restoreLinux: this snapshot is not of a Linux machine (bootLinux)");
+        let body = bytes.and_then(|b| b.strip_prefix(&TAG[..])).ok_or_else(not_linux)?;
+        bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map(|(state, _)| state)
+            .map_err(|_| not_linux())
+    }
+}

@@ -17,6 +17,7 @@
  */
 export { Kvm, DEFAULT_HYPERCALL_PORT, type VmOptions } from './kvm';
 export { Vm, type VmHandle, type SnapshotOptions, type SnapshotInfo } from './vm';
+export type { GdbServer, GdbServerOptions } from './gdb';
 export { GuestMemory, type MemoryOptions } from './memory';
 export { Vcpu, type ExitHandlers, type LongModeOptions, type MsrAccess, type MsrHandler } from './vcpu';
 export { VcpuState, type DeepPartial } from './vcpu_state';

@@ -5,6 +5,7 @@
 import { dispose } from './dispose';
 import { checkOptions } from './options';
 import { call, VcpuError } from './errors';
+import { startGdbServer, type GdbServer, type GdbServerOptions } from './gdb';
 import { GuestMemory, type MemoryOptions } from './memory';
 import native, { type NativeVm } from './native';
 import { Vcpu } from './vcpu';
@@ -252,6 +253,26 @@ export class Vm {
     const { diff = false } = checkOptions<SnapshotOptions>('snapshot', options, ['diff']);
     checkPath('snapshot', path);
     return call('snapshot', () => this.#native.snapshot(path, !!diff));
+  }
+
+  /**
+   * Serves the GDB remote protocol for this VM on a native thread (the `gdbstub`
+   * crate), whatever loop runs its vcpus (`run()`, `runUntil`, `runAsync`, the Linux
+   * device loop) on any thread. While gdb is attached, breakpoint and single-step exits
+   * are the stub's and never reach your code; when gdb stops the guest every vcpu is
+   * held inside `run()` until it continues. vcpus are gdb's threads (vcpu 0 is thread
+   * 1); memory is by guest virtual address. `break`, `hbreak` and `watch` share the
+   * four debug registers. Detach lets the guest run on with your own `setGuestDebug`
+   * settings back; `kill` closes the VM.
+   *
+   * @example
+   * ```ts
+   * const gdb = vm.gdbServer({ port: 1234, wait: true });
+   * // $ gdb vmlinux -ex 'target remote 127.0.0.1:1234'
+   * ```
+   */
+  gdbServer(options: GdbServerOptions = {}): GdbServer {
+    return startGdbServer(this.#native, options);
   }
 
   /**

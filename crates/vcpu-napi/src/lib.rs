@@ -12,6 +12,8 @@ mod bound_fns;
 mod error;
 mod exit_detail;
 mod external;
+#[cfg(target_arch = "x86_64")]
+mod gdb;
 mod handles;
 mod kvm;
 // The Linux machine and its legacy devices are x86-only for now.

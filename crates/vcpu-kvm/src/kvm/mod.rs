@@ -2,6 +2,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod debug_hold;
 mod exits;
 pub mod ioctls;
 mod memory;

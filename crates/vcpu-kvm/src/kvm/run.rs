@@ -19,6 +19,8 @@ pub struct RunShared {
     pub(crate) kicked: AtomicBool,
     /// True once the vcpu is closed: kicks do nothing more.
     pub(crate) closed: AtomicBool,
+    /// Set by a debugger's kick, which `run()` takes itself.
+    pub(crate) debug_kick: AtomicBool,
     /// Counts entries into `KVM_RUN`, so a watcher can tell one long run from many.
     pub(crate) runs: AtomicU64,
 }
@@ -61,6 +63,7 @@ impl RunShared {
             running_tid: AtomicI32::new(0),
             kicked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            debug_kick: AtomicBool::new(false),
             runs: AtomicU64::new(0),
         })
     }

@@ -55,6 +55,10 @@ pub struct KvmVcpu {
     pub(crate) records: RecordSlot,
     running: AtomicBool,
     requested: AtomicBool,
+    /// What the user last passed to `set_immediate_exit`.
+    immediate_wanted: AtomicBool,
+    /// The user's guest-debug settings (a debugger's replace them while it is attached).
+    own_debug: std::sync::Mutex<kvm_guest_debug>,
     thread: ThreadId,
     /// What every signal handle of this vcpu shares (one, so weak references to it, as
     /// in registries of handles, live as long as the vcpu).
@@ -72,6 +76,8 @@ impl KvmVcpu {
             records: RecordSlot::new(),
             running: AtomicBool::new(false),
             requested: AtomicBool::new(false),
+            immediate_wanted: AtomicBool::new(false),
+            own_debug: std::sync::Mutex::new(kvm_guest_debug::default()),
             thread: ThreadId::new(),
             handle: Arc::new(KvmSignalHandle(shared.clone())),
             shared,
@@ -155,6 +161,60 @@ impl KvmVcpu {
     }
 }
 
+impl KvmVcpu {
+    /// `KVM_RUN` until an exit for the caller. With a debugger attached, the vcpu waits
+    /// while the guest is stopped, and the debugger's kicks and debug exits stay here.
+    fn enter_guest(&self) -> Result<std::result::Result<(), vmm_sys_util::errno::Error>> {
+        let tid = self.thread.current();
+        let debug = &self.vm.shared().debug;
+        loop {
+            if debug.attached() {
+                debug.gate(self)?;
+                self.take_debugger_kick();
+            }
+            self.shared.runs.fetch_add(1, Ordering::Relaxed);
+            self.shared.running_tid.store(tid, Ordering::Release);
+            let result = ioctls::run(&self.fd);
+            self.shared.running_tid.store(0, Ordering::Release);
+            // Some KVMs report a signal as a successful run with exit reason
+            // KVM_EXIT_INTR: one way for both, an interrupted run.
+            let result = match result {
+                Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
+                other => other,
+            };
+            if debug.attached() {
+                match &result {
+                    Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_DEBUG => {
+                        debug.report(self.id, self.decode_exit());
+                        self.vm.debug_halt();
+                        continue;
+                    }
+                    Err(e) if e.errno() == libc::EINTR && self.take_debugger_kick() => continue,
+                    _ => {}
+                }
+            }
+            return Ok(result);
+        }
+    }
+
+    /// The user's own `immediate_exit` wish (a debugger's kick sets it too).
+    pub(crate) fn immediate_exit_wanted(&self) -> bool {
+        self.immediate_wanted.load(Ordering::Acquire)
+    }
+
+    /// The guest-debug settings the user gave (restored when a debugger detaches).
+    pub(crate) fn own_guest_debug(&self) -> kvm_guest_debug {
+        *self.own_debug.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the user's guest-debug settings; false if a debugger owns guest debug
+    /// now (they are applied when it detaches).
+    pub(crate) fn keep_own_guest_debug(&self, debug: kvm_guest_debug) -> bool {
+        *self.own_debug.lock().unwrap_or_else(|p| p.into_inner()) = debug;
+        !self.vm.shared().debug.attached()
+    }
+}
+
 /// A vcpu kept out of `run()`; see [`KvmVcpu::hold`].
 pub(crate) struct HeldVcpu(Arc<KvmVcpu>);
 
@@ -190,17 +250,16 @@ impl Vcpu for KvmVcpu {
             return Err(self.refuse_in_handler(OP));
         }
         self.set_pending(Pending::None);
-        let tid = self.thread.current();
-        self.shared.runs.fetch_add(1, Ordering::Relaxed);
-        self.shared.running_tid.store(tid, Ordering::Release);
-        let result = ioctls::run(&self.fd);
-        self.shared.running_tid.store(0, Ordering::Release);
+        let result = self.enter_guest();
         self.running.store(false, Ordering::Release);
-        // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
-        // one way for both, an interrupted run.
         let result = match result {
-            Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
-            other => other,
+            Ok(r) => r,
+            Err(e) => {
+                // Held by a debugger past its patience, or closed meanwhile.
+                self.set_last(VcpuExit::Intr);
+                self.requested.store(false, Ordering::Relaxed);
+                return Err(e);
+            }
         };
         match result {
             Ok(()) => Ok(self.decode_exit()),
@@ -225,6 +284,7 @@ impl Vcpu for KvmVcpu {
     }
 
     fn set_immediate_exit(&self, exit: bool) {
+        self.immediate_wanted.store(exit, Ordering::Release);
         self.shared.immediate_exit().store(exit as u8, Ordering::Release);
         if !exit {
             self.shared.kicked.store(false, Ordering::Release);

@@ -61,6 +61,8 @@ pub(crate) struct VmShared {
     pub(crate) sync_regs: bool,
     pub(super) max_slots: usize,
     max_vcpu_id: usize,
+    /// A debugger's hold on the vcpus.
+    pub(crate) debug: super::debug_hold::DebugHold,
     /// What the architecture keeps per VM (x86: the CPUID vcpus start with).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) arch: super::arch::VmArch,
@@ -109,6 +111,7 @@ impl KvmVm {
                     restored: Restored::default(),
                 }),
                 closed: AtomicBool::new(false),
+                debug: Default::default(),
                 config,
                 run_size,
                 sync_regs,

@@ -47,10 +47,15 @@ impl GuestDebug {
 
 impl KvmVcpu {
     /// `KVM_SET_GUEST_DEBUG`: single-step and breakpoints, reported as `Debug` exits.
+    /// While a debugger is attached it owns guest debug: the settings are kept and take
+    /// effect when it detaches.
     pub fn set_guest_debug(&self, debug: &GuestDebug) -> Result<()> {
-        self.fd("setGuestDebug")?
-            .set_guest_debug(&debug.to_kvm())
-            .op("setGuestDebug")
+        let fd = self.fd("setGuestDebug")?;
+        let raw = debug.to_kvm();
+        if self.keep_own_guest_debug(raw) {
+            fd.set_guest_debug(&raw).op("setGuestDebug")?;
+        }
+        Ok(())
     }
 
     /// After an emulation failure (`InternalError`, suberror 1), carries out the few

@@ -12,7 +12,8 @@
 ;    a carriage return, what a terminal's Enter key sends, counts as one)
 ;   bye
 ; then pulses the i8042 reset line (out 0x64, 0xfe): the VMM powers off. Numbers are
-; hex without leading zeros.
+; hex without leading zeros. `lines` counts the newlines it wrote itself (a variable for
+; debugger tests to watch).
 
 %ifndef ELF
 bits 16
@@ -213,6 +214,7 @@ space:
     mov al, ' '
     jmp putc
 newline:
+    inc qword [rel lines]
     mov al, 10
 putc:
     mov dx, 0x3f8
@@ -227,4 +229,6 @@ s_e820: db "e820: ", 0
 s_cmdline: db "cmdline: ", 0
 s_initrd: db "initrd: ", 0
 s_bye: db "bye", 10, 0
+align 8
+lines: dq 0
 kernel_end:

@@ -4,18 +4,21 @@
  * [--web [HOST:]PORT] [--snapshot PATH]`: boots a Linux kernel with its serial console
  * in this terminal (raw mode; Ctrl-A x quits, Ctrl-A s writes the snapshot, Ctrl-A
  * Ctrl-A sends Ctrl-A, as in QEMU) and, with `--web`, in a browser too.
- * `npx vcpu restore PATH [--web …] [--snapshot PATH]` continues a snapshot the same way.
+ * `npx vcpu restore PATH [--web …] [--snapshot PATH] [--gdb …]` continues a snapshot the
+ * same way. `--gdb [HOST:]PORT` serves the GDB remote protocol (waiting for gdb's continue
+ * unless `--gdb-nowait`).
  * @internal
  * @packageDocumentation
  */
 import { parseArgs } from 'node:util';
 
 import { VcpuError } from './errors';
+import type { GdbServerOptions } from './gdb';
 import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type LinuxMachine } from './linux';
 import { serveConsole } from './web_console';
 
 const USAGE = `Usage: vcpu boot --kernel PATH [options]
-       vcpu restore PATH [--web [HOST:]PORT] [--snapshot PATH]
+       vcpu restore PATH [--web [HOST:]PORT] [--snapshot PATH] [--gdb [HOST:]PORT]
 
 boot: boots a Linux kernel (bzImage or ELF vmlinux) on /dev/kvm with its serial
 console (COM1) in this terminal. restore: continues a machine from a snapshot file
@@ -36,6 +39,10 @@ Options:
                     output and both may type.
   --snapshot PATH   where Ctrl-A s writes a snapshot of the machine (the guest
                     pauses while it is written, then runs on)
+  --gdb [HOST:]PORT serve the GDB remote protocol on HOST (default 127.0.0.1) and
+                    PORT (0 picks one); the kernel waits at its entry for gdb's
+                    continue (QEMU's -s -S). How to connect is printed on stderr.
+  --gdb-nowait      with --gdb: start at once; gdb may attach later
   -h, --help        this text
 
 The exit status is 0 when the guest powers off or reboots, 1 on an error, 2 on bad
@@ -46,6 +53,8 @@ const CTRL_A = 0x01;
 const CONSOLE_OPTIONS = {
   web: { type: 'string' },
   snapshot: { type: 'string' },
+  gdb: { type: 'string' },
+  'gdb-nowait': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -76,8 +85,9 @@ async function boot(argv: string[]): Promise<number> {
     cmdline: values.cmdline ?? DEFAULT_CMDLINE,
     memory: values.mem,
     cpus: Number(values.cpus),
+    gdb: gdbOptions(values),
   });
-  return attach(linux, values);
+  return attach(linux, values, values.kernel);
 }
 
 async function restore(argv: string[]): Promise<number> {
@@ -90,16 +100,28 @@ async function restore(argv: string[]): Promise<number> {
     process.stderr.write(`vcpu: restore takes one snapshot file\n\n${USAGE}\n`);
     return 2;
   }
-  return attach(restoreLinux(positionals[0]), values);
+  return attach(restoreLinux(positionals[0], { gdb: gdbOptions(values) }), values, 'vmlinux');
 }
 
 /**
  * Runs `linux` with its console on this terminal (and the web, if asked) until the
  * guest is done or the user quits; Ctrl-A s pauses it, writes the snapshot and runs on.
  */
-async function attach(linux: LinuxMachine, options: { web?: string; snapshot?: string }): Promise<number> {
+async function attach(
+  linux: LinuxMachine,
+  options: { web?: string; snapshot?: string; gdb?: string; 'gdb-nowait'?: boolean },
+  kernel: string,
+): Promise<number> {
+  if (linux.gdb) {
+    const host = gdbOptions(options)?.host ?? '127.0.0.1';
+    const waits = options['gdb-nowait'] ? '' : ' (the guest waits for continue)';
+    process.stderr.write(
+      `vcpu: gdb stub on ${host}:${linux.gdb.port}${waits}; connect with: ` +
+        `gdb ${kernel} -ex 'target remote ${host}:${linux.gdb.port}' (break and hbreak use the 4 debug registers)\r\n`,
+    );
+  }
   linux.output.pipe(process.stdout);
-  const web = options.web === undefined ? undefined : await serveConsole(linux, webAddress(options.web));
+  const web = options.web === undefined ? undefined : await serveConsole(linux, address('--web', options.web));
   if (web) process.stderr.write(`vcpu: web console at ${web.url}\r\n`);
   const stdin = process.stdin;
   let quit = false;
@@ -161,10 +183,16 @@ async function attach(linux: LinuxMachine, options: { web?: string; snapshot?: s
   }
 }
 
-/** `--web [HOST:]PORT` as serveConsole's options (an IPv6 host goes in brackets). */
-function webAddress(value: string): { host?: string; port: number } {
+/** `--gdb [HOST:]PORT` and `--gdb-nowait` as the stub's options. */
+function gdbOptions(values: { gdb?: string; 'gdb-nowait'?: boolean }): GdbServerOptions | undefined {
+  if (values.gdb === undefined) return undefined;
+  return { ...address('--gdb', values.gdb), wait: !values['gdb-nowait'] };
+}
+
+/** `--web`/`--gdb [HOST:]PORT` as options (an IPv6 host goes in brackets). */
+function address(option: string, value: string): { host?: string; port: number } {
   const m = /^(?:\[([^\]]+)\]:|([^:]+):)?(\d+)$/.exec(value);
-  if (!m) throw new VcpuError('EINVAL', 'boot', `--web takes [HOST:]PORT, got '${value}'`);
+  if (!m) throw new VcpuError('EINVAL', 'boot', `${option} takes [HOST:]PORT, got '${value}'`);
   const host = m[1] ?? m[2];
   return host === undefined ? { port: Number(m[3]) } : { host, port: Number(m[3]) };
 }

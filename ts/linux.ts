@@ -13,6 +13,7 @@ import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
 import { exitFor } from './exit';
 import { internalsOf, type Vcpu } from './vcpu';
+import type { GdbServer, GdbServerOptions } from './gdb';
 import { checkPath, type SnapshotInfo, type SnapshotOptions, type Vm } from './vm';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
@@ -31,6 +32,12 @@ export interface LinuxOptions {
   memory?: number | string;
   /** Virtual CPUs (default 1), described to the kernel by an MP table. */
   cpus?: number;
+  /**
+   * Serve the GDB remote protocol for the machine ({@link Vm.gdbServer}); its port is
+   * in {@link LinuxMachine.gdb}. `wait: true` holds the kernel at its entry until gdb
+   * continues.
+   */
+  gdb?: GdbServerOptions;
 }
 
 /**
@@ -84,14 +91,17 @@ export class LinuxMachine {
   readonly output: Readable;
   /** What the guest reads from its serial console. */
   readonly input: Writable;
+  /** The GDB stub, if {@link LinuxOptions.gdb} asked for one (closed with the machine). */
+  readonly gdb: GdbServer | undefined;
   readonly #devices: NativeDevices;
   #pending: Buffer[] = [];
   #running = false;
   #outputEnded = false;
 
   /** @internal */
-  constructor(vm: Vm, vcpus: Vcpu[], boot: LinuxBootInfo, devices: NativeDevices) {
+  constructor(vm: Vm, vcpus: Vcpu[], boot: LinuxBootInfo, devices: NativeDevices, gdb?: GdbServer) {
     this.vm = vm;
+    this.gdb = gdb;
     this.vcpus = Object.freeze([...vcpus]);
     this.vcpu = vcpus[0];
     this.boot = boot;
@@ -224,6 +234,7 @@ export class LinuxMachine {
    * ```
    */
   close(): void {
+    this.gdb?.close();
     this.vm.close();
     this.#endOutput();
   }
@@ -233,7 +244,7 @@ export class LinuxMachine {
  * A {@link LinuxMachine} restored from {@link LinuxMachine.snapshot}'s file, in this or
  * another process: the guest continues where it stopped when {@link LinuxMachine.start}
  * runs it, and its console with it. A snapshot of a plain VM (not `bootLinux`) or a bad
- * file throws `EINVAL` saying which.
+ * file throws `EINVAL` saying which. `gdb`: a GDB stub, as in {@link bootLinux}.
  *
  * @example
  * ```ts
@@ -243,8 +254,9 @@ export class LinuxMachine {
  * await linux.start();
  * ```
  */
-export function restoreLinux(path: string): LinuxMachine {
+export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } = {}): LinuxMachine {
   checkPath('restoreLinux', path);
+  const { gdb } = checkOptions<{ gdb?: GdbServerOptions }>('restoreLinux', options, ['gdb']);
   const kvm = Kvm.open();
   const vm = (() => {
     try {
@@ -257,7 +269,8 @@ export function restoreLinux(path: string): LinuxMachine {
     const boot = call('restoreLinux', () => vm.native.restoredBoot());
     const devices = call('restoreLinux', () => vm.native.restoreDevices());
     const vcpus = vm.snapshotVcpuIds.map((id) => vm.createVcpu(id));
-    return new LinuxMachine(vm, vcpus, boot, devices);
+    const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
+    return new LinuxMachine(vm, vcpus, boot, devices, server);
   } catch (e) {
     vm.close();
     throw e;
@@ -274,8 +287,8 @@ export function restoreLinux(path: string): LinuxMachine {
  * too big for the memory) throw a `VcpuError` saying which.
  */
 export function bootLinux(options: LinuxOptions): LinuxMachine {
-  const o = checkOptions<LinuxOptions>('bootLinux', options, ['kernel', 'initrd', 'cmdline', 'memory', 'cpus']);
-  const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1 } = o;
+  const o = checkOptions<LinuxOptions>('bootLinux', options, ['kernel', 'initrd', 'cmdline', 'memory', 'cpus', 'gdb']);
+  const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1, gdb } = o;
   if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
     throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);
@@ -291,7 +304,8 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
     const devices = call('bootLinux', () => vm.native.createDevices());
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
     call('startLinux', () => internalsOf(vcpus[0]).native.startLinux(boot));
-    return new LinuxMachine(vm, vcpus, boot, devices);
+    const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
+    return new LinuxMachine(vm, vcpus, boot, devices, server);
   } catch (e) {
     vm.close();
     throw e;

@@ -68,11 +68,10 @@ impl DebugHold {
         Ok(())
     }
 
-    /// A debug exit of vcpu `id`: kept for the debugger, and the guest stops.
+    /// A debug exit of vcpu `id`, for the debugger (the guest was halted already).
     pub(crate) fn report(&self, id: usize, exit: VcpuExit) {
         let mut state = self.lock();
         state.stops.push_back((id, exit));
-        state.halted = true;
         self.changed.notify_all();
     }
 }

@@ -185,8 +185,11 @@ impl KvmVcpu {
             if debug.attached() {
                 match &result {
                     Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_DEBUG => {
-                        debug.report(self.id, self.decode_exit());
+                        // Stop the others first: once the stop is visible the debugger
+                        // may resume at once, and nothing may halt the guest after it.
+                        let exit = self.decode_exit();
                         self.vm.debug_halt();
+                        debug.report(self.id, exit);
                         continue;
                     }
                     Err(e) if e.errno() == libc::EINTR && self.take_debugger_kick() => continue,

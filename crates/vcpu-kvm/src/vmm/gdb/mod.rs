@@ -17,13 +17,11 @@ use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
-use gdbstub::target::ext::breakpoints::WatchKind;
 
 use self::target::VmTarget;
-use self::x86_64::{debug_cause, DebugCause, Trap};
 use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::KvmVm;
-use crate::{Vcpu, VcpuExit};
+use crate::Vcpu;
 
 /// How long the stub waits for every vcpu to leave the guest after stopping it.
 const STOP_WAIT: Duration = Duration::from_secs(2);
@@ -141,43 +139,13 @@ fn debug_session(vm: &KvmVm, stream: TcpStream) {
 fn wait_stopped(vm: &KvmVm) {
     let deadline = Instant::now() + STOP_WAIT;
     while !vm.debug_all_stopped() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(20));
     }
 }
 
 /// The thread id gdb knows vcpu `id` by.
-fn tid(id: usize) -> gdbstub::common::Tid {
+pub(super) fn tid(id: usize) -> gdbstub::common::Tid {
     std::num::NonZeroUsize::new(id + 1).unwrap_or(std::num::NonZeroUsize::MIN)
-}
-
-/// What gdb is told about a `Debug` exit of vcpu `id`.
-fn stop_reason(target: &VmTarget, id: usize, exit: VcpuExit) -> MultiThreadStopReason<u64> {
-    let VcpuExit::Debug { dr6, .. } = exit else {
-        return MultiThreadStopReason::SignalWithThread {
-            tid: tid(id),
-            signal: Signal::SIGTRAP,
-        };
-    };
-    let tid = tid(id);
-    match debug_cause(dr6) {
-        DebugCause::Slot(slot) => match target.traps[slot] {
-            Some((_, Trap::Execute { software: true })) => MultiThreadStopReason::SwBreak(tid),
-            Some((_, Trap::Execute { software: false })) => MultiThreadStopReason::HwBreak(tid),
-            Some((addr, Trap::Data { kind, .. })) => MultiThreadStopReason::Watch {
-                tid,
-                kind: if kind == WatchKind::Write { WatchKind::Write } else { WatchKind::ReadWrite },
-                addr,
-            },
-            None => MultiThreadStopReason::SignalWithThread {
-                tid,
-                signal: Signal::SIGTRAP,
-            },
-        },
-        DebugCause::Step | DebugCause::Other => MultiThreadStopReason::SignalWithThread {
-            tid,
-            signal: Signal::SIGTRAP,
-        },
-    }
 }
 
 enum EventLoop {}
@@ -197,7 +165,10 @@ impl BlockingEventLoop for EventLoop {
             }
             if let Some((id, exit)) = target.vm.debug_next_stop(POLL) {
                 wait_stopped(&target.vm);
-                return Ok(Event::TargetStopped(stop_reason(target, id, exit)));
+                match target.stop_for(id, exit) {
+                    Some(reason) => return Ok(Event::TargetStopped(reason)),
+                    None => target.resume_again(), // a step of the stub's own
+                }
             }
             if conn.peek().map_err(WaitForStopReasonError::Connection)?.is_some() {
                 let byte = ConnectionExt::read(conn).map_err(WaitForStopReasonError::Connection)?;

@@ -18,9 +18,11 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::{Target, TargetError, TargetResult};
 
-use super::x86_64::{self as arch, Trap, VcpuRegs, X86_64Vcpu, SLOTS};
+use gdbstub::stub::MultiThreadStopReason;
+
+use super::x86_64::{self as arch, DebugCause, Trap, VcpuRegs, X86_64Vcpu, SLOTS};
 use crate::kvm::{KvmVcpu, KvmVm, PAGE_SIZE};
-use crate::Vcpu;
+use crate::{Vcpu, VcpuExit};
 
 /// The VM being debugged.
 pub(super) struct VmTarget {
@@ -33,6 +35,18 @@ pub(super) struct VmTarget {
     continuing: BTreeSet<usize>,
     /// Only the vcpus named run (gdb's scheduler locking); the others stay stopped.
     locked: bool,
+    /// The vcpus that stay stopped at this resume.
+    frozen: BTreeSet<usize>,
+    /// Where data breakpoints do not fire (see `data_breakpoints_work`): the running
+    /// vcpus are stepped, and each watched location compared with its value before.
+    watched: Option<Vec<Watched>>,
+}
+
+/// A watched location and its bytes at the last resume.
+struct Watched {
+    addr: u64,
+    kind: WatchKind,
+    bytes: Vec<u8>,
 }
 
 impl VmTarget {
@@ -43,7 +57,60 @@ impl VmTarget {
             stepping: BTreeSet::new(),
             continuing: BTreeSet::new(),
             locked: false,
+            frozen: BTreeSet::new(),
+            watched: None,
         }
+    }
+
+    /// What gdb is told about a `Debug` exit of vcpu `id`; `None` for a step the stub
+    /// took itself to check its watched locations, which changed nothing.
+    pub(super) fn stop_for(&mut self, id: usize, exit: VcpuExit) -> Option<MultiThreadStopReason<u64>> {
+        let tid = super::tid(id);
+        let trap = MultiThreadStopReason::SignalWithThread {
+            tid,
+            signal: Signal::SIGTRAP,
+        };
+        let VcpuExit::Debug { dr6, .. } = exit else {
+            return Some(trap);
+        };
+        match arch::debug_cause(dr6) {
+            DebugCause::Slot(slot) => Some(match self.traps[slot] {
+                Some((_, Trap::Execute { software: true })) => MultiThreadStopReason::SwBreak(tid),
+                Some((_, Trap::Execute { software: false })) => MultiThreadStopReason::HwBreak(tid),
+                Some((addr, Trap::Data { kind, .. })) => MultiThreadStopReason::Watch { tid, kind, addr },
+                None => trap,
+            }),
+            DebugCause::Step => {
+                if let Some((addr, kind)) = self.changed_watch(id) {
+                    return Some(MultiThreadStopReason::Watch { tid, kind, addr });
+                }
+                if self.watched.is_some() && !self.stepping.contains(&id) {
+                    return None;
+                }
+                Some(trap)
+            }
+            DebugCause::Other => Some(trap),
+        }
+    }
+
+    /// The first watched location whose bytes changed, seen by vcpu `id`.
+    fn changed_watch(&self, id: usize) -> Option<(u64, WatchKind)> {
+        let vcpu = self.vcpu(super::tid(id)).ok()?;
+        self.watched.as_ref()?.iter().find_map(|w| {
+            let now = self.read_virtual(&vcpu, w.addr, w.bytes.len())?;
+            (now != w.bytes).then_some((w.addr, w.kind))
+        })
+    }
+
+    /// Lets the guest run on after a step of the stub's own.
+    pub(super) fn resume_again(&mut self) {
+        self.vm.debug_resume(self.frozen.clone());
+    }
+
+    fn read_virtual(&self, vcpu: &KvmVcpu, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let mut buf = vec![0; len];
+        let read = self.each_page(vcpu, addr, len, |gpa, at, n| self.vm.read(gpa, &mut buf[at..at + n]).is_ok());
+        (read == len).then_some(buf)
     }
 
     fn vcpu(&self, tid: Tid) -> TargetResult<Arc<KvmVcpu>, Self> {
@@ -51,11 +118,33 @@ impl VmTarget {
         self.vm.vcpus().into_iter().find(|v| v.id() == id).ok_or(TargetError::NonFatal)
     }
 
-    /// Gives every vcpu the current traps, and single-step to those stepping.
-    fn apply_debug(&self) {
+    /// Gives every vcpu the current traps, and single-step to those stepping (all the
+    /// running ones while watching by stepping). Records the watched bytes.
+    fn apply_debug(&mut self) {
+        let data: Vec<(u64, WatchKind, u64)> = self
+            .traps
+            .iter()
+            .flatten()
+            .filter_map(|(addr, t)| match t {
+                Trap::Data { kind, len } => Some((*addr, *kind, *len)),
+                Trap::Execute { .. } => None,
+            })
+            .collect();
+        self.watched = None;
+        if !data.is_empty() && !arch::data_breakpoints_work() {
+            let first = self.vm.vcpus().into_iter().next();
+            let watched = data
+                .iter()
+                .filter_map(|&(addr, kind, len)| {
+                    let bytes = self.read_virtual(first.as_ref()?, addr, len as usize)?;
+                    Some(Watched { addr, kind, bytes })
+                })
+                .collect();
+            self.watched = Some(watched);
+        }
         for vcpu in self.vm.vcpus() {
-            let debug = arch::guest_debug(&self.traps, self.stepping.contains(&vcpu.id()));
-            let _ = vcpu.set_debugger_guest_debug(&debug);
+            let step = self.stepping.contains(&vcpu.id()) || self.watched.is_some();
+            let _ = vcpu.set_debugger_guest_debug(&arch::guest_debug(&self.traps, step));
         }
     }
 
@@ -161,7 +250,7 @@ impl MultiThreadBase for VmTarget {
 impl MultiThreadResume for VmTarget {
     fn resume(&mut self) -> Result<(), Self::Error> {
         self.apply_debug();
-        let frozen = match self.locked {
+        self.frozen = match self.locked {
             true => self
                 .vm
                 .vcpus()
@@ -171,7 +260,7 @@ impl MultiThreadResume for VmTarget {
                 .collect(),
             false => BTreeSet::new(),
         };
-        self.vm.debug_resume(frozen);
+        self.vm.debug_resume(self.frozen.clone());
         Ok(())
     }
 

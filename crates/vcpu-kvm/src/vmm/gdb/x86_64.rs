@@ -7,8 +7,11 @@ use gdbstub::target::ext::breakpoints::WatchKind;
 use gdbstub_arch::x86::reg::{X86SegmentRegs, X86_64CoreRegs, F80};
 use kvm_bindings::*;
 
+use std::sync::OnceLock;
+
 use crate::error::Result;
-use crate::kvm::KvmVcpu;
+use crate::kvm::{Kvm, KvmVcpu, VmConfig};
+use crate::{Vcpu, VcpuExit};
 
 /// The four debug address registers, DR0–DR3.
 pub(super) const SLOTS: usize = 4;
@@ -217,4 +220,39 @@ pub(super) fn debug_cause(dr6: u64) -> DebugCause {
         return DebugCause::Step;
     }
     DebugCause::Other
+}
+
+/// Whether this host traps a data breakpoint (DR7) hit by guest kernel code. KVMs that
+/// run guest kernel code in their instruction emulator check only instruction
+/// breakpoints there; a watchpoint then works by stepping (see `target`). Asked once per
+/// process, of a two-instruction guest.
+pub(super) fn data_breakpoints_work() -> bool {
+    static WORK: OnceLock<bool> = OnceLock::new();
+    *WORK.get_or_init(|| probe_data_breakpoint().unwrap_or(false))
+}
+
+fn probe_data_breakpoint() -> Result<bool> {
+    const CODE: u64 = 0x1000;
+    const DATA: u64 = 0x5000;
+    let vm = Kvm::open(None)?.create_vm(VmConfig {
+        hypercall_port: None,
+        ..VmConfig::default()
+    })?;
+    vm.add_memory(0, 2 << 20, false, false)?;
+    // mov byte [0x5000], 1; hlt
+    vm.write(CODE, &[0xc6, 0x04, 0x25, 0x00, 0x50, 0x00, 0x00, 0x01, 0xf4])?;
+    let vcpu = vm.create_vcpu(0)?;
+    vcpu.setup_long_mode_at(CODE, 0x8000)?;
+    let mut traps = [None; SLOTS];
+    traps[0] = Some((
+        DATA,
+        Trap::Data {
+            kind: WatchKind::Write,
+            len: 1,
+        },
+    ));
+    vcpu.set_debugger_guest_debug(&guest_debug(&traps, false))?;
+    let exit = vcpu.run();
+    vm.close();
+    Ok(matches!(exit, Ok(VcpuExit::Debug { .. })))
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { main as hypercall } from '../examples/hypercall';
 import { main as mmioDevice } from '../examples/mmio-device';
+import { main as sandboxes } from '../examples/sandboxes';
 import { main as vmm } from '../examples/vmm';
 import { describeKvm } from './helpers';
 
@@ -20,6 +21,13 @@ describeKvm('examples', () => {
     const lines: string[] = [];
     hypercall((l) => lines.push(l));
     expect(lines).toEqual(['guest says: HELLO FROM GUEST MEMORY', 'exit: Hlt']);
+  });
+
+  test('sandboxes: three restores from one snapshot each go on from 1000 on their own', () => {
+    const lines: string[] = [];
+    sandboxes((l) => lines.push(l));
+    expect(lines[0]).toMatch(/^snapshot: counted to 1000, \d+ pages written$/);
+    expect(lines.slice(1).map((l) => /at (\d+)/.exec(l)?.[1])).toEqual(['1001', '1010', '1100']);
   });
 
   test('vmm: boots the test kernel and reports a power-off', async () => {

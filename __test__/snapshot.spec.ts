@@ -282,7 +282,10 @@ describeKvm('snapshot and restore', () => {
     const cmd = `node ${CLI} boot --kernel ${KERNEL} --mem 32M --cmdline echo --snapshot ${path}`;
     const r = spawnSync(
       'sh',
-      ['-c', `(sleep 2; printf 'abc'; sleep 1; printf '\\001s'; sleep 1; printf 'def'; sleep 1; printf '\\001x') | script -qfec "${cmd}" /dev/null`],
+      [
+        '-c',
+        `(sleep 2; printf 'abc'; sleep 1; printf '\\001s'; sleep 1; printf 'def'; sleep 1; printf '\\001x') | script -qfec "${cmd}" /dev/null`,
+      ],
       { encoding: 'utf8', timeout: 30000 },
     );
     expect(r.stdout).toContain('ABC');

@@ -147,10 +147,16 @@ function writeSvg(file, rows) {
     series.forEach(([k, , color], j) => {
       const x = x0 + j * barW;
       parts.push(`<rect x="${x}" y="${y(r[k])}" width="${barW - 3}" height="${y(0) - y(r[k])}" fill="${color}"/>`);
-      parts.push(`<text x="${x + (barW - 3) / 2}" y="${y(r[k]) - 3}" text-anchor="middle" font-size="9">${r[k].toFixed(1)}</text>`);
+      parts.push(
+        `<text x="${x + (barW - 3) / 2}" y="${y(r[k]) - 3}" text-anchor="middle" font-size="9">${r[k].toFixed(1)}</text>`,
+      );
     });
-    parts.push(`<text x="${x0 + (groupW - 16) / 2}" y="${H - bottom + 16}" text-anchor="middle">${r.sizeMiB} MiB</text>`);
-    parts.push(`<text x="${x0 + (groupW - 16) / 2}" y="${H - bottom + 30}" text-anchor="middle">${r.touched ? 'all touched' : 'mostly zero'}</text>`);
+    parts.push(
+      `<text x="${x0 + (groupW - 16) / 2}" y="${H - bottom + 16}" text-anchor="middle">${r.sizeMiB} MiB</text>`,
+    );
+    parts.push(
+      `<text x="${x0 + (groupW - 16) / 2}" y="${H - bottom + 30}" text-anchor="middle">${r.touched ? 'all touched' : 'mostly zero'}</text>`,
+    );
   });
   parts.push('</svg>');
   fs.writeFileSync(file, parts.join('\n'));

@@ -1,5 +1,5 @@
 // `npm run example -- <name>`: compiles the TypeScript examples and runs one
-// (hello, workers, mmio-device, hypercall, vmm).
+// (hello, workers, mmio-device, hypercall, sandboxes, vmm).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const path = require('node:path');

@@ -91,7 +91,12 @@ async function boot(argv: string[]): Promise<number> {
 }
 
 async function restore(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: CONSOLE_OPTIONS, strict: true, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: CONSOLE_OPTIONS,
+    strict: true,
+    allowPositionals: true,
+  });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;

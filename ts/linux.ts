@@ -207,7 +207,11 @@ export class LinuxMachine {
     const { diff = false } = checkOptions<SnapshotOptions>('snapshot', options, ['diff']);
     checkPath('snapshot', path);
     if (this.#running) {
-      throw new VcpuError('EBUSY', 'snapshot', 'snapshot: the machine is running; stop() it and wait for start() first');
+      throw new VcpuError(
+        'EBUSY',
+        'snapshot',
+        'snapshot: the machine is running; stop() it and wait for start() first',
+      );
     }
     this.#drain();
     return call('snapshot', () => this.vm.native.snapshotLinux(path, !!diff, this.#devices, this.boot));

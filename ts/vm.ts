@@ -60,7 +60,11 @@ export interface SnapshotInfo {
 /** `path` must be a non-empty string; else `EINVAL` from `op`. @internal */
 export function checkPath(op: string, path: unknown): asserts path is string {
   if (typeof path !== 'string' || path === '') {
-    throw new VcpuError('EINVAL', op, `${op}: path must be a file name, got ${typeof path === 'string' ? "''" : typeof path}`);
+    throw new VcpuError(
+      'EINVAL',
+      op,
+      `${op}: path must be a file name, got ${typeof path === 'string' ? "''" : typeof path}`,
+    );
   }
 }
 

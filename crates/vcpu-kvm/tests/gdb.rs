@@ -76,7 +76,9 @@ impl Client {
     fn rip(&mut self) -> u64 {
         let g = self.ask("g");
         let hex = &g[16 * 16..17 * 16];
-        let bytes: Vec<u8> = (0..8).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let bytes: Vec<u8> = (0..8)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
         u64::from_le_bytes(bytes.try_into().unwrap())
     }
 }
@@ -174,7 +176,11 @@ fn a_scripted_client_stops_inspects_breaks_steps_and_interrupts_a_run_loop() {
     assert_eq!(gdb.ask("Z1,1000,1"), "OK");
     assert!(gdb.ask("vCont;c").contains("hwbreak"));
     assert_eq!(gdb.rip(), 0x1000);
-    assert_eq!(run.ios.load(Ordering::Relaxed), before + 1, "one more round of the loop");
+    assert_eq!(
+        run.ios.load(Ordering::Relaxed),
+        before + 1,
+        "one more round of the loop"
+    );
     assert_eq!(gdb.ask("z1,1000,1"), "OK");
 
     // Ctrl-C while it runs.

@@ -100,7 +100,11 @@ fn two_restores_from_one_file_diverge_and_the_file_never_changes() {
 #[test]
 fn a_diff_chain_restores_each_point() {
     let (vm, vcpu) = long_mode("counter");
-    let (full, d1, d2) = (TempPath::new("chain-full"), TempPath::new("chain-d1"), TempPath::new("chain-d2"));
+    let (full, d1, d2) = (
+        TempPath::new("chain-full"),
+        TempPath::new("chain-d1"),
+        TempPath::new("chain-d2"),
+    );
     for _ in 0..5 {
         next_count(&vcpu);
     }
@@ -193,7 +197,10 @@ fn bad_files_are_refused_with_the_reason() {
     let refused = |name: &str, data: &[u8], why: &str| {
         let p = TempPath::new(name);
         std::fs::write(&p.0, data).unwrap();
-        let err = kvm.restore_vm(&p.0).err().unwrap_or_else(|| panic!("{name} was accepted"));
+        let err = kvm
+            .restore_vm(&p.0)
+            .err()
+            .unwrap_or_else(|| panic!("{name} was accepted"));
         assert_eq!(err.code_name(), "EINVAL", "{name}: {err}");
         assert!(err.to_string().contains(why), "{name}: {err}");
     };
@@ -218,5 +225,11 @@ fn bad_files_are_refused_with_the_reason() {
     let mut hole = bytes.clone();
     hole[4096 + 0x10_0000] = 7;
     refused("hole", &hole, "corrupt");
-    assert_eq!(kvm.restore_vm(std::path::Path::new("/nonexistent/x.snap")).err().unwrap().code_name(), "ENOENT");
+    assert_eq!(
+        kvm.restore_vm(std::path::Path::new("/nonexistent/x.snap"))
+            .err()
+            .unwrap()
+            .code_name(),
+        "ENOENT"
+    );
 }

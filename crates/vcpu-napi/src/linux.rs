@@ -143,7 +143,13 @@ impl NativeVm {
 
     /// A snapshot of a Linux machine: the VM with its devices and boot information.
     #[napi]
-    pub fn snapshot_linux(&self, path: String, diff: bool, devices: &NativeDevices, boot: LinuxBootInfo) -> Result<SnapshotInfo> {
+    pub fn snapshot_linux(
+        &self,
+        path: String,
+        diff: bool,
+        devices: &NativeDevices,
+        boot: LinuxBootInfo,
+    ) -> Result<SnapshotInfo> {
         let machine = MachineState {
             boot: LinuxBoot::from(&boot),
             devices: devices.devices.state(),
@@ -163,6 +169,9 @@ impl NativeVm {
     /// Where a restored Linux machine's kernel was loaded.
     #[napi]
     pub fn restored_boot(&self) -> Result<LinuxBootInfo> {
-        Ok(MachineState::decode(self.vm.restored_devices().as_deref()).js()?.boot.into())
+        Ok(MachineState::decode(self.vm.restored_devices().as_deref())
+            .js()?
+            .boot
+            .into())
     }
 }

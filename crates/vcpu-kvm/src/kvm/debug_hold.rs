@@ -61,9 +61,17 @@ impl DebugHold {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::new(ErrorCode::Errno(libc::EINTR), "run", "run: held by the debugger"));
+                return Err(Error::new(
+                    ErrorCode::Errno(libc::EINTR),
+                    "run",
+                    "run: held by the debugger",
+                ));
             }
-            state = self.changed.wait_timeout(state, left).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
         Ok(())
     }
@@ -138,20 +146,31 @@ impl KvmVm {
         let hold = self.hold();
         let mut state = hold.lock();
         if state.stops.is_empty() {
-            state = hold.changed.wait_timeout(state, timeout).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
+            state = hold
+                .changed
+                .wait_timeout(state, timeout)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
         state.stops.pop_front()
     }
 
     /// Whether no vcpu is inside `KVM_RUN` (after [`KvmVm::debug_halt`], none will enter).
     pub fn debug_all_stopped(&self) -> bool {
-        self.vcpus().iter().all(|v| v.run_shared().running_tid.load(Ordering::Acquire) == 0)
+        self.vcpus()
+            .iter()
+            .all(|v| v.run_shared().running_tid.load(Ordering::Acquire) == 0)
     }
 
     /// The live vcpus, by id.
     pub fn vcpus(&self) -> Vec<Arc<KvmVcpu>> {
         let mut vcpus: Vec<_> = match self.lock("vcpus") {
-            Ok(state) => state.vcpus.iter().filter_map(|w| w.upgrade()).filter(|v| !v.is_closed()).collect(),
+            Ok(state) => state
+                .vcpus
+                .iter()
+                .filter_map(|w| w.upgrade())
+                .filter(|v| !v.is_closed())
+                .collect(),
             Err(_) => Vec::new(),
         };
         vcpus.sort_by_key(|v| v.id());

@@ -33,7 +33,13 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     fn new(extent: &Arc<Extent>, op: &'static str) -> Result<Self> {
-        let ptr = map(extent.len, libc::MAP_SHARED, extent.file.file.as_raw_fd(), extent.offset, op)?;
+        let ptr = map(
+            extent.len,
+            libc::MAP_SHARED,
+            extent.file.file.as_raw_fd(),
+            extent.offset,
+            op,
+        )?;
         Ok(Mapping {
             ptr,
             len: extent.len,
@@ -50,7 +56,11 @@ impl Mapping {
             None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
         };
         let ptr = map(len, flags, fd, offset, op)?;
-        Ok(Mapping { ptr, len, _extent: None })
+        Ok(Mapping {
+            ptr,
+            len,
+            _extent: None,
+        })
     }
 
     /// The first byte.

@@ -119,7 +119,9 @@ impl MemoryMap {
     /// Slot `slot` to change, or `ENOENT`.
     pub(super) fn get_mut(&mut self, op: &'static str, slot: MemSlot) -> Result<&mut Slot> {
         self.get(op, slot)?;
-        self.slots.get_mut(&slot).ok_or_else(|| Error::invalid(op, "slot vanished"))
+        self.slots
+            .get_mut(&slot)
+            .ok_or_else(|| Error::invalid(op, "slot vanished"))
     }
 
     /// Drops every slot (the VM is closing; views keep their own mappings).

@@ -123,7 +123,13 @@ impl KvmVcpu {
     /// snapshot; refused with `EBUSY` while the vcpu runs or an exit waits for its
     /// handler (nothing may be half-done in a saved state).
     pub(crate) fn hold(self: &Arc<Self>, op: &'static str) -> Result<HeldVcpu> {
-        let busy = |why: String| Error::new(crate::ErrorCode::Errno(libc::EBUSY), op, format!("{op}: vcpu {} {why}", self.id));
+        let busy = |why: String| {
+            Error::new(
+                crate::ErrorCode::Errno(libc::EBUSY),
+                op,
+                format!("{op}: vcpu {} {why}", self.id),
+            )
+        };
         if self.running.swap(true, Ordering::Acquire) {
             return Err(busy("is inside run()".into()));
         }
@@ -131,7 +137,9 @@ impl KvmVcpu {
         match self.pending() {
             Pending::None => Ok(held),
             Pending::Handling => Err(busy("is inside one of its exit handlers".into())),
-            p => Err(busy(format!("has an exit waiting for its handler ({p:?}): handle it or run again first"))),
+            p => Err(busy(format!(
+                "has an exit waiting for its handler ({p:?}): handle it or run again first"
+            ))),
         }
     }
 
@@ -179,7 +187,9 @@ impl KvmVcpu {
             // Some KVMs report a signal as a successful run with exit reason
             // KVM_EXIT_INTR: one way for both, an interrupted run.
             let result = match result {
-                Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
+                Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => {
+                    Err(vmm_sys_util::errno::Error::new(libc::EINTR))
+                }
                 other => other,
             };
             if debug.attached() {
@@ -212,6 +222,8 @@ impl KvmVcpu {
 
     /// Records the user's guest-debug settings; false if a debugger owns guest debug
     /// now (they are applied when it detaches).
+    // arm64 has no `set_guest_debug` of its own yet.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn keep_own_guest_debug(&self, debug: kvm_guest_debug) -> bool {
         *self.own_debug.lock().unwrap_or_else(|p| p.into_inner()) = debug;
         !self.vm.shared().debug.attached()

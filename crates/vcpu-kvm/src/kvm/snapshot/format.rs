@@ -191,7 +191,11 @@ impl SnapshotFile {
     pub(crate) fn open(path: &Path) -> Result<SnapshotFile> {
         let mut file = File::open(path).map_err(|e| {
             let code = ErrorCode::Errno(e.raw_os_error().unwrap_or(libc::EIO));
-            Error::new(code, RESTORE, format!("{RESTORE}: cannot open snapshot {}: {e}", path.display()))
+            Error::new(
+                code,
+                RESTORE,
+                format!("{RESTORE}: cannot open snapshot {}: {e}", path.display()),
+            )
         })?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut head = [0u8; 64];
@@ -239,10 +243,18 @@ impl SnapshotFile {
                 .checked_add(n as u64 * PAGE_SIZE)
                 .is_some_and(|end| end <= self.header.state_offset)
         };
-        let corrupt = |what: &str| bad(&self.path, format!("is corrupt: {what} of the region at {:#x}", region.guest_address));
+        let corrupt = |what: &str| {
+            bad(
+                &self.path,
+                format!("is corrupt: {what} of the region at {:#x}", region.guest_address),
+            )
+        };
         match &region.pages {
             SavedPages::Image { offset, present, crcs } => {
-                if !in_file(*offset, pages) || present.len() != pages.div_ceil(64) || crcs.len() != pages.div_ceil(CHUNK_PAGES) {
+                if !in_file(*offset, pages)
+                    || present.len() != pages.div_ceil(64)
+                    || crcs.len() != pages.div_ceil(CHUNK_PAGES)
+                {
                     return Err(corrupt("the memory layout"));
                 }
                 let is_present = |p: usize| present[p / 64] >> (p % 64) & 1 == 1;
@@ -254,12 +266,17 @@ impl SnapshotFile {
                     let data = &mut buf[..n * PAGE_SIZE as usize];
                     let mut hasher = crc32fast::Hasher::new();
                     if has_data(&self.file, start, n as u64 * PAGE_SIZE) {
-                        self.file.read_exact_at(data, start).map_err(|_| corrupt("unreadable memory"))?;
+                        self.file
+                            .read_exact_at(data, start)
+                            .map_err(|_| corrupt("unreadable memory"))?;
                         for (p, page) in data.chunks_exact(PAGE_SIZE as usize).enumerate() {
                             if is_present(first + p) {
                                 hasher.update(page);
                             } else if !is_zero(page) {
-                                return Err(corrupt(&format!("data in an empty page ({:#x})", (first + p) as u64 * PAGE_SIZE)));
+                                return Err(corrupt(&format!(
+                                    "data in an empty page ({:#x})",
+                                    (first + p) as u64 * PAGE_SIZE
+                                )));
                             }
                         }
                     }
@@ -268,7 +285,12 @@ impl SnapshotFile {
                     }
                 }
             }
-            SavedPages::Packed { offset, written, crcs, zero } => {
+            SavedPages::Packed {
+                offset,
+                written,
+                crcs,
+                zero,
+            } => {
                 let ok_pages = written.iter().chain(zero).all(|&p| (p as usize) < pages);
                 if !in_file(*offset, written.len()) || !ok_pages || crcs.len() != written.len().div_ceil(CHUNK_PAGES) {
                     return Err(corrupt("the memory layout"));

@@ -66,19 +66,33 @@ impl KvmVm {
         let base = match (diff, &state.restored.base) {
             (false, _) => None,
             (true, Some(b)) if absolute(path).as_deref() == Some(b.path.as_path()) => {
-                return Err(Error::invalid(OP, format!("snapshot: a diff cannot replace its own base {}", path.display())));
+                return Err(Error::invalid(
+                    OP,
+                    format!("snapshot: a diff cannot replace its own base {}", path.display()),
+                ));
             }
             (true, Some(b)) => Some(b.clone()),
             (true, None) => {
-                return Err(Error::invalid(OP, "snapshot: diff needs an earlier snapshot or restore of this VM to be a diff of"));
+                return Err(Error::invalid(
+                    OP,
+                    "snapshot: diff needs an earlier snapshot or restore of this VM to be a diff of",
+                ));
             }
         };
-        let vcpus: Vec<_> = state.vcpus.iter().filter_map(|w| w.upgrade()).filter(|v| !v.is_closed()).collect();
+        let vcpus: Vec<_> = state
+            .vcpus
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .filter(|v| !v.is_closed())
+            .collect();
         let held = vcpus.iter().map(|v| v.hold(OP)).collect::<Result<Vec<_>>>()?;
         let irqchip = self.shared.config.irqchip;
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
         let vm = arch::save_vm(fd, irqchip)?;
-        let mut saved = held.iter().map(|v| arch::save_vcpu(v, irqchip)).collect::<Result<Vec<_>>>()?;
+        let mut saved = held
+            .iter()
+            .map(|v| arch::save_vcpu(v, irqchip))
+            .collect::<Result<Vec<_>>>()?;
         saved.extend(state.restored.vcpus.values().cloned());
         saved.sort_by_key(|v| v.id);
 
@@ -92,7 +106,11 @@ impl KvmVm {
                     merge(&mut s.owed, &guest);
                 }
                 let pages = if diff {
-                    let written = s.region.written.written().unwrap_or_else(|| vec![u64::MAX; s.region.len().div_ceil(64)]);
+                    let written = s
+                        .region
+                        .written
+                        .written()
+                        .unwrap_or_else(|| vec![u64::MAX; s.region.len().div_ceil(64)]);
                     writer.packed(&s.region, &written)?
                 } else {
                     writer.image(&s.region)?
@@ -130,7 +148,13 @@ impl KvmVm {
             write_at(file, &header.encode(), 0)?;
             file.set_len(header.file_len).map_err(|e| io_error(OP, &e))?;
             let bytes = HEADER_LEN + raw.len() as u64 + writer.pages * super::memory::PAGE_SIZE;
-            Ok((header.id, SnapshotInfo { bytes, pages: writer.pages }))
+            Ok((
+                header.id,
+                SnapshotInfo {
+                    bytes,
+                    pages: writer.pages,
+                },
+            ))
         });
         let (id, info) = written?;
         std::fs::rename(&partial, path).map_err(|e| {
@@ -148,7 +172,9 @@ impl KvmVm {
 
     /// The vcpu ids a restored VM's snapshot holds (empty for a VM not restored).
     pub fn snapshot_vcpu_ids(&self) -> Vec<u32> {
-        self.lock("snapshotVcpuIds").map(|s| s.restored.ids.clone()).unwrap_or_default()
+        self.lock("snapshotVcpuIds")
+            .map(|s| s.restored.ids.clone())
+            .unwrap_or_default()
     }
 
     /// The VMM's device state saved with the snapshot this VM was restored from.
@@ -182,7 +208,14 @@ impl Kvm {
             let mut guard = vm.lock(OP)?;
             let state = &mut *guard;
             if regions.len() > vm.shared.max_slots {
-                return Err(bad(path, format!("has {} memory regions; this KVM allows {}", regions.len(), vm.shared.max_slots)));
+                return Err(bad(
+                    path,
+                    format!(
+                        "has {} memory regions; this KVM allows {}",
+                        regions.len(),
+                        vm.shared.max_slots
+                    ),
+                ));
             }
             for LoadedRegion {
                 slot,
@@ -192,7 +225,9 @@ impl Kvm {
                 mapping,
             } in regions
             {
-                if state.memory.overlapping(guest_address, mapping.len() as u64).is_some() || slot as usize >= vm.shared.max_slots {
+                if state.memory.overlapping(guest_address, mapping.len() as u64).is_some()
+                    || slot as usize >= vm.shared.max_slots
+                {
                     return Err(bad(path, "is corrupt: its memory regions overlap"));
                 }
                 let region = Arc::new(GuestRegion::restored(mapping, guest_address, readonly));
@@ -220,11 +255,21 @@ fn open_chain(path: &Path) -> Result<Vec<SnapshotFile>> {
         if chain.len() > MAX_CHAIN {
             return Err(bad(&diff, format!("has a chain of more than {MAX_CHAIN} bases")));
         }
-        let found = find_base(&diff, &base.path)
-            .ok_or_else(|| bad(&diff, format!("is a diff whose base {} is missing", base.path.display())))?;
+        let found = find_base(&diff, &base.path).ok_or_else(|| {
+            bad(
+                &diff,
+                format!("is a diff whose base {} is missing", base.path.display()),
+            )
+        })?;
         let snap = SnapshotFile::open(&found)?;
         if snap.header.id != base.id {
-            return Err(bad(&diff, format!("is a diff of another snapshot than {} (it was replaced)", found.display())));
+            return Err(bad(
+                &diff,
+                format!(
+                    "is a diff of another snapshot than {} (it was replaced)",
+                    found.display()
+                ),
+            ));
         }
         chain.push(snap);
     }

@@ -120,7 +120,11 @@ impl<'a> PageWriter<'a> {
 
 fn io_error(e: &std::io::Error) -> Error {
     let errno = e.raw_os_error().unwrap_or(libc::EIO);
-    Error::new(crate::ErrorCode::Errno(errno), OP, format!("{OP}: cannot write the snapshot: {e}"))
+    Error::new(
+        crate::ErrorCode::Errno(errno),
+        OP,
+        format!("{OP}: cannot write the snapshot: {e}"),
+    )
 }
 
 /// The pages of `region` that may hold data: for memory-file regions, the file's data
@@ -128,7 +132,7 @@ fn io_error(e: &std::io::Error) -> Error {
 fn candidate_pages(region: &GuestRegion) -> Vec<Range<usize>> {
     let pages = region.len() / PAGE;
     let Some((file, base)) = region.file_range() else {
-        return vec![0..pages];
+        return std::iter::once(0..pages).collect();
     };
     let end = base + region.len() as u64;
     let mut ranges = Vec::new();
@@ -141,7 +145,8 @@ fn candidate_pages(region: &GuestRegion) -> Vec<Range<usize>> {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
                 break; // no data after `at`
             }
-            return vec![((at - base) / PAGE_SIZE) as usize..pages]; // no SEEK_DATA: scan
+            return std::iter::once(((at - base) / PAGE_SIZE) as usize..pages).collect();
+            // no SEEK_DATA: scan
         }
         let data = data as u64;
         if data >= end {
@@ -204,7 +209,14 @@ pub(crate) fn load(snap: &SnapshotFile, mut base: Vec<LoadedRegion>) -> Result<V
 }
 
 /// Copies a diff's pages into `mapping`, and zeroes the pages that became zero.
-fn apply(snap: &SnapshotFile, r: &SavedRegion, mapping: &Mapping, offset: u64, written: &[u32], zero: &[u32]) -> Result<()> {
+fn apply(
+    snap: &SnapshotFile,
+    r: &SavedRegion,
+    mapping: &Mapping,
+    offset: u64,
+    written: &[u32],
+    zero: &[u32],
+) -> Result<()> {
     // SAFETY: the whole fresh private mapping, which no vcpu uses yet (the VM is being
     // restored); the page numbers were checked against its size by `verify_memory`.
     let mem = unsafe { std::slice::from_raw_parts_mut(mapping.as_ptr(), mapping.len()) };
@@ -218,7 +230,12 @@ fn apply(snap: &SnapshotFile, r: &SavedRegion, mapping: &Mapping, offset: u64, w
         let first = written[i] as usize * PAGE;
         snap.file
             .read_exact_at(&mut mem[first..first + (j - i) * PAGE], offset + (i * PAGE) as u64)
-            .map_err(|_| bad(&snap.path, format!("is truncated (the region at {:#x})", r.guest_address)))?;
+            .map_err(|_| {
+                bad(
+                    &snap.path,
+                    format!("is truncated (the region at {:#x})", r.guest_address),
+                )
+            })?;
         i = j;
     }
     for &p in zero {

@@ -188,7 +188,10 @@ fn write_msrs(vcpu: &KvmVcpu, saved: &[kvm_msr_entry]) -> Result<()> {
         let n = fd.set_msrs(&msrs).op(RESTORE)?;
         if n < batch.len() {
             let refused = batch[n];
-            let now = vcpu.get_msrs(&[refused.index]).ok().and_then(|v| v.first().map(|e| e.1));
+            let now = vcpu
+                .get_msrs(&[refused.index])
+                .ok()
+                .and_then(|v| v.first().map(|e| e.1));
             if now != Some(refused.data) {
                 return Err(Error::invalid(
                     RESTORE,

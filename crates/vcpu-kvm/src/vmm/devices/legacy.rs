@@ -146,8 +146,13 @@ impl LegacyDevices {
         vm.register_irqfd(&irq, COM1_IRQ)?;
         let reset = EventFd::new(EFD_NONBLOCK).op(OP)?;
         let output = SerialOutput::default();
-        let serial = Serial::from_state(&state.serial.to_state(), EventTrigger(irq), vm_superio::serial::NoEvents, output.clone())
-            .map_err(|e| Error::invalid(OP, format!("the saved COM1 state is not valid: {e:?}")))?;
+        let serial = Serial::from_state(
+            &state.serial.to_state(),
+            EventTrigger(irq),
+            vm_superio::serial::NoEvents,
+            output.clone(),
+        )
+        .map_err(|e| Error::invalid(OP, format!("the saved COM1 state is not valid: {e:?}")))?;
         Ok(LegacyDevices {
             serial: Mutex::new(serial),
             // The i8042 holds no state: it only passes a reset on.

@@ -109,13 +109,19 @@ impl VmTarget {
 
     fn read_virtual(&self, vcpu: &KvmVcpu, addr: u64, len: usize) -> Option<Vec<u8>> {
         let mut buf = vec![0; len];
-        let read = self.each_page(vcpu, addr, len, |gpa, at, n| self.vm.read(gpa, &mut buf[at..at + n]).is_ok());
+        let read = self.each_page(vcpu, addr, len, |gpa, at, n| {
+            self.vm.read(gpa, &mut buf[at..at + n]).is_ok()
+        });
         (read == len).then_some(buf)
     }
 
     fn vcpu(&self, tid: Tid) -> TargetResult<Arc<KvmVcpu>, Self> {
         let id = tid.get() - 1;
-        self.vm.vcpus().into_iter().find(|v| v.id() == id).ok_or(TargetError::NonFatal)
+        self.vm
+            .vcpus()
+            .into_iter()
+            .find(|v| v.id() == id)
+            .ok_or(TargetError::NonFatal)
     }
 
     /// Gives every vcpu the current traps, and single-step to those stepping (all the
@@ -217,7 +223,9 @@ impl MultiThreadBase for VmTarget {
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
         let vcpu = self.vcpu(tid)?;
         let len = data.len();
-        let read = self.each_page(&vcpu, start, len, |gpa, at, n| self.vm.read(gpa, &mut data[at..at + n]).is_ok());
+        let read = self.each_page(&vcpu, start, len, |gpa, at, n| {
+            self.vm.read(gpa, &mut data[at..at + n]).is_ok()
+        });
         if read == 0 && len > 0 {
             return Err(TargetError::NonFatal);
         }
@@ -226,7 +234,9 @@ impl MultiThreadBase for VmTarget {
 
     fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
         let vcpu = self.vcpu(tid)?;
-        let written = self.each_page(&vcpu, start, data.len(), |gpa, at, n| self.vm.write(gpa, &data[at..at + n]).is_ok());
+        let written = self.each_page(&vcpu, start, data.len(), |gpa, at, n| {
+            self.vm.write(gpa, &data[at..at + n]).is_ok()
+        });
         if written < data.len() {
             return Err(TargetError::NonFatal);
         }

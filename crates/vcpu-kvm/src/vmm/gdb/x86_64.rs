@@ -59,7 +59,12 @@ impl Registers for VcpuRegs {
         const CORE: usize = 0x218;
         let extra = bytes.get(CORE..).ok_or(())?;
         self.core.gdb_deserialize(&bytes[..CORE])?;
-        for (reg, chunk) in self.bases.iter_mut().chain(self.system.iter_mut()).zip(extra.chunks_exact(8)) {
+        for (reg, chunk) in self
+            .bases
+            .iter_mut()
+            .chain(self.system.iter_mut())
+            .zip(extra.chunks_exact(8))
+        {
             *reg = u64::from_le_bytes(chunk.try_into().map_err(|_| ())?);
         }
         Ok(())
@@ -83,7 +88,8 @@ pub(super) fn read_regs(vcpu: &KvmVcpu) -> Result<VcpuRegs> {
     let f = vcpu.get_fpu()?;
     let mut core = X86_64CoreRegs {
         regs: [
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
+            r.r15,
         ],
         eflags: r.rflags as u32,
         rip: r.rip,
@@ -173,7 +179,7 @@ pub(super) enum Trap {
 /// Whether a data watchpoint can be set: x86 watches aligned 1, 2, 4 or 8 bytes, and
 /// cannot watch reads alone (gdb's `rwatch` becomes read-or-write).
 pub(super) fn data_trap_fits(addr: u64, len: u64) -> bool {
-    matches!(len, 1 | 2 | 4 | 8) && addr % len == 0
+    matches!(len, 1 | 2 | 4 | 8) && addr.is_multiple_of(len)
 }
 
 /// The guest-debug settings for these traps (DR0–DR3 and DR7), single-stepping or not.

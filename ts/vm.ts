@@ -31,18 +31,6 @@ export interface VmHandle {
   readonly id: number;
 }
 
-/**
- * A KVM virtual machine: guest memory and vcpus. Made by {@link Kvm.createVm}, or in
- * another worker by {@link Vm.fromHandle}.
- *
- * @example
- * ```ts
- * using vm = Kvm.open().createVm();
- * vm.addMemory({ guestAddress: 0, size: 2 << 20 });
- * vm.write(0x1000, new Uint8Array([0xf4])); // hlt
- * const vcpu = vm.createVcpu(0);
- * ```
- */
 /** Options of {@link Vm.snapshot}. */
 export interface SnapshotOptions {
   /** Only the pages written since the VM's previous snapshot or restore. */
@@ -68,6 +56,18 @@ export function checkPath(op: string, path: unknown): asserts path is string {
   }
 }
 
+/**
+ * A KVM virtual machine: guest memory and vcpus. Made by {@link Kvm.createVm}, or in
+ * another worker by {@link Vm.fromHandle}.
+ *
+ * @example
+ * ```ts
+ * using vm = Kvm.open().createVm();
+ * vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+ * vm.write(0x1000, new Uint8Array([0xf4])); // hlt
+ * const vcpu = vm.createVcpu(0);
+ * ```
+ */
 export class Vm {
   readonly #native: NativeVm;
   readonly #memory = new Map<number, GuestMemory>();

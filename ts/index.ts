@@ -22,6 +22,8 @@ export { GuestMemory, type MemoryOptions } from './memory';
 export { Vcpu, type ExitHandlers, type LongModeOptions, type MsrAccess, type MsrHandler } from './vcpu';
 export { VcpuState, type DeepPartial } from './vcpu_state';
 export { VcpuX86, type Translation } from './vcpu_x86';
+export { VcpuArm64, type El1Options } from './vcpu_arm64';
+export { arm64SysReg, type Arm64Regs } from './regs_arm64';
 export { VcpuError } from './errors';
 export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';

@@ -1,6 +1,6 @@
 /**
- * `Vcpu`: crosvm's `Vcpu` trait in TypeScript; x86 state and control come from
- * {@link VcpuState} and {@link VcpuX86}.
+ * `Vcpu`: crosvm's `Vcpu` trait in TypeScript; state and arch control come from
+ * {@link VcpuState} and {@link VcpuX86} (x86) and {@link VcpuArm64} (arm64).
  * @packageDocumentation
  */
 import { dispose } from './dispose';
@@ -14,7 +14,7 @@ import type { HypercallAbi } from './hypercall';
 import type { NativeVcpu } from './native';
 import { VcpuSignalHandle } from './signal';
 import type { IoHandler, VcpuExit } from './types';
-import { VcpuX86 } from './vcpu_x86';
+import { VcpuArm64 } from './vcpu_arm64';
 import type { Vm } from './vm';
 
 export type { ExitHandlers, MsrAccess, MsrHandler } from './exit_channel';
@@ -35,7 +35,7 @@ export type { LongModeOptions } from './vcpu_x86';
  * }
  * ```
  */
-export class Vcpu extends VcpuX86 {
+export class Vcpu extends VcpuArm64 {
   /** @internal */
   protected readonly native: NativeVcpu;
   readonly #vm: Vm;

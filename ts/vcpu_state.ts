@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 import { toU64 } from './hypercall';
+import { getArm64Regs, ON_ARM64, setArm64Regs, type Arm64Regs, type NativeArm64Vcpu } from './regs_arm64';
 import { checkOptions, mergePartial } from './options';
 import type { NativeVcpu } from './native';
 import type {
@@ -60,15 +61,18 @@ export abstract class VcpuState {
   protected abstract call<T>(op: string, f: () => T): T;
 
   /**
-   * General-purpose registers.
+   * General-purpose registers: x86's (`rax` … `rflags`), or on an arm64 host arm64's
+   * (`x0` … `x30`, `sp`, `pc`, `pstate`, `spEl1`, `elrEl1`, `spsrEl1`; ask for them
+   * as `getRegs<Arm64Regs>()`).
    *
    * @example
    * ```ts
    * const { rip, rax } = vcpu.getRegs();
    * ```
    */
-  getRegs(): Regs {
-    return this.call('getRegs', () => this.native.getRegs());
+  getRegs<R extends Regs | Arm64Regs = Regs>(): R {
+    if (ON_ARM64) return this.call('getRegs', () => getArm64Regs(this.native as unknown as NativeArm64Vcpu)) as R;
+    return this.call('getRegs', () => this.native.getRegs()) as R;
   }
 
   /**
@@ -80,7 +84,12 @@ export abstract class VcpuState {
    * vcpu.setRegs({ rip: 0x1000n, rsp: 0x8000n });
    * ```
    */
-  setRegs(regs: Partial<Record<keyof Regs, RegValue>>): void {
+  setRegs(regs: Partial<Record<keyof Regs, RegValue>> | Partial<Record<keyof Arm64Regs, RegValue>>): void {
+    if (ON_ARM64) {
+      const native = this.native as unknown as NativeArm64Vcpu;
+      this.call('setRegs', () => setArm64Regs(native, regs as Partial<Record<keyof Arm64Regs, RegValue>>));
+      return;
+    }
     const merged = mergePartial('setRegs', this.getRegs(), regs) as Record<keyof Regs, RegValue>;
     const full = {} as Regs;
     for (const n of REG_NAMES) full[n] = toU64(merged[n], n, undefined, 'setRegs');

@@ -2,6 +2,8 @@
 //! results and delegate. No decoding happens here; the TypeScript facade in `ts/` gives
 //! it the documented API.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod args;
 mod async_runner;
 #[cfg(target_arch = "x86_64")]

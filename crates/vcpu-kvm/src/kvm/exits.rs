@@ -122,14 +122,16 @@ impl KvmVcpu {
                 let offset = mmio.data.as_ptr() as usize - base;
                 self.describe_access(Pending::Mmio, mmio.phys_addr, mmio.len, 1, mmio.is_write != 0, offset)
             }
-            KVM_EXIT_HYPERCALL => {
-                let hc = unsafe { &run.__bindgen_anon_1.hypercall };
-                let args = hc.args.map(|a| a as usize);
-                self.record()
-                    .set_call(&HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]));
-                self.set_pending(Pending::Hypercall);
-                VcpuExit::Hypercall
-            }
+            KVM_EXIT_HYPERCALL => match arch::kvm_hypercall(self, run) {
+                Some(abi) => {
+                    self.record().set_call(&abi);
+                    self.set_pending(Pending::Hypercall);
+                    VcpuExit::Hypercall
+                }
+                None => VcpuExit::Unknown {
+                    reason: KVM_EXIT_HYPERCALL,
+                },
+            },
             KVM_EXIT_HLT => VcpuExit::Hlt,
             KVM_EXIT_SHUTDOWN => VcpuExit::Shutdown,
             KVM_EXIT_INTR => VcpuExit::Intr,
@@ -286,10 +288,7 @@ impl KvmVcpu {
     fn write_results(&self) -> Result<()> {
         let abi = self.record().call();
         if self.kvm_run().exit_reason == KVM_EXIT_HYPERCALL {
-            // SAFETY: the last exit was KVM_EXIT_HYPERCALL, so `hypercall` is live.
-            let hc = unsafe { &mut self.kvm_run().__bindgen_anon_1.hypercall };
-            hc.ret = abi.get_results().first().copied().unwrap_or(0) as u64;
-            return Ok(());
+            return arch::complete_kvm_hypercall(self, &abi);
         }
         arch::write_hypercall_results(self, &abi)
     }

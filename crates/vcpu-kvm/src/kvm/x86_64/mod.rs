@@ -147,6 +147,23 @@ pub(crate) fn write_hypercall_results(vcpu: &KvmVcpu, abi: &HypercallAbi) -> Res
     }
 }
 
+/// A `KVM_EXIT_HYPERCALL` (the few hypercalls KVM forwards on x86): its number and
+/// arguments; the default result is the `ret` KVM put there.
+pub(crate) fn kvm_hypercall(_vcpu: &KvmVcpu, run: &kvm_run) -> Option<HypercallAbi> {
+    // SAFETY: called for KVM_EXIT_HYPERCALL, whose `hypercall` member is live.
+    let hc = unsafe { &run.__bindgen_anon_1.hypercall };
+    let args = hc.args.map(|a| a as usize);
+    Some(HypercallAbi::new(hc.nr as usize, &args, &[hc.ret as usize]))
+}
+
+/// Writes a `KVM_EXIT_HYPERCALL`'s result where KVM returns it to the guest.
+pub(crate) fn complete_kvm_hypercall(vcpu: &KvmVcpu, abi: &HypercallAbi) -> Result<()> {
+    // SAFETY: the last exit was KVM_EXIT_HYPERCALL, so `hypercall` is live.
+    let hc = unsafe { &mut vcpu.kvm_run().__bindgen_anon_1.hypercall };
+    hc.ret = abi.get_results().first().copied().unwrap_or(0) as u64;
+    Ok(())
+}
+
 /// Decodes the exits only x86 has (`None` for a reason it does not know either).
 pub(crate) fn decode_arch_exit(vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<VcpuExit> {
     // SAFETY (every union read below): the exit reason names the active member, and

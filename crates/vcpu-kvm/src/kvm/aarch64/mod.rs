@@ -1,0 +1,132 @@
+//! aarch64 specifics of the KVM backend, in crosvm's layout: VM and vcpu set-up
+//! (`KVM_ARM_PREFERRED_TARGET`, `KVM_ARM_VCPU_INIT` with PSCI 0.2), registers through
+//! `KVM_GET/SET_ONE_REG` (`regs`), and SMCCC calls forwarded to userspace as hypercalls
+//! (`smccc`). There is no port I/O: devices are MMIO, decoded generically. PSCI
+//! SYSTEM_OFF and SYSTEM_RESET arrive as `KVM_EXIT_SYSTEM_EVENT`, also generic.
+
+mod regs;
+mod smccc;
+
+pub use regs::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
+
+use kvm_bindings::*;
+use kvm_ioctls::{VcpuFd, VmFd};
+
+use super::vcpu::KvmVcpu;
+use super::{Kvm, VmConfig};
+use crate::error::{Context, Error, ErrorCode, Result};
+use crate::{HypercallAbi, VcpuExit};
+
+/// No sync registers on arm64.
+pub(crate) const SYNC_REGS_WANTED: i32 = 0;
+
+/// What arm64 keeps per VM: how its vcpus are initialized.
+pub(crate) struct VmArch {
+    init: kvm_vcpu_init,
+}
+
+/// Asks KVM for the host's preferred vcpu target, and forwards SMCCC calls outside the
+/// services KVM implements to userspace.
+pub(crate) fn init_vm(_kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch> {
+    if config.userspace_msr {
+        return Err(Error::invalid("createVm", "userspaceMsr: MSRs exist on x86 only"));
+    }
+    if config.irqchip {
+        return Err(Error::new(
+            ErrorCode::Errno(libc::ENOTSUP),
+            "createVm",
+            "createVm: the in-kernel irqchip (GIC) is not supported on aarch64 yet",
+        ));
+    }
+    let mut init = kvm_vcpu_init::default();
+    fd.get_preferred_target(&mut init).op("createVm")?;
+    init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+    smccc::forward_to_user(fd)?;
+    Ok(VmArch { init })
+}
+
+/// `KVM_ARM_VCPU_INIT`: the vcpu starts at EL1h with interrupts masked, PC 0.
+pub(crate) fn init_vcpu(vcpu: &KvmVcpu) -> Result<()> {
+    vcpu.fd.vcpu_init(&vcpu.vm.shared().arch.init).op("createVcpu")
+}
+
+/// Decodes the exits only arm64 has (`None` for a reason it does not know either).
+pub(crate) fn decode_arch_exit(_vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<VcpuExit> {
+    match run.exit_reason {
+        KVM_EXIT_DEBUG => {
+            // SAFETY: the exit reason names `debug` as the active member, plain old data.
+            let arch = unsafe { run.__bindgen_anon_1.debug.arch };
+            Some(VcpuExit::Debug {
+                exception: arch.hsr >> 26,
+                pc: 0,
+                dr6: 0,
+                dr7: arch.far,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// An SMCCC call KVM forwarded (`KVM_EXIT_HYPERCALL`): crosvm's arm64 ABI, X0 = the
+/// function id (KVM's `nr`), X1–X3 the arguments, default results `[u64::MAX, 0, 0, 0]`
+/// (SMCCC's NOT_SUPPORTED).
+pub(crate) fn kvm_hypercall(vcpu: &KvmVcpu, run: &kvm_run) -> Option<HypercallAbi> {
+    // SAFETY: called for KVM_EXIT_HYPERCALL, whose `hypercall` member is live.
+    let nr = unsafe { run.__bindgen_anon_1.hypercall.nr };
+    let r = vcpu.get_arm64_regs().ok()?;
+    let args = [r.x[1], r.x[2], r.x[3]].map(|a| a as usize);
+    Some(HypercallAbi::new(nr as usize, &args, &[u64::MAX as usize, 0, 0, 0]))
+}
+
+/// Writes an SMCCC call's results into X0–X3 (KVM has already moved PC past the `hvc`).
+pub(crate) fn complete_kvm_hypercall(vcpu: &KvmVcpu, abi: &HypercallAbi) -> Result<()> {
+    for (i, value) in abi.get_results().iter().enumerate().take(4) {
+        vcpu.set_one_reg(regs::x(i), *value as u64)?;
+    }
+    Ok(())
+}
+
+/// Port-I/O hypercalls do not exist on arm64.
+pub(crate) fn write_hypercall_results(_vcpu: &KvmVcpu, _abi: &HypercallAbi) -> Result<()> {
+    Ok(())
+}
+
+/// `Vcpu::on_suspend`: arm64 guests have no kvmclock to tell.
+pub(crate) fn on_suspend(_fd: &VcpuFd) -> Result<()> {
+    Ok(())
+}
+
+/// Snapshots are not implemented for arm64 yet: the device and vcpu state (GIC, timers,
+/// the ONE_REG registers) is a different set.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct VmSnapshot;
+
+/// See [`VmSnapshot`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct VcpuSnapshot {
+    pub(crate) id: u32,
+}
+
+fn no_snapshots(op: &'static str) -> Error {
+    Error::new(
+        ErrorCode::Errno(libc::ENOTSUP),
+        op,
+        format!("{op}: snapshots are not supported on aarch64 yet"),
+    )
+}
+
+pub(crate) fn save_vm(_fd: &VmFd, _irqchip: bool) -> Result<VmSnapshot> {
+    Err(no_snapshots("snapshot"))
+}
+
+pub(crate) fn restore_vm(_fd: &VmFd, _vm: &VmSnapshot) -> Result<()> {
+    Err(no_snapshots("restoreVm"))
+}
+
+pub(crate) fn save_vcpu(_vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot> {
+    Err(no_snapshots("snapshot"))
+}
+
+pub(crate) fn restore_vcpu(_vcpu: &KvmVcpu, _state: &VcpuSnapshot) -> Result<()> {
+    Err(no_snapshots("restoreVm"))
+}

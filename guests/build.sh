@@ -13,3 +13,12 @@ nasm -f bin -o test_kernel.bzImage test_kernel.asm
 nasm -f elf64 -DELF -o /tmp/vcpu_test_kernel.o test_kernel.asm
 ld -n -static -Ttext=0x100000 -e startup_64 -o test_kernel.elf /tmp/vcpu_test_kernel.o
 rm -f /tmp/vcpu_test_kernel.o
+# arm64 guests (GNU as syntax), with Debian's binutils-aarch64-linux-gnu.
+if command -v aarch64-linux-gnu-as >/dev/null; then
+  for src in aarch64/*.S; do
+    aarch64-linux-gnu-as -o /tmp/vcpu_guest.o "$src"
+    aarch64-linux-gnu-ld -Ttext=0x1000 -o /tmp/vcpu_guest.elf /tmp/vcpu_guest.o
+    aarch64-linux-gnu-objcopy -O binary /tmp/vcpu_guest.elf "${src%.S}.bin"
+  done
+  rm -f /tmp/vcpu_guest.o /tmp/vcpu_guest.elf
+fi

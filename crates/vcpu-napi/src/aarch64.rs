@@ -23,7 +23,10 @@ fn to_values(r: &Arm64Regs) -> Vec<u64> {
 
 fn from_values(v: &[u64]) -> Result<Arm64Regs> {
     if v.len() != ARM64_CORE_REG_NAMES.len() {
-        return Err(invalid("setRegs", format!("setRegs: {} registers, not {}", ARM64_CORE_REG_NAMES.len(), v.len())));
+        return Err(invalid(
+            "setRegs",
+            format!("setRegs: {} registers, not {}", ARM64_CORE_REG_NAMES.len(), v.len()),
+        ));
     }
     let mut r = Arm64Regs::default();
     r.x.copy_from_slice(&v[..31]);
@@ -36,7 +39,9 @@ impl NativeVcpu {
     /// The general registers, in `arm64RegNames()` order.
     #[napi]
     pub fn get_arm64_regs(&self) -> Result<BigUint64Array> {
-        self.with("getRegs", |v| Ok(BigUint64Array::new(to_values(&v.get_arm64_regs().js()?))))
+        self.with("getRegs", |v| {
+            Ok(BigUint64Array::new(to_values(&v.get_arm64_regs().js()?)))
+        })
     }
 
     /// Sets the general registers (all of them, in `arm64RegNames()` order).

@@ -23,14 +23,14 @@ use aarch64 as arch;
 #[cfg(target_arch = "x86_64")]
 use x86_64 as arch;
 
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
 pub use signal::{kick_signal, KICK_SIGNAL_OFFSET};
 pub use snapshot::SnapshotInfo;
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
-#[cfg(target_arch = "aarch64")]
-pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::{GuestDebug, MsrAccess, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};
 

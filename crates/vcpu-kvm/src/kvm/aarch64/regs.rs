@@ -68,7 +68,9 @@ impl KvmVcpu {
 
     /// `KVM_SET_ONE_REG` of a 64-bit register.
     pub fn set_one_reg(&self, id: u64, value: u64) -> Result<()> {
-        self.fd("setOneReg")?.set_one_reg(id, &value.to_le_bytes()).op("setOneReg")?;
+        self.fd("setOneReg")?
+            .set_one_reg(id, &value.to_le_bytes())
+            .op("setOneReg")?;
         Ok(())
     }
 

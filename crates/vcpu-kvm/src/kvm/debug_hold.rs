@@ -50,6 +50,11 @@ impl DebugHold {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the guest is stopped (a vcpu created now must not enter it).
+    pub(crate) fn halted(&self) -> bool {
+        self.attached() && self.lock().halted
+    }
+
     /// Before `KVM_RUN`: waits while the guest is stopped. After [`PARK`] it gives up
     /// with an `EINTR` that was not requested; callers run again.
     pub(crate) fn gate(&self, vcpu: &KvmVcpu) -> Result<()> {
@@ -180,9 +185,9 @@ impl KvmVm {
 
 /// The vcpu's side.
 impl KvmVcpu {
-    /// Kicks the vcpu out of `KVM_RUN` for the debugger: `run()` takes the kick itself
-    /// (it never reaches the caller) and holds the vcpu.
-    fn kick_for_debugger(&self) {
+    /// Kicks the vcpu out of `KVM_RUN` for the debugger (or keeps it from entering): `run()`
+    /// takes the kick itself (it never reaches the caller) and holds the vcpu.
+    pub(crate) fn kick_for_debugger(&self) {
         let run = self.run_shared();
         run.debug_kick.store(true, Ordering::Release);
         run.immediate_exit().store(1, Ordering::Release);

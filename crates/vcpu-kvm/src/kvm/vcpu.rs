@@ -170,44 +170,63 @@ impl KvmVcpu {
 }
 
 impl KvmVcpu {
-    /// `KVM_RUN` until an exit for the caller. With a debugger attached, the vcpu waits
-    /// while the guest is stopped, and the debugger's kicks and debug exits stay here.
-    fn enter_guest(&self) -> Result<std::result::Result<(), vmm_sys_util::errno::Error>> {
-        let tid = self.thread.current();
-        let debug = &self.vm.shared().debug;
-        loop {
-            if debug.attached() {
-                debug.gate(self)?;
-                self.take_debugger_kick();
-            }
-            self.shared.runs.fetch_add(1, Ordering::Relaxed);
-            self.shared.running_tid.store(tid, Ordering::Release);
-            let result = ioctls::run(&self.fd);
-            self.shared.running_tid.store(0, Ordering::Release);
-            // Some KVMs report a signal as a successful run with exit reason
-            // KVM_EXIT_INTR: one way for both, an interrupted run.
-            let result = match result {
-                Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => {
-                    Err(vmm_sys_util::errno::Error::new(libc::EINTR))
-                }
-                other => other,
-            };
-            if debug.attached() {
-                match &result {
-                    Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_DEBUG => {
-                        // Stop the others first: once the stop is visible the debugger
-                        // may resume at once, and nothing may halt the guest after it.
-                        let exit = self.decode_exit();
-                        self.vm.debug_halt();
-                        debug.report(self.id, exit);
-                        continue;
-                    }
-                    Err(e) if e.errno() == libc::EINTR && self.take_debugger_kick() => continue,
-                    _ => {}
-                }
-            }
-            return Ok(result);
+    /// One `KVM_RUN`, published for kicks.
+    #[inline]
+    fn enter(&self, tid: i32) -> std::result::Result<(), vmm_sys_util::errno::Error> {
+        self.shared.runs.fetch_add(1, Ordering::Relaxed);
+        self.shared.running_tid.store(tid, Ordering::Release);
+        let result = ioctls::run(&self.fd);
+        self.shared.running_tid.store(0, Ordering::Release);
+        // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
+        // one way for both, an interrupted run.
+        match result {
+            Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
+            other => other,
         }
+    }
+
+    /// Whether a run's outcome is a debugger's: a debug exit while one is attached, or
+    /// its kick. (A debugger that stops the guest kicks every vcpu, so a vcpu entering
+    /// the guest then comes straight back here: the common path pays one compare.)
+    #[inline]
+    fn for_debugger(&self, result: &std::result::Result<(), vmm_sys_util::errno::Error>) -> bool {
+        match result {
+            Ok(()) => self.kvm_run().exit_reason == KVM_EXIT_DEBUG && self.vm.shared().debug.attached(),
+            Err(_) => self.shared.debug_kick.load(Ordering::Acquire),
+        }
+    }
+
+    /// Runs on while the outcome is the debugger's: a debug exit stops the guest and is
+    /// reported to it, a kick is taken back; then the vcpu waits while the guest is
+    /// stopped and enters it again.
+    #[cold]
+    #[inline(never)]
+    fn run_for_debugger(
+        &self,
+        tid: i32,
+        mut result: std::result::Result<(), vmm_sys_util::errno::Error>,
+    ) -> Result<std::result::Result<(), vmm_sys_util::errno::Error>> {
+        let debug = &self.vm.shared().debug;
+        while self.for_debugger(&result) {
+            if result.is_ok() {
+                // Stop the others first: once the stop is visible the debugger may
+                // resume at once, and nothing may halt the guest after it.
+                // Not `decode_exit`: it stays inlined in `run()` when called once.
+                let exit = arch::debug_exit(self.kvm_run());
+                self.set_last(exit);
+                self.vm.debug_halt();
+                debug.report(self.id, exit);
+            }
+            self.take_debugger_kick();
+            if let Err(e) = debug.gate(self) {
+                // Still held (or closed): the next `run()` must come back here first.
+                self.kick_for_debugger();
+                return Err(e);
+            }
+            self.take_debugger_kick();
+            result = self.enter(tid);
+        }
+        Ok(result)
     }
 
     /// The user's own `immediate_exit` wish (a debugger's kick sets it too).
@@ -265,17 +284,21 @@ impl Vcpu for KvmVcpu {
             return Err(self.refuse_in_handler(OP));
         }
         self.set_pending(Pending::None);
-        let result = self.enter_guest();
+        let tid = self.thread.current();
+        let mut result = self.enter(tid);
+        if self.for_debugger(&result) {
+            result = match self.run_for_debugger(tid, result) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Held by a debugger past its patience, or closed meanwhile.
+                    self.running.store(false, Ordering::Release);
+                    self.set_last(VcpuExit::Intr);
+                    self.requested.store(false, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+        }
         self.running.store(false, Ordering::Release);
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                // Held by a debugger past its patience, or closed meanwhile.
-                self.set_last(VcpuExit::Intr);
-                self.requested.store(false, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
         match result {
             Ok(()) => Ok(self.decode_exit()),
             Err(e) => {
@@ -300,7 +323,9 @@ impl Vcpu for KvmVcpu {
 
     fn set_immediate_exit(&self, exit: bool) {
         self.immediate_wanted.store(exit, Ordering::Release);
-        self.shared.immediate_exit().store(exit as u8, Ordering::Release);
+        // A debugger's pending kick outlives the user's "no": it holds the vcpu.
+        let set = exit || self.shared.debug_kick.load(Ordering::Acquire);
+        self.shared.immediate_exit().store(set as u8, Ordering::Release);
         if !exit {
             self.shared.kicked.store(false, Ordering::Release);
         }

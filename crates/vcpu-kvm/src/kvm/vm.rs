@@ -219,6 +219,10 @@ impl KvmVm {
             super::arch::restore_vcpu(&vcpu, saved)?;
             state.restored.vcpus.remove(&(id as u32));
         }
+        if self.shared.debug.halted() {
+            // A debugger holds the guest: the new vcpu waits with the others.
+            vcpu.kick_for_debugger();
+        }
         state.vcpus.retain(|w| w.strong_count() > 0);
         state.vcpus.push(Arc::downgrade(&vcpu));
         Ok(vcpu)

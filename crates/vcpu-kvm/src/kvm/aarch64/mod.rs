@@ -50,19 +50,23 @@ pub(crate) fn init_vcpu(vcpu: &KvmVcpu) -> Result<()> {
     vcpu.fd.vcpu_init(&vcpu.vm.shared().arch.init).op("createVcpu")
 }
 
+/// A `KVM_EXIT_DEBUG` exit (the caller checked the exit reason): the exception class
+/// from ESR, the fault address in `dr7`'s place.
+pub(crate) fn debug_exit(run: &kvm_run) -> VcpuExit {
+    // SAFETY: the exit reason is KVM_EXIT_DEBUG, whose `debug` member is plain old data.
+    let arch = unsafe { run.__bindgen_anon_1.debug.arch };
+    VcpuExit::Debug {
+        exception: arch.hsr >> 26,
+        pc: 0,
+        dr6: 0,
+        dr7: arch.far,
+    }
+}
+
 /// Decodes the exits only arm64 has (`None` for a reason it does not know either).
 pub(crate) fn decode_arch_exit(_vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<VcpuExit> {
     match run.exit_reason {
-        KVM_EXIT_DEBUG => {
-            // SAFETY: the exit reason names `debug` as the active member, plain old data.
-            let arch = unsafe { run.__bindgen_anon_1.debug.arch };
-            Some(VcpuExit::Debug {
-                exception: arch.hsr >> 26,
-                pc: 0,
-                dr6: 0,
-                dr7: arch.far,
-            })
-        }
+        KVM_EXIT_DEBUG => Some(debug_exit(run)),
         _ => None,
     }
 }

@@ -164,6 +164,18 @@ pub(crate) fn complete_kvm_hypercall(vcpu: &KvmVcpu, abi: &HypercallAbi) -> Resu
     Ok(())
 }
 
+/// A `KVM_EXIT_DEBUG` exit (the caller checked the exit reason).
+pub(crate) fn debug_exit(run: &kvm_run) -> VcpuExit {
+    // SAFETY: the exit reason is KVM_EXIT_DEBUG, whose `debug` member is plain old data.
+    let arch = unsafe { run.__bindgen_anon_1.debug.arch };
+    VcpuExit::Debug {
+        exception: arch.exception,
+        pc: arch.pc,
+        dr6: arch.dr6,
+        dr7: arch.dr7,
+    }
+}
+
 /// Decodes the exits only x86 has (`None` for a reason it does not know either).
 pub(crate) fn decode_arch_exit(vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<VcpuExit> {
     // SAFETY (every union read below): the exit reason names the active member, and
@@ -186,15 +198,7 @@ pub(crate) fn decode_arch_exit(vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<Vcpu
                 error_code: ex.error_code,
             }
         }
-        KVM_EXIT_DEBUG => {
-            let arch = unsafe { run.__bindgen_anon_1.debug.arch };
-            VcpuExit::Debug {
-                exception: arch.exception,
-                pc: arch.pc,
-                dr6: arch.dr6,
-                dr7: arch.dr7,
-            }
-        }
+        KVM_EXIT_DEBUG => debug_exit(run),
         KVM_EXIT_IRQ_WINDOW_OPEN => VcpuExit::IrqWindowOpen,
         KVM_EXIT_IOAPIC_EOI => VcpuExit::IoapicEoi {
             vector: unsafe { run.__bindgen_anon_1.eoi.vector },

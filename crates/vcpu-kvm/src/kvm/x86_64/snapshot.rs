@@ -136,14 +136,7 @@ fn read_msrs(vcpu: &KvmVcpu, list: &[u32]) -> Result<Vec<kvm_msr_entry>> {
     let mut next = 0;
     while next < list.len() {
         let batch = &list[next..(next + MSR_BATCH).min(list.len())];
-        let entries: Vec<kvm_msr_entry> = batch
-            .iter()
-            .map(|&index| kvm_msr_entry {
-                index,
-                ..Default::default()
-            })
-            .collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|_| Error::invalid(OP, "too many MSRs"))?;
+        let mut msrs = super::state::msr_query(OP, batch)?;
         let n = fd.get_msrs(&mut msrs).op(OP)?;
         saved.extend_from_slice(&msrs.as_slice()[..n]);
         next += n;

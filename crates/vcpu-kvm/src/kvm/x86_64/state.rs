@@ -18,6 +18,18 @@ fn lapic_error(op: &'static str, errno: i32) -> Error {
     Error::errno(op, errno)
 }
 
+/// A `KVM_GET_MSRS` request for `indices` (at most `KVM_MAX_MSR_ENTRIES`).
+pub(super) fn msr_query(op: &'static str, indices: &[u32]) -> Result<Msrs> {
+    let entries: Vec<kvm_msr_entry> = indices
+        .iter()
+        .map(|&index| kvm_msr_entry {
+            index,
+            ..Default::default()
+        })
+        .collect();
+    Msrs::from_entries(&entries).map_err(|_| Error::invalid(op, "too many MSRs in one call"))
+}
+
 /// x86 register and device state, beyond the trait (what every VMM needs).
 impl KvmVcpu {
     /// `KVM_GET_REGS` (or the sync copy a hypercall result is still waiting in).
@@ -62,14 +74,7 @@ impl KvmVcpu {
     pub fn get_msrs(&self, indices: &[u32]) -> Result<Vec<(u32, u64)>> {
         const OP: &str = "getMsrs";
         let fd = self.fd(OP)?;
-        let entries: Vec<kvm_msr_entry> = indices
-            .iter()
-            .map(|&index| kvm_msr_entry {
-                index,
-                ..Default::default()
-            })
-            .collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|_| Error::invalid(OP, "too many MSRs in one call"))?;
+        let mut msrs = msr_query(OP, indices)?;
         let n = fd.get_msrs(&mut msrs).op(OP)?;
         if n < indices.len() {
             return Err(Error::invalid(OP, format!("MSR {:#x} is not supported", indices[n])));

@@ -9,46 +9,79 @@ import type { RegValue } from './types';
 
 /** The general registers of an arm64 vcpu (`vcpu.getRegs<Arm64Regs>()` on arm64). */
 export interface Arm64Regs {
+  /** x0. */
   x0: bigint;
+  /** x1. */
   x1: bigint;
+  /** x2. */
   x2: bigint;
+  /** x3. */
   x3: bigint;
+  /** x4. */
   x4: bigint;
+  /** x5. */
   x5: bigint;
+  /** x6. */
   x6: bigint;
+  /** x7. */
   x7: bigint;
+  /** x8. */
   x8: bigint;
+  /** x9. */
   x9: bigint;
+  /** x10. */
   x10: bigint;
+  /** x11. */
   x11: bigint;
+  /** x12. */
   x12: bigint;
+  /** x13. */
   x13: bigint;
+  /** x14. */
   x14: bigint;
+  /** x15. */
   x15: bigint;
+  /** x16. */
   x16: bigint;
+  /** x17. */
   x17: bigint;
+  /** x18. */
   x18: bigint;
+  /** x19. */
   x19: bigint;
+  /** x20. */
   x20: bigint;
+  /** x21. */
   x21: bigint;
+  /** x22. */
   x22: bigint;
+  /** x23. */
   x23: bigint;
+  /** x24. */
   x24: bigint;
+  /** x25. */
   x25: bigint;
+  /** x26. */
   x26: bigint;
+  /** x27. */
   x27: bigint;
+  /** x28. */
   x28: bigint;
+  /** x29. */
   x29: bigint;
   /** The link register. */
   x30: bigint;
   /** SP_EL0. */
   sp: bigint;
+  /** The program counter. */
   pc: bigint;
   /** PSTATE (SPSR layout): exception level, DAIF masks, NZCV. */
   pstate: bigint;
   /** The stack pointer of code running at EL1h. */
   spEl1: bigint;
+  /** ELR_EL1: where an exception taken to EL1 returns. */
   elrEl1: bigint;
+  /** SPSR_EL1: PSTATE saved by an exception taken to EL1. */
   spsrEl1: bigint;
 }
 

@@ -177,6 +177,19 @@ describeKvm('snapshot and restore', () => {
     vm.close();
   });
 
+  test('EBUSY while a vcpu is inside run() on another thread', async () => {
+    const { vm, vcpu } = longMode('spin');
+    const running = vcpu.runAsync({});
+    await new Promise((r) => setTimeout(r, 50));
+    const busy = errorOf(() => vm.snapshot(join(dir, 'running.snap')));
+    expect(busy.code).toBe('EBUSY');
+    expect(busy.message).toMatch(/vcpu 0 is inside run\(\)/);
+    vcpu.signalHandle().signalImmediateExit();
+    expect((await running).kind).toBe('Intr');
+    expect(vm.snapshot(join(dir, 'running.snap')).pages).toBeGreaterThan(0);
+    vm.close();
+  });
+
   test('EBUSY while an exit waits for its handler or a handler runs; EINVAL for a diff of nothing', () => {
     const { vm, vcpu } = longMode('counter');
     const path = join(dir, 'busy.snap');

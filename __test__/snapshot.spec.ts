@@ -159,6 +159,29 @@ describeKvm('snapshot and restore', () => {
     at2.close();
   });
 
+  test('a saved vcpu comes back in a worker', async () => {
+    const { vm, vcpu } = longMode('counter');
+    for (let i = 0; i < 3; i++) nextCount(vcpu);
+    const path = join(dir, 'worker.snap');
+    vm.snapshot(path);
+    vm.close();
+    const back = Kvm.open().restoreVm(path);
+    const next = await new Promise<number>((resolve, reject) => {
+      const w = new Worker(
+        `const { Vm } = require(${JSON.stringify(DIST)});
+         const { workerData, parentPort } = require('node:worker_threads');
+         const v = Vm.fromHandle(workerData).createVcpu(0);
+         v.run();
+         v.handleIo((p) => parentPort.postMessage(Buffer.from(p.data).readUInt32LE()));`,
+        { eval: true, workerData: back.handle },
+      );
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    expect(next).toBe(4);
+    back.close();
+  });
+
   test('an irqchip VM gets its LAPIC back', () => {
     const kvm = Kvm.open();
     const vm = kvm.createVm({ irqchip: true });

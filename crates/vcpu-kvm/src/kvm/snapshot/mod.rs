@@ -147,6 +147,9 @@ impl KvmVm {
             write_at(file, &raw, header.state_offset)?;
             write_at(file, &header.encode(), 0)?;
             file.set_len(header.file_len).map_err(|e| io_error(OP, &e))?;
+            // Written whole by us: its checksums need no reading back (renaming keeps the
+            // inode and modification time this is keyed by).
+            format::mark_verified(file);
             let bytes = HEADER_LEN + raw.len() as u64 + writer.pages * super::memory::PAGE_SIZE;
             Ok((
                 header.id,
@@ -161,12 +164,10 @@ impl KvmVm {
             let _ = std::fs::remove_file(&partial);
             io_error(OP, &e)
         })?;
-        if let Ok(f) = File::open(path) {
-            format::mark_verified(&f);
-        }
-        drop(held);
-        // From now on this file is the base of the next diff.
+        // From now on this file is the base of the next diff: the logs restart while
+        // the vcpus are still held, so no guest write falls between the two.
         start_tracking(state, path, id, OP)?;
+        drop(held);
         Ok(info)
     }
 
@@ -291,20 +292,16 @@ fn find_base(diff: &Path, recorded: &Path) -> Option<PathBuf> {
 }
 
 /// Makes `path` (just written or restored from, with `id`) the base of the next diff:
-/// KVM logs every slot's dirty pages and each region's write log starts empty.
+/// KVM logs every slot's dirty pages and each region's write log starts empty. No vcpu
+/// may run meanwhile (a snapshot holds them and has already taken KVM's logs; a VM being
+/// restored has none yet), so there is nothing of KVM's to fetch here.
 fn start_tracking(state: &mut VmState, path: &Path, id: [u8; 16], op: &'static str) -> Result<()> {
     state.restored.base = Some(BaseRef {
         path: absolute(path).unwrap_or_else(|| path.to_path_buf()),
         id,
     });
     KvmVm::log_every_slot(state, op)?;
-    let fd = state.fd.as_ref().ok_or_else(|| Error::closed(op, "VM"))?;
-    for s in state.memory.iter_mut() {
-        // What the guest wrote until now is in this snapshot; the user keeps their part.
-        let guest = fetch_dirty_log(fd, s, op)?;
-        if s.dirty_log {
-            merge(&mut s.owed, &guest);
-        }
+    for s in state.memory.iter() {
         s.region.written.restart(s.region.len(), s.region.has_live_views());
     }
     Ok(())

@@ -223,7 +223,8 @@ impl KvmVcpu {
                 self.kick_for_debugger();
                 return Err(e);
             }
-            self.take_debugger_kick();
+            // A kick that came while waiting stays: the guest may have been stopped again
+            // since, and then this entry must come straight back.
             result = self.enter(tid);
         }
         Ok(result)

@@ -77,8 +77,10 @@ pub(crate) fn decode_arch_exit(_vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<Vcp
 pub(crate) fn kvm_hypercall(vcpu: &KvmVcpu, run: &kvm_run) -> Option<HypercallAbi> {
     // SAFETY: called for KVM_EXIT_HYPERCALL, whose `hypercall` member is live.
     let nr = unsafe { run.__bindgen_anon_1.hypercall.nr };
-    let r = vcpu.get_arm64_regs().ok()?;
-    let args = [r.x[1], r.x[2], r.x[3]].map(|a| a as usize);
+    let mut args = [0usize; 3];
+    for (i, arg) in args.iter_mut().enumerate() {
+        *arg = vcpu.get_one_reg(regs::x(i + 1)).ok()? as usize;
+    }
     Some(HypercallAbi::new(nr as usize, &args, &[u64::MAX as usize, 0, 0, 0]))
 }
 

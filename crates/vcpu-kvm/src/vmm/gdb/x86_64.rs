@@ -81,58 +81,83 @@ impl RegId for NoSingleRegs {
     }
 }
 
+/// What KVM holds of the registers gdb sees: read once, for a read or a write.
+struct KvmRegs {
+    r: kvm_regs,
+    s: kvm_sregs,
+    f: kvm_fpu,
+    k_gs_base: u64,
+}
+
+impl KvmRegs {
+    fn read(vcpu: &KvmVcpu) -> Result<Self> {
+        let k_gs_base = vcpu
+            .get_msrs(&[MSR_KERNEL_GS_BASE])
+            .ok()
+            .and_then(|m| m.first().map(|e| e.1))
+            .unwrap_or(0);
+        Ok(KvmRegs {
+            r: vcpu.get_regs()?,
+            s: vcpu.get_sregs()?,
+            f: vcpu.get_fpu()?,
+            k_gs_base,
+        })
+    }
+
+    /// As gdb sees them.
+    fn to_gdb(&self) -> VcpuRegs {
+        let KvmRegs { r, s, f, k_gs_base } = self;
+        let mut core = X86_64CoreRegs {
+            regs: [
+                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
+                r.r15,
+            ],
+            eflags: r.rflags as u32,
+            rip: r.rip,
+            segments: X86SegmentRegs {
+                cs: s.cs.selector.into(),
+                ss: s.ss.selector.into(),
+                ds: s.ds.selector.into(),
+                es: s.es.selector.into(),
+                fs: s.fs.selector.into(),
+                gs: s.gs.selector.into(),
+            },
+            mxcsr: f.mxcsr,
+            ..Default::default()
+        };
+        for (st, raw) in core.st.iter_mut().zip(f.fpr.iter()) {
+            *st = F80::try_from(&raw[..10]).unwrap_or_default();
+        }
+        for (xmm, raw) in core.xmm.iter_mut().zip(f.xmm.iter()) {
+            *xmm = u128::from_le_bytes(*raw);
+        }
+        core.fpu.fctrl = f.fcw.into();
+        core.fpu.fstat = f.fsw.into();
+        core.fpu.ftag = f.ftwx.into();
+        core.fpu.fop = f.last_opcode.into();
+        core.fpu.fioff = f.last_ip as u32;
+        core.fpu.fooff = f.last_dp as u32;
+        VcpuRegs {
+            core,
+            bases: [s.fs.base, s.gs.base, *k_gs_base],
+            system: [s.cr0, s.cr2, s.cr3, s.cr4, s.cr8, s.efer],
+        }
+    }
+}
+
 /// The vcpu's registers as gdb sees them.
 pub(super) fn read_regs(vcpu: &KvmVcpu) -> Result<VcpuRegs> {
-    let r = vcpu.get_regs()?;
-    let s = vcpu.get_sregs()?;
-    let f = vcpu.get_fpu()?;
-    let mut core = X86_64CoreRegs {
-        regs: [
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
-            r.r15,
-        ],
-        eflags: r.rflags as u32,
-        rip: r.rip,
-        segments: X86SegmentRegs {
-            cs: s.cs.selector.into(),
-            ss: s.ss.selector.into(),
-            ds: s.ds.selector.into(),
-            es: s.es.selector.into(),
-            fs: s.fs.selector.into(),
-            gs: s.gs.selector.into(),
-        },
-        mxcsr: f.mxcsr,
-        ..Default::default()
-    };
-    for (st, raw) in core.st.iter_mut().zip(f.fpr.iter()) {
-        *st = F80::try_from(&raw[..10]).unwrap_or_default();
-    }
-    for (xmm, raw) in core.xmm.iter_mut().zip(f.xmm.iter()) {
-        *xmm = u128::from_le_bytes(*raw);
-    }
-    core.fpu.fctrl = f.fcw.into();
-    core.fpu.fstat = f.fsw.into();
-    core.fpu.ftag = f.ftwx.into();
-    core.fpu.fop = f.last_opcode.into();
-    core.fpu.fioff = f.last_ip as u32;
-    core.fpu.fooff = f.last_dp as u32;
-    let k_gs_base = vcpu
-        .get_msrs(&[MSR_KERNEL_GS_BASE])
-        .ok()
-        .and_then(|m| m.first().map(|e| e.1))
-        .unwrap_or(0);
-    Ok(VcpuRegs {
-        core,
-        bases: [s.fs.base, s.gs.base, k_gs_base],
-        system: [s.cr0, s.cr2, s.cr3, s.cr4, s.cr8, s.efer],
-    })
+    Ok(KvmRegs::read(vcpu)?.to_gdb())
 }
 
 /// Writes what gdb changed.
 pub(super) fn write_regs(vcpu: &KvmVcpu, new: &VcpuRegs) -> Result<()> {
-    let old = read_regs(vcpu)?;
+    let now = KvmRegs::read(vcpu)?;
+    let old = now.to_gdb();
+    let KvmRegs {
+        mut r, mut s, mut f, ..
+    } = now;
     if old.core.regs != new.core.regs || old.core.rip != new.core.rip || old.core.eflags != new.core.eflags {
-        let mut r = vcpu.get_regs()?;
         let g = &new.core.regs;
         [r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp] = [g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]];
         [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15] = [g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]];
@@ -141,7 +166,6 @@ pub(super) fn write_regs(vcpu: &KvmVcpu, new: &VcpuRegs) -> Result<()> {
         vcpu.set_regs(&r)?;
     }
     if old.bases[..2] != new.bases[..2] || old.system != new.system {
-        let mut s = vcpu.get_sregs()?;
         [s.fs.base, s.gs.base] = [new.bases[0], new.bases[1]];
         [s.cr0, s.cr2, s.cr3, s.cr4, s.cr8, s.efer] = new.system;
         vcpu.set_sregs(&s)?;
@@ -150,7 +174,6 @@ pub(super) fn write_regs(vcpu: &KvmVcpu, new: &VcpuRegs) -> Result<()> {
         vcpu.set_msrs(&[(MSR_KERNEL_GS_BASE, new.bases[2])])?;
     }
     if old.core.xmm != new.core.xmm || old.core.mxcsr != new.core.mxcsr || old.core.st != new.core.st {
-        let mut f = vcpu.get_fpu()?;
         for (raw, xmm) in f.xmm.iter_mut().zip(new.core.xmm.iter()) {
             *raw = xmm.to_le_bytes();
         }

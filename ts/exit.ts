@@ -30,11 +30,12 @@ const PLAIN: (VcpuExit | undefined)[] = KINDS.map((kind) =>
 /** The exit for `code`, reading the payload from the vcpu only for kinds that have one. */
 export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
   const plain = PLAIN[code];
-  if (plain) return plain;
+  return plain !== undefined ? plain : exitWithPayload(vcpu);
+}
+
+/** The last exit with its payload, as the vcpu describes it. */
+function exitWithPayload(vcpu: NativeVcpu): VcpuExit {
   const detail = vcpu.lastExit() as unknown as Record<string, unknown>;
   for (const key of Object.keys(detail)) if (detail[key] === undefined || detail[key] === null) delete detail[key];
   return Object.freeze(detail) as unknown as VcpuExit;
 }
-
-/** Exit codes by kind. */
-export const CODE: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(KINDS.map((k, i) => [k, i])));

@@ -7,8 +7,8 @@
  * @packageDocumentation
  */
 import { call, toVcpuError, VcpuError } from './errors';
-import { CODE } from './exit';
-import { ExitRecord, FIELD, PENDING } from './exit_record';
+import { Code, Pending } from './exit_layout';
+import { ExitRecord, Field } from './exit_record';
 import { HypercallAbi, toU64 } from './hypercall';
 import type { NativeVcpu } from './native';
 import { checkFunction, objectArg } from './options';
@@ -81,69 +81,73 @@ export class ExitChannel {
 
   /** After an `Io`/`Mmio` exit: `fn` once per element, in order. */
   handleAccess(op: string, kind: AccessKind, fn: IoHandler): void {
-    if (this.scratch) {
-      this.#copyHandler = fn;
-      this.guard(op, () =>
-        kind === 'Io' ? this.#native.handleIo(this.#onCopied) : this.#native.handleMmio(this.#onCopied),
-      );
-      return;
-    }
-    const rec = this.record;
-    this.#take(op, kind);
+    if (this.scratch !== undefined) return this.#handleCopied(op, kind, fn);
+    const words = this.record.words;
+    this.#take(op, kind === 'Io' ? Pending.Io : Pending.Mmio, kind);
     try {
       for (;;) {
-        this.#element(fn);
-        if (rec.words[FIELD.remaining] <= 1) break;
+        this.#element(words, fn);
+        if (words[Field.remaining] <= 1) break;
         this.bound.nextElement(); // a string access: Rust moves the record on
       }
-    } finally {
-      rec.pending = PENDING.None;
+    } catch (error) {
+      words[Field.pending] = Pending.None;
+      throw error;
     }
+    words[Field.pending] = Pending.None;
+  }
+
+  /** `handleAccess` where JS cannot view `kvm_run`: native code copies each element. */
+  #handleCopied(op: string, kind: AccessKind, fn: IoHandler): void {
+    this.#copyHandler = fn;
+    this.guard(op, () =>
+      kind === 'Io' ? this.#native.handleIo(this.#onCopied) : this.#native.handleMmio(this.#onCopied),
+    );
   }
 
   /** After a `Hypercall` exit: `fn` sets the results, which go into the vcpu at once. */
   handleHypercall(op: string, fn: (abi: HypercallAbi) => void): void {
     const rec = this.record;
-    this.#take(op, 'Hypercall');
+    this.#take(op, Pending.Hypercall, 'Hypercall');
     try {
       fn(this.abi);
     } catch (error) {
-      rec.pending = PENDING.None;
+      rec.pending = Pending.None;
       throw error;
     }
-    rec.pending = PENDING.Hypercall;
+    rec.pending = Pending.Hypercall;
     this.guard(op, () => this.bound.completeHypercall());
   }
 
   /** After an `MsrAccess` exit: `fn` answers; the answer reaches the guest at once. */
   handleMsr(op: string, fn: MsrHandler): void {
     const big = this.record.big;
-    this.#take(op, 'Msr');
+    this.#take(op, Pending.Msr, 'Msr');
     const m = {
-      index: Number(big[FIELD.msrIndex]),
-      write: big[FIELD.msrWrite] === 1n,
-      data: big[FIELD.msrData],
+      index: Number(big[Field.msrIndex]),
+      write: big[Field.msrWrite] === 1n,
+      data: big[Field.msrData],
       fault: false,
     };
     try {
       fn(m);
       // Checked before anything is written, so a bad answer changes nothing.
-      big[FIELD.msrData] = toU64(m.data, 'data', undefined, op);
+      big[Field.msrData] = toU64(m.data, 'data', undefined, op);
     } catch (error) {
-      this.record.pending = PENDING.None;
+      this.record.pending = Pending.None;
       throw error;
     }
-    big[FIELD.msrFault] = m.fault ? 1n : 0n;
-    this.record.pending = PENDING.Msr;
+    big[Field.msrFault] = m.fault ? 1n : 0n;
+    this.record.pending = Pending.Msr;
     this.guard(op, () => this.bound.completeMsr());
   }
 
   /** Handles the exit `code` with its handler in `handlers`; false if it has none. */
   dispatch(code: number, handlers: ExitHandlers): boolean {
-    if (code === CODE.Io && handlers.io) this.handleAccess('handleIo', 'Io', handlers.io);
-    else if (code === CODE.Mmio && handlers.mmio) this.handleAccess('handleMmio', 'Mmio', handlers.mmio);
-    else if (code === CODE.Hypercall && handlers.hypercall) this.handleHypercall('handleHypercall', handlers.hypercall);
-    else if (code === CODE.MsrAccess && handlers.msr) this.handleMsr('handleMsr', handlers.msr);
+    if (code === Code.Io && handlers.io) this.handleAccess('handleIo', 'Io', handlers.io);
+    else if (code === Code.Mmio && handlers.mmio) this.handleAccess('handleMmio', 'Mmio', handlers.mmio);
+    else if (code === Code.Hypercall && handlers.hypercall) this.handleHypercall('handleHypercall', handlers.hypercall);
+    else if (code === Code.MsrAccess && handlers.msr) this.handleMsr('handleMsr', handlers.msr);
     else return false;
     return true;
   }
@@ -170,38 +174,41 @@ export class ExitChannel {
     }
   }
 
-  /** The pending exit must be `kind`: a handler now runs for it. */
-  #take(op: string, kind: keyof typeof PENDING): void {
-    const rec = this.record;
-    if (rec.pending !== PENDING[kind]) this.#refuse(op, kind);
-    rec.pending = PENDING.Handling;
+  /** The pending exit must be `pending` (exit `kind`): a handler now runs for it. */
+  #take(op: string, pending: Pending, kind: string): void {
+    const words = this.record.words;
+    if (words[Field.pending] !== pending) this.#refuse(op, kind);
+    words[Field.pending] = Pending.Handling;
   }
 
   /** Why `op` cannot handle the pending exit (it is not a `kind`). */
-  #refuse(op: string, kind: keyof typeof PENDING): never {
+  #refuse(op: string, kind: string): never {
     if (this.#native.closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
     const why =
-      this.record.pending === PENDING.Handling
+      this.record.pending === Pending.Handling
         ? `${op} cannot run inside a handler`
         : `${op} must follow a run() that returned ${kind}`;
     throw new VcpuError('EINVAL', op, why);
   }
 
-  /** Calls `fn` with the record's current element. */
-  #element(fn: IoHandler): void {
-    const w = this.record.words;
+  /** Calls `fn` with the record's current element (`words`: the record's). */
+  #element(words: Uint32Array, fn: IoHandler): void {
     const p = this.#params;
-    const size = w[FIELD.size];
+    const size = words[Field.size];
     p.address = this.record.address;
     p.size = size as IoParams['size'];
-    p.operation = w[FIELD.isWrite] === 1 ? 'write' : 'read';
-    p.data = this.scratch ? this.scratch.subarray(0, size) : this.#view(w[FIELD.dataOffset], size);
+    p.operation = words[Field.isWrite] === 1 ? 'write' : 'read';
+    p.data = this.scratch !== undefined ? this.scratch.subarray(0, size) : this.#view(words[Field.dataOffset], size);
     fn(p);
   }
 
+  /** A view of `size` bytes at `offset` in `kvm_run`: most devices see the same one each time. */
   #view(offset: number, size: number): Uint8Array {
-    const key = offset * 16 + size;
-    if (key === this.#lastKey) return this.#lastView;
+    return ((offset << 4) | size) === this.#lastKey ? this.#lastView : this.#newView(offset, size);
+  }
+
+  #newView(offset: number, size: number): Uint8Array {
+    const key = (offset << 4) | size; // offsets are within kvm_run's mapping, sizes below 16
     let view = this.#views.get(key);
     if (!view) {
       view = new Uint8Array(this.#kvmRun!, offset, size);
@@ -215,7 +222,7 @@ export class ExitChannel {
   /** The copy path's per-element callback from native code; keeps its error to rethrow as is. */
   readonly #onCopied = (): void => {
     try {
-      this.#element(this.#copyHandler);
+      this.#element(this.record.words, this.#copyHandler);
     } catch (error) {
       this.#thrown = { error };
       throw error;
@@ -241,9 +248,9 @@ export function checkHandlers(op: string, handlers: unknown): ExitHandlers {
 /** The exit codes `handlers` has handlers for, as a bit mask for the native thread. */
 export function handledMask(handlers: ExitHandlers): number {
   let mask = 0;
-  if (handlers.io) mask |= 1 << CODE.Io;
-  if (handlers.mmio) mask |= 1 << CODE.Mmio;
-  if (handlers.hypercall) mask |= 1 << CODE.Hypercall;
-  if (handlers.msr) mask |= 1 << CODE.MsrAccess;
+  if (handlers.io) mask |= 1 << Code.Io;
+  if (handlers.mmio) mask |= 1 << Code.Mmio;
+  if (handlers.hypercall) mask |= 1 << Code.Hypercall;
+  if (handlers.msr) mask |= 1 << Code.MsrAccess;
   return mask;
 }

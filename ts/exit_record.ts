@@ -1,52 +1,63 @@
 /**
- * The vcpu's exit record, read in place: a typed-array view of `vcpu_kvm::ExitRecord`,
- * whose layout comes from Rust (`exitRecordLayout()`), so nothing here repeats it.
+ * The vcpu's exit record, read in place: typed-array views of `vcpu_kvm::ExitRecord`,
+ * whose layout (and the exit kinds' codes) comes from Rust (`exit_layout.ts`, generated from the binary), so nothing
+ * here repeats it. The indices are `const enum`s: the per-exit path reads numbers, not
+ * a layout object.
  * @internal
  * @packageDocumentation
  */
+import { VcpuError } from './errors';
+import { LAYOUT, Offset } from './exit_layout';
 import native from './native';
 
-const layout = native.exitRecordLayout();
-
-/** A 32-bit field's index in a `Uint32Array` over the record. */
-function u32(name: string): number {
-  return layout.offsets[name] / 4;
+{
+  // The binary must write the record this facade was built to read.
+  const loaded = native.exitRecordLayout();
+  const kinds = Object.fromEntries(native.exitKinds().map((kind, code) => [kind, code]));
+  const same = (a: Record<string, number>, b: Record<string, number>) =>
+    Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
+  if (
+    loaded.size !== LAYOUT.size ||
+    !same(loaded.offsets, LAYOUT.offsets) ||
+    !same(loaded.pending, LAYOUT.pending) ||
+    !same(kinds, LAYOUT.kinds)
+  ) {
+    throw new VcpuError(
+      'ENOTSUP',
+      'load',
+      "the native binary's exit record differs from the one this package was built for: build both again (npm run build)",
+    );
+  }
 }
 
-/** A 64-bit field's index in a `BigUint64Array` over the record. */
-function u64(name: string): number {
-  return layout.offsets[name] / 8;
-}
-
-/** Field indices. */
-export const FIELD = Object.freeze({
-  kind: u32('kind'),
-  pending: u32('pending'),
-  size: u32('size'),
-  remaining: u32('remaining'),
-  isWrite: u32('isWrite'),
-  dataOffset: u32('dataOffset'),
+/** Field indices: a 32-bit field's in `words`, a 64-bit field's in `big`. */
+export const enum Field {
+  kind = Offset.kind / 4,
+  pending = Offset.pending / 4,
+  size = Offset.size / 4,
+  remaining = Offset.remaining / 4,
+  isWrite = Offset.isWrite / 4,
+  dataOffset = Offset.dataOffset / 4,
   /** The address as two 32-bit halves, low first. */
-  address: u32('address'),
-  hypercallId: u64('hypercallId'),
-  argCount: u64('argCount'),
-  args: u64('args'),
-  resultCount: u64('resultCount'),
-  results: u64('results'),
-  msrIndex: u64('msrIndex'),
-  msrData: u64('msrData'),
-  msrWrite: u64('msrWrite'),
-  msrFault: u64('msrFault'),
-});
+  address = Offset.address / 4,
+  /** The low halves of the counts, read without bigints. */
+  argCountLow = Offset.argCount / 4,
+  resultCountLow = Offset.resultCount / 4,
+  hypercallId = Offset.hypercallId / 8,
+  argCount = Offset.argCount / 8,
+  args = Offset.args / 8,
+  resultCount = Offset.resultCount / 8,
+  results = Offset.results / 8,
+  msrIndex = Offset.msrIndex / 8,
+  msrData = Offset.msrData / 8,
+  msrWrite = Offset.msrWrite / 8,
+  msrFault = Offset.msrFault / 8,
+}
 
-/** The values of the record's `pending` field (`vcpu_kvm::Pending`). */
-export const PENDING = Object.freeze(
-  layout.pending as Readonly<Record<'None' | 'Io' | 'Mmio' | 'Hypercall' | 'Msr' | 'Handling', number>>,
-);
-
-/** Most arguments and results a hypercall has (from the layout: the fields between). */
-export const MAX_ARGS = FIELD.resultCount - FIELD.args;
-export const MAX_RESULTS = FIELD.msrIndex - FIELD.results;
+/** Most results a hypercall has (from the layout: the fields between). */
+export const enum Limit {
+  results = Field.msrIndex - Field.results,
+}
 
 /** One vcpu's record: the memory the native vcpu writes, and two views of it. */
 export class ExitRecord {
@@ -54,19 +65,22 @@ export class ExitRecord {
   readonly words: Uint32Array;
 
   constructor() {
-    this.big = new BigUint64Array(Math.ceil(layout.size / 8));
+    this.big = new BigUint64Array(Math.ceil(LAYOUT.size / 8));
     this.words = new Uint32Array(this.big.buffer);
   }
 
   get pending(): number {
-    return this.words[FIELD.pending];
+    return this.words[Field.pending];
   }
 
   set pending(value: number) {
-    this.words[FIELD.pending] = value;
+    this.words[Field.pending] = value;
   }
 
+  /** The access's address (below 2^53: ports and guest physical addresses are). */
   get address(): number {
-    return this.words[FIELD.address] + this.words[FIELD.address + 1] * 0x1_0000_0000;
+    const high = this.words[Field.address + 1];
+    const low = this.words[Field.address];
+    return high === 0 ? low : low + high * 0x1_0000_0000;
   }
 }

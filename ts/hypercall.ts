@@ -5,7 +5,7 @@
 import { VcpuError } from './errors';
 import type { RegValue } from './types';
 
-import { FIELD, MAX_RESULTS, type ExitRecord } from './exit_record';
+import { Field, Limit, type ExitRecord } from './exit_record';
 
 /** What the helpers need of a VM: bounds-checked copies of guest memory. */
 export interface GuestMemoryAccess {
@@ -50,7 +50,7 @@ export class HypercallAbi {
   }
 
   get #argCount(): number {
-    return this.#words[FIELD.argCount * 2];
+    return this.#words[Field.argCountLow];
   }
 
   /**
@@ -62,7 +62,7 @@ export class HypercallAbi {
    * ```
    */
   get hypercallId(): bigint {
-    return this.#record[FIELD.hypercallId];
+    return this.#record[Field.hypercallId];
   }
 
   /**
@@ -74,7 +74,7 @@ export class HypercallAbi {
    * ```
    */
   get args(): bigint[] {
-    return Array.from(this.#record.subarray(FIELD.args, FIELD.args + this.#argCount));
+    return Array.from(this.#record.subarray(Field.args, Field.args + this.#argCount));
   }
 
   /**
@@ -86,7 +86,7 @@ export class HypercallAbi {
    * ```
    */
   getArgument(n: number): bigint | undefined {
-    return Number.isInteger(n) && n >= 0 && n < this.#argCount ? this.#record[FIELD.args + n] : undefined;
+    return Number.isInteger(n) && n >= 0 && n < this.#argCount ? this.#record[Field.args + n] : undefined;
   }
 
   /**
@@ -98,7 +98,7 @@ export class HypercallAbi {
    * ```
    */
   getResults(): bigint[] {
-    return Array.from(this.#record.subarray(FIELD.results, FIELD.results + this.#words[FIELD.resultCount * 2]));
+    return Array.from(this.#record.subarray(Field.results, Field.results + this.#words[Field.resultCountLow]));
   }
 
   /**
@@ -112,13 +112,13 @@ export class HypercallAbi {
    * ```
    */
   setResults(results: readonly RegValue[]): void {
-    if (!Array.isArray(results) || results.length > MAX_RESULTS) {
-      throw new VcpuError('EINVAL', 'setResults', `setResults takes an array of at most ${MAX_RESULTS} values`);
+    if (!Array.isArray(results) || results.length > Limit.results) {
+      throw new VcpuError('EINVAL', 'setResults', `setResults takes an array of at most ${Limit.results} values`);
     }
     // Checked before anything is written, so a bad value changes nothing.
     for (let i = 0; i < results.length; i++) toU64(results[i], 'results', i);
-    for (let i = 0; i < results.length; i++) this.#record[FIELD.results + i] = toU64(results[i], 'results', i);
-    if (results.length > this.#words[FIELD.resultCount * 2]) this.#record[FIELD.resultCount] = BigInt(results.length);
+    for (let i = 0; i < results.length; i++) this.#record[Field.results + i] = toU64(results[i], 'results', i);
+    if (results.length > this.#words[Field.resultCountLow]) this.#record[Field.resultCount] = BigInt(results.length);
   }
 
   /**

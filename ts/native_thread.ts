@@ -66,7 +66,8 @@ export class NativeThread {
 
   /** Running or completing exits belongs to the thread while it runs, even inside its handlers. */
   refuse(op: string): void {
-    if (this.running) throw busy(op);
+    // `=== true`: one compare on every run, where a truth test checks each falsy kind.
+    if (this.running === true) throw busy(op);
   }
 
   /** Other uses of the vcpu are its handlers' only. */

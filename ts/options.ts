@@ -49,9 +49,11 @@ export function mergePartial<T>(op: string, current: T, patch: unknown, path = '
 
 /** A handler: a function, or a VcpuError naming it. */
 export function checkFunction<F>(op: string, name: string, fn: F): F {
-  if (typeof fn !== 'function')
-    throw new VcpuError('EINVAL', op, `${op}: ${name} must be a function, got ${describe(fn)}`);
-  return fn;
+  return typeof fn === 'function' ? fn : notAFunction(op, name, fn);
+}
+
+function notAFunction(op: string, name: string, v: unknown): never {
+  throw new VcpuError('EINVAL', op, `${op}: ${name} must be a function, got ${describe(v)}`);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -7,7 +7,7 @@ import { dispose } from './dispose';
 import { call, toVcpuError, VcpuError } from './errors';
 import { exitFor } from './exit';
 import { checkHandlers, ExitChannel, handledMask, type ExitHandlers, type MsrHandler } from './exit_channel';
-import { FIELD } from './exit_record';
+import { Field } from './exit_record';
 import { NativeThread } from './native_thread';
 import { checkFunction } from './options';
 import type { HypercallAbi } from './hypercall';
@@ -19,7 +19,6 @@ import type { Vm } from './vm';
 
 export type { ExitHandlers, MsrAccess, MsrHandler } from './exit_channel';
 
-const KIND = FIELD.kind;
 export type { LongModeOptions } from './vcpu_x86';
 
 /**
@@ -188,7 +187,7 @@ export class Vcpu extends VcpuArm64 {
       } catch (e) {
         throw toVcpuError(e, 'run');
       }
-      const code = words[KIND];
+      const code = words[Field.kind];
       if (!channel.dispatch(code, h)) return exitFor(code, this.native);
     }
   }
@@ -348,7 +347,7 @@ export class Vcpu extends VcpuArm64 {
     } catch (e) {
       throw toVcpuError(e, 'run');
     }
-    return this.#words[KIND];
+    return this.#words[Field.kind];
   }
 }
 

@@ -15,8 +15,14 @@ pub enum ErrorCode {
 
 /// An error from this crate. `run()` reports an interrupted run as an error whose
 /// [`Error::is_interrupted`] is true, as crosvm does.
+///
+/// One pointer wide (the parts are boxed, as `std::io::Error` does): a `Result<()>` is
+/// returned in a register, so the path that succeeds — every exit — moves nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error(Box<Parts>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error {
+struct Parts {
     code: ErrorCode,
     op: &'static str,
     message: String,
@@ -28,11 +34,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error with an explicit message.
     pub fn new(code: ErrorCode, op: &'static str, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Parts {
             code,
             op,
             message: message.into(),
-        }
+        }))
     }
 
     /// A refused argument: `EINVAL` with a message saying what was wrong.
@@ -53,12 +59,12 @@ impl Error {
 
     /// Why it failed.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 
     /// The `errno`, if the error has one.
     pub fn errno_value(&self) -> Option<i32> {
-        match self.code {
+        match self.0.code {
             ErrorCode::Errno(e) => Some(e),
             ErrorCode::Closed => None,
         }
@@ -67,7 +73,7 @@ impl Error {
     /// The symbolic code: `"ENOENT"`, `"EINVAL"`, `"ECLOSED"`, ... (`"E<n>"` for an errno
     /// without a name here).
     pub fn code_name(&self) -> String {
-        let e = match self.code {
+        let e = match self.0.code {
             ErrorCode::Closed => return "ECLOSED".to_string(),
             ErrorCode::Errno(e) => e,
         };
@@ -104,23 +110,33 @@ impl Error {
 
     /// The operation that failed (`"createVm"`, `"run"`, ...).
     pub fn op(&self) -> &'static str {
-        self.op
+        self.0.op
     }
 
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// True for a run interrupted by an immediate exit or a signal (`EINTR`).
     pub fn is_interrupted(&self) -> bool {
-        self.code == ErrorCode::Errno(libc::EINTR)
+        self.0.code == ErrorCode::Errno(libc::EINTR)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code_name())
+        write!(f, "{} ({})", self.0.message, self.code_name())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("code", &self.0.code)
+            .field("op", &self.0.op)
+            .field("message", &self.0.message)
+            .finish()
     }
 }
 

@@ -20,13 +20,14 @@ pub type AsyncCallback = ThreadsafeFunction<u32, bool, u32, Code, true>;
 pub const PHASE_FINAL: u32 = 256;
 
 /// Runs `once` until it gives an exit or an error; an interruption someone asked for is
-/// the exit `Intr`, while a stray signal or the liveness tick enters the guest again,
-/// unless `alive` says the thread is going away.
-pub fn run_to_exit(
+/// the exit `Intr` (`intr`: what `once` gives for it), while a stray signal or the
+/// liveness tick enters the guest again, unless `alive` says the thread is going away.
+pub fn run_to_exit<T>(
     vcpu: &KvmVcpu,
     alive: &dyn Fn() -> bool,
-    mut once: impl FnMut() -> vcpu_kvm::Result<VcpuExit>,
-) -> vcpu_kvm::Result<VcpuExit> {
+    mut once: impl FnMut() -> vcpu_kvm::Result<T>,
+    intr: T,
+) -> vcpu_kvm::Result<T> {
     loop {
         if crate::handles::shutting_down() {
             // The process is exiting: the run returns at once, as an interrupted run (so
@@ -34,7 +35,7 @@ pub fn run_to_exit(
             vcpu.set_immediate_exit(true);
         }
         match once() {
-            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(VcpuExit::Intr),
+            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(intr),
             Err(e) if e.is_interrupted() && alive() => continue,
             other => return other,
         }
@@ -116,7 +117,7 @@ impl Drop for Reply {
 fn run_on_thread(vcpu: &KvmVcpu, cb: &AsyncCallback, handled: u32) {
     let answer = Arc::new(AtomicU8::new(WAITING));
     let result: Result<VcpuExit> = (|| loop {
-        let exit = run_to_exit(vcpu, &|| true, || vcpu.run()).map_err(to_napi)?;
+        let exit = run_to_exit(vcpu, &|| true, || vcpu.run(), VcpuExit::Intr).map_err(to_napi)?;
         let code = exit.index() as u32;
         if handled & (1 << code) == 0 {
             return Ok(exit);

@@ -12,7 +12,7 @@ use napi::bindgen_prelude::{Env, Object, Unknown};
 use napi::sys;
 use vcpu_kvm::KvmVcpu;
 
-use crate::error::{invalid, to_napi, Result};
+use crate::error::{invalid, Result};
 use crate::vcpu::{js_alive, VcpuState};
 
 const RUN: u8 = 0;
@@ -33,14 +33,14 @@ type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> 
 
 /// What the function `ACTION` does with the vcpu.
 #[inline(always)]
-fn act<const ACTION: u8>(state: &VcpuState, v: &KvmVcpu, env: &Env) -> Result<()> {
+fn act<const ACTION: u8>(state: &VcpuState, v: &KvmVcpu, env: &Env) -> vcpu_kvm::Result<()> {
     match ACTION {
         RUN => state.run(v, &|| js_alive(env)),
         NEXT_ELEMENT => {
             v.next_element();
             Ok(())
         }
-        COMPLETE_HYPERCALL => v.complete_hypercall().map_err(to_napi),
+        COMPLETE_HYPERCALL => v.complete_hypercall(),
         _ => complete_msr(v),
     }
 }
@@ -56,13 +56,16 @@ const fn op<const ACTION: u8>() -> &'static str {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn complete_msr(v: &KvmVcpu) -> Result<()> {
-    v.complete_msr().map_err(to_napi)
+fn complete_msr(v: &KvmVcpu) -> vcpu_kvm::Result<()> {
+    v.complete_msr()
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn complete_msr(_v: &KvmVcpu) -> Result<()> {
-    Err(invalid("handleMsr", "MSR exits exist on x86 only"))
+fn complete_msr(_v: &KvmVcpu) -> vcpu_kvm::Result<()> {
+    Err(vcpu_kvm::Error::invalid(
+        "handleMsr",
+        "handleMsr: MSR exits exist on x86 only",
+    ))
 }
 
 /// One bound function's data: the vcpu's state.
@@ -139,9 +142,10 @@ unsafe extern "C" fn call<const ACTION: u8>(env: sys::napi_env, info: sys::napi_
     let bound = unsafe { &*(data as *const Bound) };
     let js_env = Env::from_raw(env);
     let state = &bound.state;
-    if let Err(e) = state.with(op::<ACTION>(), |v| act::<ACTION>(state, v, &js_env)) {
-        let code = CString::new(e.status.as_str()).unwrap_or_default();
-        let message = CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+    let closed = || vcpu_kvm::Error::closed(op::<ACTION>(), "vcpu");
+    if let Err(e) = state.with_open(|v| act::<ACTION>(state, v, &js_env), closed) {
+        let code = CString::new(e.code_name()).unwrap_or_default();
+        let message = CString::new(e.message().replace('\0', " ")).unwrap_or_default();
         // SAFETY: valid C strings that outlive the call; the exception is pending when
         // we return.
         unsafe { sys::napi_throw_error(env, code.as_ptr(), message.as_ptr()) };

@@ -7,7 +7,7 @@ use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
-use vcpu_kvm::{KvmVm, Vcpu};
+use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
 
 use crate::async_runner::{report_final, run_to_exit, AsyncCallback};
 use crate::error::{to_napi, IntoNapi, Result};
@@ -112,7 +112,7 @@ impl NativeVcpu {
             .name(format!("vcpu-{}", vcpu.id()))
             .spawn(move || {
                 // The vcpu keeps the last exit (for `lastExit()`) itself.
-                let result = run_to_exit(&vcpu, &|| true, || devices.run(&vcpu));
+                let result = run_to_exit(&vcpu, &|| true, || devices.run(&vcpu), VcpuExit::Intr);
                 report_final(&cb, result.map_err(to_napi));
             })
             .map_err(|e| crate::error::invalid("runDevices", format!("cannot start the vcpu thread: {e}")))?;

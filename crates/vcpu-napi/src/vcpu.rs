@@ -17,7 +17,7 @@ use napi_derive::napi;
 use vcpu_kvm::{ExitRecord, IoOperation, KvmVcpu, Pending, Vcpu};
 
 pub use crate::async_runner::run_to_exit;
-use crate::error::{closed, invalid, to_napi, IntoNapi, Result};
+use crate::error::{closed, invalid, IntoNapi, Result};
 use crate::exit_detail::ExitDetail;
 use crate::external::external_arraybuffer;
 
@@ -60,31 +60,47 @@ impl VcpuState {
     /// A vcpu closed meanwhile (from one of its own handlers, or by closing its VM) is
     /// released here, once nothing borrows it.
     pub(crate) fn with<R>(&self, op: &str, f: impl FnOnce(&Arc<KvmVcpu>) -> Result<R>) -> Result<R> {
-        let (result, closed_now) = {
-            let guard = self.vcpu.borrow();
-            match guard.as_ref() {
-                Some(v) if !v.is_closed() => {
-                    let result = f(v);
-                    (result, v.is_closed())
-                }
-                Some(_) => (Err(closed(op, "vcpu")), true),
-                None => (Err(closed(op, "vcpu")), false),
-            }
+        self.with_open(f, || closed(op, "vcpu"))
+    }
+
+    /// As `with`, in whichever error type `f` has (`closed` makes the `ECLOSED` one): the
+    /// per-exit calls stay in `vcpu_kvm::Result`, one pointer wide, until they throw.
+    pub(crate) fn with_open<R, E>(
+        &self,
+        f: impl FnOnce(&Arc<KvmVcpu>) -> std::result::Result<R, E>,
+        closed: impl FnOnce() -> E,
+    ) -> std::result::Result<R, E> {
+        let guard = self.vcpu.borrow();
+        let Some(v) = guard.as_ref() else {
+            return Err(closed());
         };
-        if closed_now {
-            if let Ok(mut slot) = self.vcpu.try_borrow_mut() {
-                slot.take();
-            }
+        if v.is_closed() {
+            drop(guard);
+            self.release();
+            return Err(closed());
+        }
+        let result = f(v);
+        if v.is_closed() {
+            drop(guard);
+            self.release();
         }
         result
+    }
+
+    /// Lets go of a closed vcpu, unless something still borrows it (a handler running
+    /// inside one of its calls: then the outermost call does).
+    #[cold]
+    fn release(&self) {
+        if let Ok(mut slot) = self.vcpu.try_borrow_mut() {
+            slot.take();
+        }
     }
 
     /// One run, to an exit the record describes (`Intr` when an exit was requested). A
     /// run interrupted only by the liveness tick or a stray signal goes on, unless
     /// `alive` says this thread is going away (a worker being terminated, process exit).
-    pub(crate) fn run(&self, v: &KvmVcpu, alive: &dyn Fn() -> bool) -> Result<()> {
-        run_to_exit(v, alive, || v.run()).map_err(to_napi)?;
-        Ok(())
+    pub(crate) fn run(&self, v: &KvmVcpu, alive: &dyn Fn() -> bool) -> vcpu_kvm::Result<()> {
+        run_to_exit(v, alive, || v.run_in_place(), ())
     }
 
     /// The copy buffer, where JS cannot view `kvm_run`.

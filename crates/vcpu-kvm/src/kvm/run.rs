@@ -73,6 +73,13 @@ impl RunShared {
         self.base.as_ptr()
     }
 
+    /// `kvm_run.exit_reason`, for the vcpu's own thread after a run.
+    pub(crate) fn exit_reason(&self) -> u32 {
+        // SAFETY: the mapping is live for `self`'s lifetime; the kernel writes the field
+        // only inside KVM_RUN, which the thread asking has returned from.
+        unsafe { (*self.run()).exit_reason }
+    }
+
     /// Start of the whole mapping (the `kvm_run` struct plus the PIO data page).
     pub fn base_ptr(&self) -> *mut u8 {
         self.base.as_ptr().cast()

@@ -173,14 +173,16 @@ impl KvmVcpu {
     /// One `KVM_RUN`, published for kicks.
     #[inline]
     fn enter(&self, tid: i32) -> std::result::Result<(), vmm_sys_util::errno::Error> {
-        self.shared.runs.fetch_add(1, Ordering::Relaxed);
-        self.shared.running_tid.store(tid, Ordering::Release);
+        // Once, not per use: each atomic below would make the compiler read it again.
+        let shared: &RunShared = &self.shared;
+        shared.runs.fetch_add(1, Ordering::Relaxed);
+        shared.running_tid.store(tid, Ordering::Release);
         let result = ioctls::run(&self.fd);
-        self.shared.running_tid.store(0, Ordering::Release);
+        shared.running_tid.store(0, Ordering::Release);
         // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
         // one way for both, an interrupted run.
         match result {
-            Ok(()) if self.kvm_run().exit_reason == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
+            Ok(()) if shared.exit_reason() == KVM_EXIT_INTR => Err(vmm_sys_util::errno::Error::new(libc::EINTR)),
             other => other,
         }
     }
@@ -266,8 +268,11 @@ impl Drop for HeldVcpu {
     }
 }
 
-impl Vcpu for KvmVcpu {
-    fn run(&self) -> Result<VcpuExit> {
+impl KvmVcpu {
+    /// `run()` without handing the exit back: its kind is in the record and the whole
+    /// exit in [`KvmVcpu::last_exit`]. The per-exit path of a caller that reads the
+    /// record in place, which then moves no `VcpuExit` around.
+    pub fn run_in_place(&self) -> Result<()> {
         const OP: &str = "run";
         if self.is_closed() {
             return Err(Error::closed(OP, "vcpu"));
@@ -301,7 +306,10 @@ impl Vcpu for KvmVcpu {
         }
         self.running.store(false, Ordering::Release);
         match result {
-            Ok(()) => Ok(self.decode_exit()),
+            Ok(()) => {
+                self.decode_exit();
+                Ok(())
+            }
             Err(e) => {
                 self.set_last(VcpuExit::Intr);
                 if e.errno() == libc::EINTR {
@@ -316,6 +324,12 @@ impl Vcpu for KvmVcpu {
                 Err(Error::errno(OP, e.errno()))
             }
         }
+    }
+}
+
+impl Vcpu for KvmVcpu {
+    fn run(&self) -> Result<VcpuExit> {
+        self.run_in_place().map(|()| self.last_exit())
     }
 
     fn id(&self) -> usize {

@@ -3,7 +3,8 @@
 // Writes bench/results/latest.json and bench/results/ratios.svg.
 //
 // Environment: BENCH_EXITS (default 200000 per round), BENCH_ROUNDS (default 5),
-// BENCH_SCENARIOS (comma-separated subset of the exit scenarios).
+// BENCH_SCENARIOS (comma-separated subset of the exit scenarios), BENCH_RESULTS (where
+// to write, default bench/results; the test suite's smoke run writes elsewhere).
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -38,7 +39,7 @@ function facadeVcpu(scenario) {
 
 /** The same through the raw binding, for the pure Rust loop. */
 function nativeVcpu(scenario) {
-  const vm = native.NativeKvm.open().createVm(false, native.defaultHypercallPort());
+  const vm = native.NativeKvm.open().createVm(false, native.defaultHypercallPort(), false);
   vm.addMemory(0, 2 << 20, false, false);
   vm.write(0x1000, guestBytes(scenario));
   const vcpu = vm.createVcpu(0);
@@ -356,7 +357,7 @@ async function main() {
     instructions: process.env.CALLGRIND === '0' ? undefined : measureInstructions(),
   };
   result.targets = targets(result);
-  const dir = path.join(__dirname, 'results');
+  const dir = process.env.BENCH_RESULTS ?? path.join(__dirname, 'results');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(result, null, 2) + '\n');
   writeSvg(path.join(dir, 'ratios.svg'), result);

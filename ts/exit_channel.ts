@@ -207,6 +207,7 @@ export class ExitChannel {
     return ((offset << 4) | size) === this.#lastKey ? this.#lastView : this.#newView(offset, size);
   }
 
+  /** The view for an element not like the last one, made once per place and kept. */
   #newView(offset: number, size: number): Uint8Array {
     const key = (offset << 4) | size; // offsets are within kvm_run's mapping, sizes below 16
     let view = this.#views.get(key);

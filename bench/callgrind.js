@@ -8,7 +8,7 @@
 //
 // `npm run bench` runs it (CALLGRIND=0 skips) and keeps the figures in latest.json; run
 // alone (`node bench/callgrind.js`) it prints them and updates latest.json's. Needs valgrind and gcc (Debian
-// packages); about 3 minutes here. CALLGRIND_CASES=raw,runUntil picks cases.
+// packages); about 5 minutes here. CALLGRIND_CASES=raw,runUntil picks cases.
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');

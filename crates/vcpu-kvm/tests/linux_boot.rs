@@ -7,27 +7,9 @@ mod common;
 use common::*;
 use vcpu_kvm::vmm::devices::LegacyDevices;
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux};
-use vcpu_kvm::{Kvm, KvmVm, VcpuExit, VmConfig};
+use vcpu_kvm::{Kvm, VcpuExit, VmConfig};
 
 const MEM: usize = 64 << 20;
-
-fn guest_file(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../guests/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A VM with the in-kernel irqchip (the legacy devices need it) and `mem` bytes of RAM.
-fn irqchip_vm(mem: usize) -> KvmVm {
-    let kvm = Kvm::open(None).unwrap();
-    let vm = kvm
-        .create_vm(VmConfig {
-            irqchip: true,
-            ..VmConfig::default()
-        })
-        .unwrap();
-    vm.add_memory(0, mem, false, false).unwrap();
-    vm
-}
 
 fn boot(kernel: &[u8]) -> String {
     let vm = irqchip_vm(MEM);

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Vcpu, VcpuExit, VmConfig};
+use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Vcpu, VcpuExit};
 
 const COUNT_PORT: u64 = 0x10;
 
@@ -163,14 +163,7 @@ fn a_vcpu_inside_run_or_with_an_exit_to_handle_is_busy() {
 
 #[test]
 fn an_irqchip_vm_gets_its_lapic_back() {
-    let kvm = Kvm::open(None).unwrap();
-    let vm = kvm
-        .create_vm(VmConfig {
-            irqchip: true,
-            ..VmConfig::default()
-        })
-        .unwrap();
-    vm.add_memory(0, RAM_SIZE, false, false).unwrap();
+    let vm = irqchip_vm(RAM_SIZE);
     let vcpu = vm.create_vcpu(0).unwrap();
     let mut lapic = vcpu.get_lapic().unwrap();
     // The task priority register (offset 0x80) and the spurious vector (0xf0).
@@ -179,7 +172,12 @@ fn an_irqchip_vm_gets_its_lapic_back() {
     vcpu.set_lapic(&lapic).unwrap();
     let file = TempPath::new("lapic");
     vm.snapshot(&file.0, false, None).unwrap();
-    let back = kvm.restore_vm(&file.0).unwrap().create_vcpu(0).unwrap();
+    let back = Kvm::open(None)
+        .unwrap()
+        .restore_vm(&file.0)
+        .unwrap()
+        .create_vcpu(0)
+        .unwrap();
     let got = back.get_lapic().unwrap();
     assert_eq!(got.regs[0x80], 0x20);
     assert_eq!(got.regs[0xf0], 0xff_u8 as _);

@@ -12,8 +12,26 @@ pub const LOAD_ADDR: u64 = 0x1000;
 
 /// The assembled bytes of `guests/<name>.bin`.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../guests/{name}.bin", env!("CARGO_MANIFEST_DIR"));
+    guest_file(&format!("{name}.bin"))
+}
+
+/// The file `guests/<file>` (a guest program, the test kernel, ...).
+pub fn guest_file(file: &str) -> Vec<u8> {
+    let path = format!("{}/../../guests/{file}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A VM with the in-kernel irqchip and `mem` bytes of RAM at 0.
+pub fn irqchip_vm(mem: usize) -> KvmVm {
+    let vm = Kvm::open(None)
+        .expect("open /dev/kvm")
+        .create_vm(VmConfig {
+            irqchip: true,
+            ..VmConfig::default()
+        })
+        .expect("create VM");
+    vm.add_memory(0, mem, false, false).expect("add memory");
+    vm
 }
 
 /// A VM with RAM at [0, 2 MiB) holding `code` at 0x1000, and vcpu 0 in 64-bit long

@@ -11,6 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const { Kvm } = require('..');
+const { barChart } = require('./svg');
 
 const SIZES = (process.env.SNAPSHOT_SIZES ?? '64,256,512,2048').split(',').map(Number);
 const ROUNDS = Number(process.env.SNAPSHOT_ROUNDS ?? 5);
@@ -117,49 +118,23 @@ function measure(mib, touched) {
   return result;
 }
 
+/** The chart: per size, the snapshot, diff and restore times. */
 function writeSvg(file, rows) {
   const series = [
     ['snapshotMs', 'full snapshot', '#3b7dd8'],
     ['diffMs', 'diff, 100 pages', '#2a9d5c'],
     ['restoreToFirstExitMs', 'restore to first exit', '#d8833b'],
   ];
-  const W = 760;
-  const H = 380;
-  const left = 60;
-  const top = 50;
-  const bottom = 70;
-  const max = Math.max(1, ...rows.flatMap((r) => series.map(([k]) => r[k])));
-  const plotH = H - top - bottom;
-  const groupW = (W - left - 20) / rows.length;
-  const barW = (groupW - 16) / series.length;
-  const y = (v) => top + plotH - (v / max) * plotH;
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
-    '<rect width="100%" height="100%" fill="white"/>',
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">Snapshot and restore, milliseconds (median of ${ROUNDS})</text>`,
-  ];
-  series.forEach(([, label, color], i) => {
-    parts.push(`<rect x="${left + i * 180}" y="30" width="10" height="10" fill="${color}"/>`);
-    parts.push(`<text x="${left + i * 180 + 14}" y="39">${label}</text>`);
+  barChart(file, {
+    title: `Snapshot and restore, milliseconds (median of ${ROUNDS})`,
+    series: series.map(([, label, color]) => ({ label, color })),
+    groups: rows.map((r) => ({
+      labels: [`${r.sizeMiB} MiB`, r.touched ? 'all touched' : 'mostly zero'],
+      values: series.map(([key]) => r[key]),
+    })),
+    format: (v) => v.toFixed(1),
+    max: 1,
   });
-  rows.forEach((r, i) => {
-    const x0 = left + i * groupW + 8;
-    series.forEach(([k, , color], j) => {
-      const x = x0 + j * barW;
-      parts.push(`<rect x="${x}" y="${y(r[k])}" width="${barW - 3}" height="${y(0) - y(r[k])}" fill="${color}"/>`);
-      parts.push(
-        `<text x="${x + (barW - 3) / 2}" y="${y(r[k]) - 3}" text-anchor="middle" font-size="9">${r[k].toFixed(1)}</text>`,
-      );
-    });
-    parts.push(
-      `<text x="${x0 + (groupW - 16) / 2}" y="${H - bottom + 16}" text-anchor="middle">${r.sizeMiB} MiB</text>`,
-    );
-    parts.push(
-      `<text x="${x0 + (groupW - 16) / 2}" y="${H - bottom + 30}" text-anchor="middle">${r.touched ? 'all touched' : 'mostly zero'}</text>`,
-    );
-  });
-  parts.push('</svg>');
-  fs.writeFileSync(file, parts.join('\n'));
 }
 
 const rows = [];

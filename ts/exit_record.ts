@@ -8,12 +8,12 @@
  */
 import { VcpuError } from './errors';
 import { LAYOUT, Offset } from './exit_layout';
-import native from './native';
+import native, { EXIT_KINDS } from './native';
 
 {
   // The binary must write the record this facade was built to read.
   const loaded = native.exitRecordLayout();
-  const kinds = Object.fromEntries(native.exitKinds().map((kind, code) => [kind, code]));
+  const kinds = Object.fromEntries(EXIT_KINDS.map((kind, code) => [kind, code]));
   const same = (a: Record<string, number>, b: Record<string, number>) =>
     Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
   if (

@@ -3,6 +3,7 @@
  * @internal
  * @packageDocumentation
  */
+import { call } from './errors';
 import { EXIT_KINDS, type NativeVcpu } from './native';
 import type { VcpuExit } from './types';
 
@@ -33,9 +34,9 @@ export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
   return plain !== undefined ? plain : exitWithPayload(vcpu);
 }
 
-/** The last exit with its payload, as the vcpu describes it. */
+/** The last exit with its payload, as the vcpu describes it (`ECLOSED` once it is closed). */
 function exitWithPayload(vcpu: NativeVcpu): VcpuExit {
-  const detail = vcpu.lastExit() as unknown as Record<string, unknown>;
+  const detail = call('lastExit', () => vcpu.lastExit()) as unknown as Record<string, unknown>;
   for (const key of Object.keys(detail)) if (detail[key] === undefined || detail[key] === null) delete detail[key];
   return Object.freeze(detail) as unknown as VcpuExit;
 }

@@ -36,6 +36,8 @@ export class NativeThread {
         this.running = false;
         this.#inHandler = false;
       };
+      // Whatever happens in here, the promise settles and nothing is thrown back into
+      // native code: an answer of false stops the thread.
       const callback: ThreadCallback = (err, event) => {
         if (err) {
           finish();
@@ -44,7 +46,11 @@ export class NativeThread {
         }
         if (event >= FINAL || !handle) {
           finish();
-          resolve(exitFor(event & 0xff));
+          try {
+            resolve(exitFor(event & 0xff));
+          } catch (error) {
+            reject(toVcpuError(error, op));
+          }
           return false;
         }
         this.#inHandler = true;

@@ -2,8 +2,6 @@
 //! (`"EINVAL"`, `"ECLOSED"`, …) and whose message says what was wrong. The facade adds
 //! the operation the user called and makes it a `VcpuError`; nothing is parsed.
 
-use napi::Status;
-
 pub type Result<T> = napi::Result<T, String>;
 
 pub fn to_napi(e: vcpu_kvm::Error) -> napi::Error<String> {
@@ -26,20 +24,9 @@ pub fn closed(op: &str, what: &str) -> napi::Error<String> {
     napi::Error::new("ECLOSED".to_string(), format!("{op}: the {what} is closed"))
 }
 
-/// An error code as a vcpu thread reports it through a threadsafe function: the errno
-/// name, or napi's own status name for a failure of napi itself.
-pub struct Code(pub String);
-
-impl AsRef<str> for Code {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<Status> for Code {
-    fn from(status: Status) -> Self {
-        Code(status.as_ref().to_string())
-    }
+/// A vcpu in use elsewhere.
+pub fn busy(op: &str, why: &str) -> napi::Error<String> {
+    napi::Error::new("EBUSY".to_string(), format!("{op}: {why}"))
 }
 
 pub trait IntoNapi<T> {

@@ -17,6 +17,7 @@ mod external;
 #[cfg(target_arch = "x86_64")]
 mod gdb;
 mod handles;
+mod js_callback;
 mod kvm;
 // The Linux machine and its legacy devices are x86-only for now.
 #[cfg(target_arch = "x86_64")]

@@ -9,8 +9,9 @@ use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
 
-use crate::async_runner::{report_final, run_to_exit, AsyncCallback};
+use crate::async_runner::{report_final, run_to_exit};
 use crate::error::{to_napi, IntoNapi, Result};
+use crate::js_callback::JsCallback;
 use crate::vcpu::NativeVcpu;
 use crate::vm::{snapshot, NativeVm, SnapshotInfo};
 
@@ -104,7 +105,7 @@ impl NativeVcpu {
     pub fn run_devices(
         &self,
         devices: &NativeDevices,
-        #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: AsyncCallback,
+        #[napi(ts_arg_type = "(err: Error | null, event: number) => boolean")] cb: JsCallback,
     ) -> Result<()> {
         let vcpu = self.vcpu_arc("runDevices")?;
         let devices = devices.devices.clone();

@@ -46,11 +46,12 @@ type RunView = Arc<std::sync::Mutex<Option<Arc<vcpu_kvm::kvm::RunShared>>>>;
 impl Drop for VcpuState {
     fn drop(&mut self) {
         crate::handles::unregister(self.handle_id);
-        // The facade's record goes with `arrays` (dropped after this): a vcpu that lives
-        // on elsewhere (a thread still holding it) writes its own record from now on.
-        if let Some(v) = self.vcpu.get_mut().as_ref() {
-            // SAFETY: `None` points the vcpu back at the record it owns.
-            unsafe { v.set_exit_record(None) };
+        // The JS object is gone (collected, or its worker is being torn down): nothing can
+        // use the vcpu from JS any more, so it is closed, which also stops a native thread
+        // still running it (runAsync, the device loop) and lets its fd go.
+        if let Some(v) = self.vcpu.get_mut().take() {
+            v.close();
+            self.let_go(v);
         }
     }
 }
@@ -91,8 +92,25 @@ impl VcpuState {
     /// inside one of its calls: then the outermost call does).
     #[cold]
     fn release(&self) {
-        if let Ok(mut slot) = self.vcpu.try_borrow_mut() {
-            slot.take();
+        let taken = match self.vcpu.try_borrow_mut() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        if let Some(v) = taken {
+            self.let_go(v);
+        }
+    }
+
+    /// Gives the vcpu back its own exit record before this side lets go of it: another
+    /// holder (a native thread, the VM's close) may outlive the facade's typed array.
+    fn let_go(&self, v: Arc<KvmVcpu>) {
+        // SAFETY: `None` points the vcpu back at the record it owns.
+        if !unsafe { v.set_exit_record(None) } {
+            // A thread stayed inside run() past the wait: it may still write the lent
+            // record, so its memory is never freed (a leak, never a use after free).
+            if let Ok(mut arrays) = self.arrays.try_borrow_mut() {
+                std::mem::forget(arrays.take());
+            }
         }
     }
 
@@ -232,8 +250,11 @@ impl NativeVcpu {
         let ptr = unsafe { NonNull::new(record.as_mut().as_mut_ptr().cast::<ExitRecord>()) };
         self.state.with("bind", |v| {
             // SAFETY: see above.
-            unsafe { v.set_exit_record(ptr) };
-            Ok(())
+            if unsafe { v.set_exit_record(ptr) } {
+                Ok(())
+            } else {
+                Err(crate::error::busy("bind", "the vcpu is running on another thread"))
+            }
         })?;
         *self.state.arrays.borrow_mut() = Some((record, scratch));
         crate::bound_fns::create(env, &self.state)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_guest_debug;
 
-use super::signal::wake;
+use super::kick::Want;
 use super::vcpu::KvmVcpu;
 use super::vm::KvmVm;
 use crate::error::{Context, Error, ErrorCode, Result};
@@ -162,9 +162,7 @@ impl KvmVm {
 
     /// Whether no vcpu is inside `KVM_RUN` (after [`KvmVm::debug_halt`], none will enter).
     pub fn debug_all_stopped(&self) -> bool {
-        self.vcpus()
-            .iter()
-            .all(|v| v.run_shared().running_tid.load(Ordering::Acquire) == 0)
+        self.vcpus().iter().all(|v| !v.run_shared().kick.thread_inside())
     }
 
     /// The live vcpus, by id.
@@ -188,22 +186,13 @@ impl KvmVcpu {
     /// Kicks the vcpu out of `KVM_RUN` for the debugger (or keeps it from entering): `run()`
     /// takes the kick itself (it never reaches the caller) and holds the vcpu.
     pub(crate) fn kick_for_debugger(&self) {
-        let run = self.run_shared();
-        run.debug_kick.store(true, Ordering::Release);
-        run.immediate_exit().store(1, Ordering::Release);
-        wake(run);
+        self.run_shared().kick.kick(Want::Debugger);
     }
 
     /// Takes back a debugger's kick, if one is pending: `immediate_exit` returns to what
-    /// the user asked for. True if there was one.
+    /// the user and other kickers asked for. True if there was one.
     pub(crate) fn take_debugger_kick(&self) -> bool {
-        let run = self.run_shared();
-        if !run.debug_kick.swap(false, Ordering::AcqRel) {
-            return false;
-        }
-        let wanted = self.immediate_exit_wanted() || run.kicked.load(Ordering::Acquire);
-        run.immediate_exit().store(wanted as u8, Ordering::Release);
-        true
+        self.run_shared().kick.withdraw(Want::Debugger)
     }
 
     /// Guest-debug settings from the debugger (`KVM_SET_GUEST_DEBUG`); the vcpu's own

@@ -35,18 +35,22 @@ impl RecordSlot {
     }
 }
 
-// SAFETY: the record is touched only by the thread that owns the vcpu's run loop at a
-// time (see `KvmVcpu::record`); the pointer itself is atomic.
+// SAFETY: the record and `last` are written only by the thread inside `run()` (the
+// lifecycle admits one at a time) and by the handler of the exit that run returned, which
+// runs on that thread or on one the runner waits for while it is outside `run()`; other
+// threads never touch them (closing does not). The pointer is swapped only while the
+// vcpu is held out of `run()` (`set_exit_record`). So no two threads access them at once.
 unsafe impl Send for RecordSlot {}
 // SAFETY: as above.
 unsafe impl Sync for RecordSlot {}
 
 impl KvmVcpu {
-    /// The exit record. Written by `run()` and the `handle_*` methods, on the vcpu's thread.
-    // The record is plain data outside Rust's borrow tracking (it may live in JS memory),
-    // used by one thread at a time; callers hold one borrow at a time.
+    /// The exit record. Written by `run()` and the `handle_*` methods, on the vcpu's
+    /// thread; see the `SAFETY` note on `RecordSlot` for why that is one thread at a time.
+    // The record is plain data outside Rust's borrow tracking (it may live in JS memory);
+    // callers hold one borrow at a time.
     #[allow(clippy::mut_from_ref)]
-    pub fn record(&self) -> &mut ExitRecord {
+    pub(crate) fn record(&self) -> &mut ExitRecord {
         // SAFETY: `current` points at our own record or at one lent by
         // `set_exit_record`, whose contract keeps it valid and aligned while in use; only
         // the thread running the vcpu (or one it waits for) touches it.
@@ -55,19 +59,26 @@ impl KvmVcpu {
 
     /// Makes the vcpu write its exit record at `record` from now on (its current content
     /// is copied there), so that a caller can read it without calls, e.g. through a typed
-    /// array in JS. `None` goes back to the vcpu's own record.
+    /// array in JS. `None` goes back to the vcpu's own record. The swap waits until no
+    /// thread is inside `run()` (kicking one that is, up to [`super::CLOSE_WAIT`]), so no
+    /// run writes the old record after this returns true. On false nothing changed, and
+    /// the memory lent before must stay valid for as long as the vcpu lives.
     ///
     /// # Safety
     ///
     /// `record` must be valid for reads and writes of an [`ExitRecord`], aligned to 8
     /// bytes, and stay so until this vcpu is dropped or another record is set; nothing
     /// but this vcpu's run loop and handlers may use it meanwhile.
-    pub unsafe fn set_exit_record(&self, record: Option<NonNull<ExitRecord>>) {
+    pub unsafe fn set_exit_record(&self, record: Option<NonNull<ExitRecord>>) -> bool {
+        let Some(_held) = self.hold_out_of_run() else {
+            return false;
+        };
         let target = record.map_or(self.records.own.get(), NonNull::as_ptr);
         let now = *self.record();
         // SAFETY: the caller's contract (or our own box).
         unsafe { target.write(now) };
         self.records.current.store(target, Ordering::Release);
+        true
     }
 
     /// The exit the last `run()` returned, with its payload (`Intr` after an interrupted

@@ -5,6 +5,8 @@ mod aarch64;
 mod debug_hold;
 mod exits;
 pub mod ioctls;
+mod kick;
+mod lifecycle;
 mod memory;
 mod memory_map;
 mod run;
@@ -25,9 +27,9 @@ use x86_64 as arch;
 
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
+pub use kick::{kick_signal, KICK_SIGNAL_OFFSET};
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
-pub use signal::{kick_signal, KICK_SIGNAL_OFFSET};
 pub use snapshot::SnapshotInfo;
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};

@@ -3,32 +3,30 @@
 
 use std::os::unix::io::AsRawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8};
+use std::sync::atomic::AtomicU8;
 
 use kvm_bindings::kvm_run;
 
+use super::kick::KickState;
+use super::lifecycle::Lifecycle;
 use crate::error::{Error, Result};
 
-/// A shared `mmap` of one vcpu's `kvm_run` structure plus the state a kick needs.
+/// A shared `mmap` of one vcpu's `kvm_run` structure plus what its signal handles share
+/// with it: the kick and the lifecycle.
 pub struct RunShared {
     base: NonNull<kvm_run>,
     size: usize,
-    /// The kernel thread id of the thread inside `KVM_RUN`, 0 when none is.
-    pub(crate) running_tid: AtomicI32,
-    /// Set by a kick; tells `run()` to clear `immediate_exit` after the interrupted run.
-    pub(crate) kicked: AtomicBool,
-    /// True once the vcpu is closed: kicks do nothing more.
-    pub(crate) closed: AtomicBool,
-    /// Set by a debugger's kick, which `run()` takes itself.
-    pub(crate) debug_kick: AtomicBool,
-    /// Counts entries into `KVM_RUN`, so a watcher can tell one long run from many.
-    pub(crate) runs: AtomicU64,
+    /// The only writer of `immediate_exit` and of the thread to signal.
+    pub(crate) kick: KickState,
+    /// The only writer of the vcpu's lifecycle (running, held, closed).
+    pub(crate) lifecycle: Lifecycle,
 }
 
-// SAFETY: the mapping is process-wide memory; the fields other threads touch
-// (`immediate_exit` and the atomics) are written with single-byte or atomic stores.
+// SAFETY: the mapping is process-wide memory; other threads touch only
+// `immediate_exit`, through `KickState`'s atomic stores, and the atomics.
 unsafe impl Send for RunShared {}
-// SAFETY: as above; everything else in `kvm_run` is only touched by the vcpu's thread.
+// SAFETY: as above; everything else in `kvm_run` is only touched by the thread inside
+// `run()` (the lifecycle lets one in at a time).
 unsafe impl Sync for RunShared {}
 
 impl RunShared {
@@ -57,14 +55,19 @@ impl RunShared {
         }
         let base =
             NonNull::new(addr.cast::<kvm_run>()).ok_or_else(|| Error::invalid("createVcpu", "mmap returned null"))?;
+        // SAFETY: `immediate_exit` is a u8 inside the live mapping, which `RunShared`
+        // unmaps only in its Drop, after the `KickState` field is gone with it; AtomicU8
+        // has the same size and alignment as u8.
+        let kick = unsafe {
+            KickState::new(NonNull::new_unchecked(
+                std::ptr::addr_of_mut!((*base.as_ptr()).immediate_exit).cast::<AtomicU8>(),
+            ))
+        };
         Ok(RunShared {
             base,
             size,
-            running_tid: AtomicI32::new(0),
-            kicked: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            debug_kick: AtomicBool::new(false),
-            runs: AtomicU64::new(0),
+            kick,
+            lifecycle: Lifecycle::default(),
         })
     }
 
@@ -93,14 +96,6 @@ impl RunShared {
     /// Always false: a mapping has at least one `kvm_run`.
     pub fn is_empty(&self) -> bool {
         false
-    }
-
-    /// `kvm_run.immediate_exit`, as an atomic so any thread (or a signal handler) may
-    /// store it.
-    pub(crate) fn immediate_exit(&self) -> &AtomicU8 {
-        // SAFETY: `immediate_exit` is a u8 inside the live mapping; AtomicU8 has the
-        // same size and alignment as u8, and the kernel reads it only on KVM_RUN entry.
-        unsafe { &*(std::ptr::addr_of_mut!((*self.run()).immediate_exit) as *const AtomicU8) }
     }
 
     /// A bounds-checked slice of the mapping (the PIO data area lies past `kvm_run`).

@@ -1,25 +1,16 @@
 //! The KVM side of `VcpuSignalHandle`: the handle shares the vcpu's `kvm_run` mapping
-//! (crosvm's design). Asking for an exit only stores 1 into `immediate_exit`
-//! (async-signal-safe); waking the thread sends it a real-time signal whose no-op handler
+//! (crosvm's design) and asks its `KickState` for an exit (atomic stores only,
+//! async-signal-safe); waking the thread sends it a real-time signal whose no-op handler
 //! makes `KVM_RUN` return `EINTR`.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
+use vmm_sys_util::signal::register_signal_handler;
 
+use super::kick::{kick_signal, Want};
 use super::run::RunShared;
 use crate::error::{Error, Result};
 use crate::signal_handle::VcpuSignalHandleInner;
-
-/// Offset from `SIGRTMIN` of the signal that wakes vcpu threads. Neither Node, libuv nor
-/// V8 uses real-time signals.
-pub const KICK_SIGNAL_OFFSET: i32 = 0;
-
-/// The wake-up signal's number.
-pub fn kick_signal() -> i32 {
-    SIGRTMIN() + KICK_SIGNAL_OFFSET
-}
 
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Nothing to do: the signal's only purpose is to make KVM_RUN return EINTR.
@@ -44,37 +35,16 @@ pub(crate) struct KvmSignalHandle(pub(crate) Arc<RunShared>);
 
 impl VcpuSignalHandleInner for KvmSignalHandle {
     fn signal_immediate_exit(&self) {
-        if !self.0.closed.load(Ordering::Acquire) {
-            request_exit(&self.0);
+        if !self.0.lifecycle.is_closed() {
+            self.0.kick.request(Want::Kick);
         }
     }
 
     fn wake_thread(&self) {
-        if !self.0.closed.load(Ordering::Acquire) {
-            wake(&self.0);
-        }
+        self.0.kick.wake();
     }
 
     fn current_run(&self) -> Option<u64> {
-        (self.0.running_tid.load(Ordering::Acquire) != 0).then(|| self.0.runs.load(Ordering::Relaxed))
-    }
-}
-
-/// Sets `immediate_exit`, remembering that an exit was asked for (so the run it
-/// interrupts consumes it).
-pub(crate) fn request_exit(shared: &RunShared) {
-    shared.kicked.store(true, Ordering::Release);
-    shared.immediate_exit().store(1, Ordering::Release);
-}
-
-/// Sends the signal to the thread inside `KVM_RUN`, if any.
-pub(crate) fn wake(shared: &RunShared) {
-    let tid = shared.running_tid.load(Ordering::Acquire);
-    if tid != 0 {
-        // SAFETY: tgkill with our own pid only reaches threads of this process; at worst
-        // a thread that just left KVM_RUN gets one no-op signal.
-        unsafe {
-            libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, kick_signal());
-        }
+        self.0.kick.current_run()
     }
 }

@@ -2,48 +2,20 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::*;
 use kvm_ioctls::VcpuFd;
 
 use super::exits::RecordSlot;
+use super::kick::Want;
 use super::run::RunShared;
-use super::signal::{install_kick_handler, request_exit, wake, KvmSignalHandle};
+use super::signal::{install_kick_handler, KvmSignalHandle};
 use super::vm::KvmVm;
 use super::{arch, ioctls};
 use crate::error::{Context, Error, Result};
 use crate::record::Pending;
 use crate::{HypercallAbi, IoParams, Vcpu, VcpuExit, VcpuSignalHandle};
-
-/// The kernel thread id of the calling thread, which `run()` publishes for kicks. Asked
-/// of the kernel once per thread and vcpu: `pthread_self` (one load) says whether the
-/// thread is the one that ran this vcpu last.
-struct ThreadId {
-    pthread: std::sync::atomic::AtomicUsize,
-    tid: std::sync::atomic::AtomicI32,
-}
-
-impl ThreadId {
-    fn new() -> Self {
-        ThreadId {
-            pthread: std::sync::atomic::AtomicUsize::new(0),
-            tid: std::sync::atomic::AtomicI32::new(0),
-        }
-    }
-
-    fn current(&self) -> i32 {
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() } as usize;
-        if self.pthread.load(Ordering::Relaxed) == me {
-            return self.tid.load(Ordering::Relaxed);
-        }
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) as i32 };
-        self.tid.store(tid, Ordering::Relaxed);
-        self.pthread.store(me, Ordering::Relaxed);
-        tid
-    }
-}
 
 /// A KVM vcpu. `Send + Sync`; `run()` and the `handle_*` methods belong on one thread
 /// at a time (a second concurrent `run()` is refused with `EBUSY`).
@@ -53,13 +25,10 @@ pub struct KvmVcpu {
     shared: Arc<RunShared>,
     pub(crate) vm: KvmVm,
     pub(crate) records: RecordSlot,
-    running: AtomicBool,
+    /// Whether the last interrupted run was asked to stop (written by the thread in `run()`).
     requested: AtomicBool,
-    /// What the user last passed to `set_immediate_exit`.
-    immediate_wanted: AtomicBool,
     /// The user's guest-debug settings (a debugger's replace them while it is attached).
     own_debug: std::sync::Mutex<kvm_guest_debug>,
-    thread: ThreadId,
     /// What every signal handle of this vcpu shares (one, so weak references to it, as
     /// in registries of handles, live as long as the vcpu).
     handle: Arc<KvmSignalHandle>,
@@ -74,11 +43,8 @@ impl KvmVcpu {
             fd,
             vm,
             records: RecordSlot::new(),
-            running: AtomicBool::new(false),
             requested: AtomicBool::new(false),
-            immediate_wanted: AtomicBool::new(false),
             own_debug: std::sync::Mutex::new(kvm_guest_debug::default()),
-            thread: ThreadId::new(),
             handle: Arc::new(KvmSignalHandle(shared.clone())),
             shared,
         };
@@ -104,43 +70,40 @@ impl KvmVcpu {
 
     /// True once closed (by [`KvmVcpu::close`] or by closing its VM).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.lifecycle.is_closed()
     }
 
-    /// Marks the vcpu closed, kicking a run in progress: later calls fail with `ECLOSED`,
-    /// handles do nothing. The fd itself is released when the `KvmVcpu` is dropped.
-    /// Idempotent.
-    pub fn close(&self) {
-        // Kick first: a run in progress on another thread returns at once.
-        request_exit(&self.shared);
-        wake(&self.shared);
-        self.shared.closed.store(true, Ordering::Release);
-        // A closed vcpu has no exit for a handler to complete.
-        self.set_pending(Pending::None);
+    /// Closes the vcpu: later calls fail with `ECLOSED` and handles do nothing; a run in
+    /// progress on another thread is kicked out, and this returns once it has left (or
+    /// after [`super::CLOSE_WAIT`]; true if it left). The fd itself is released when the
+    /// `KvmVcpu` is dropped. Idempotent. [`KvmVm::close`] closes its vcpus with this too.
+    pub fn close(&self) -> bool {
+        close_all(&[self])
     }
 
     /// Keeps `run()` out of this vcpu (it answers `EBUSY`) until the guard goes, for a
     /// snapshot; refused with `EBUSY` while the vcpu runs or an exit waits for its
     /// handler (nothing may be half-done in a saved state).
     pub(crate) fn hold(self: &Arc<Self>, op: &'static str) -> Result<HeldVcpu> {
-        let busy = |why: String| {
-            Error::new(
-                crate::ErrorCode::Errno(libc::EBUSY),
-                op,
-                format!("{op}: vcpu {} {why}", self.id),
-            )
-        };
-        if self.running.swap(true, Ordering::Acquire) {
-            return Err(busy("is inside run()".into()));
-        }
+        self.shared.lifecycle.enter(op, self.id, true)?;
         let held = HeldVcpu(self.clone());
         match self.pending() {
             Pending::None => Ok(held),
-            Pending::Handling => Err(busy("is inside one of its exit handlers".into())),
-            p => Err(busy(format!(
-                "has an exit waiting for its handler ({p:?}): handle it or run again first"
-            ))),
+            Pending::Handling => Err(self.busy(op, "is inside one of its exit handlers".into())),
+            p => Err(self.busy(
+                op,
+                format!("has an exit waiting for its handler ({p:?}): handle it or run again first"),
+            )),
         }
+    }
+
+    #[cold]
+    fn busy(&self, op: &'static str, why: String) -> Error {
+        Error::new(
+            crate::ErrorCode::Errno(libc::EBUSY),
+            op,
+            format!("{op}: vcpu {} {why}", self.id),
+        )
     }
 
     /// The vcpu fd, or `ECLOSED`.
@@ -170,15 +133,14 @@ impl KvmVcpu {
 }
 
 impl KvmVcpu {
-    /// One `KVM_RUN`, published for kicks.
+    /// One `KVM_RUN`, its thread published for kicks.
     #[inline]
-    fn enter(&self, tid: i32) -> std::result::Result<(), vmm_sys_util::errno::Error> {
+    fn enter(&self) -> std::result::Result<(), vmm_sys_util::errno::Error> {
         // Once, not per use: each atomic below would make the compiler read it again.
         let shared: &RunShared = &self.shared;
-        shared.runs.fetch_add(1, Ordering::Relaxed);
-        shared.running_tid.store(tid, Ordering::Release);
+        shared.kick.publish_thread();
         let result = ioctls::run(&self.fd);
-        shared.running_tid.store(0, Ordering::Release);
+        shared.kick.withdraw_thread();
         // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
         // one way for both, an interrupted run.
         match result {
@@ -194,7 +156,7 @@ impl KvmVcpu {
     fn for_debugger(&self, result: &std::result::Result<(), vmm_sys_util::errno::Error>) -> bool {
         match result {
             Ok(()) => self.kvm_run().exit_reason == KVM_EXIT_DEBUG && self.vm.shared().debug.attached(),
-            Err(_) => self.shared.debug_kick.load(Ordering::Acquire),
+            Err(_) => self.shared.kick.wanted_by(Want::Debugger),
         }
     }
 
@@ -205,7 +167,6 @@ impl KvmVcpu {
     #[inline(never)]
     fn run_for_debugger(
         &self,
-        tid: i32,
         mut result: std::result::Result<(), vmm_sys_util::errno::Error>,
     ) -> Result<std::result::Result<(), vmm_sys_util::errno::Error>> {
         let debug = &self.vm.shared().debug;
@@ -227,14 +188,9 @@ impl KvmVcpu {
             }
             // A kick that came while waiting stays: the guest may have been stopped again
             // since, and then this entry must come straight back.
-            result = self.enter(tid);
+            result = self.enter();
         }
         Ok(result)
-    }
-
-    /// The user's own `immediate_exit` wish (a debugger's kick sets it too).
-    pub(crate) fn immediate_exit_wanted(&self) -> bool {
-        self.immediate_wanted.load(Ordering::Acquire)
     }
 
     /// The guest-debug settings the user gave (restored when a debugger detaches).
@@ -264,8 +220,47 @@ impl std::ops::Deref for HeldVcpu {
 
 impl Drop for HeldVcpu {
     fn drop(&mut self) {
-        self.0.running.store(false, Ordering::Release);
+        self.0.shared.lifecycle.leave();
     }
+}
+
+impl KvmVcpu {
+    /// Holds the vcpu out of `run()`, closed or not, kicking a run in progress; `None` if
+    /// it did not leave within [`super::CLOSE_WAIT`].
+    pub(crate) fn hold_out_of_run(&self) -> Option<super::lifecycle::LifecycleHold<'_>> {
+        let deadline = Instant::now() + super::CLOSE_WAIT;
+        loop {
+            if let Some(held) = self.shared.lifecycle.hold_any() {
+                return Some(held);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            self.shared.kick.kick(Want::Kick);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Closes `vcpus` (marks each closed and kicks it) and waits, holding no lock, until none
+/// is inside `run()` any more: true if they all left within [`super::CLOSE_WAIT`].
+pub(crate) fn close_all(vcpus: &[&KvmVcpu]) -> bool {
+    for v in vcpus {
+        v.shared.lifecycle.close();
+        v.shared.kick.kick(Want::Kick);
+    }
+    let deadline = Instant::now() + super::CLOSE_WAIT;
+    while vcpus.iter().any(|v| v.shared.lifecycle.is_busy()) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        // A thread between its check and KVM_RUN saw the 1; one inside gets a signal.
+        for v in vcpus {
+            v.shared.kick.wake();
+        }
+    }
+    true
 }
 
 impl KvmVcpu {
@@ -274,38 +269,30 @@ impl KvmVcpu {
     /// record in place, which then moves no `VcpuExit` around.
     pub fn run_in_place(&self) -> Result<()> {
         const OP: &str = "run";
-        if self.is_closed() {
-            return Err(Error::closed(OP, "vcpu"));
-        }
-        if self.running.swap(true, Ordering::Acquire) {
-            return Err(Error::new(
-                crate::ErrorCode::Errno(libc::EBUSY),
-                OP,
-                "this vcpu is already running on another thread",
-            ));
-        }
+        let lifecycle = &self.shared.lifecycle;
+        lifecycle.enter(OP, self.id, false)?;
         // A run ends whatever exit was pending; a run from inside a handler is refused.
         if self.in_handler() {
-            self.running.store(false, Ordering::Release);
+            lifecycle.leave();
             return Err(self.refuse_in_handler(OP));
         }
         self.set_pending(Pending::None);
-        let tid = self.thread.current();
-        let mut result = self.enter(tid);
+        let mut result = self.enter();
         if self.for_debugger(&result) {
-            result = match self.run_for_debugger(tid, result) {
+            result = match self.run_for_debugger(result) {
                 Ok(r) => r,
                 Err(e) => {
                     // Held by a debugger past its patience, or closed meanwhile.
-                    self.running.store(false, Ordering::Release);
                     self.set_last(VcpuExit::Intr);
                     self.requested.store(false, Ordering::Relaxed);
+                    lifecycle.leave();
                     return Err(e);
                 }
             };
         }
-        self.running.store(false, Ordering::Release);
-        match result {
+        // The exit is decoded before the vcpu is left: whoever enters next (or un-lends
+        // the record) finds it complete.
+        let outcome = match result {
             Ok(()) => {
                 self.decode_exit();
                 Ok(())
@@ -313,17 +300,15 @@ impl KvmVcpu {
             Err(e) => {
                 self.set_last(VcpuExit::Intr);
                 if e.errno() == libc::EINTR {
-                    let kicked = self.shared.kicked.swap(false, Ordering::AcqRel);
-                    let immediate = self.shared.immediate_exit().load(Ordering::Acquire) != 0;
-                    self.requested.store(kicked || immediate, Ordering::Relaxed);
-                    if kicked {
-                        // A kick is consumed by the run it interrupted.
-                        self.shared.immediate_exit().store(0, Ordering::Release);
-                    }
+                    // A kick is consumed by the run it interrupted.
+                    self.requested
+                        .store(self.shared.kick.take_interruption(), Ordering::Relaxed);
                 }
                 Err(Error::errno(OP, e.errno()))
             }
-        }
+        };
+        lifecycle.leave();
+        outcome
     }
 }
 
@@ -337,12 +322,12 @@ impl Vcpu for KvmVcpu {
     }
 
     fn set_immediate_exit(&self, exit: bool) {
-        self.immediate_wanted.store(exit, Ordering::Release);
         // A debugger's pending kick outlives the user's "no": it holds the vcpu.
-        let set = exit || self.shared.debug_kick.load(Ordering::Acquire);
-        self.shared.immediate_exit().store(set as u8, Ordering::Release);
-        if !exit {
-            self.shared.kicked.store(false, Ordering::Release);
+        if exit {
+            self.shared.kick.request(Want::User);
+        } else {
+            self.shared.kick.withdraw(Want::User);
+            self.shared.kick.withdraw(Want::Kick);
         }
     }
 

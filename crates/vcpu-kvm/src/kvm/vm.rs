@@ -143,7 +143,7 @@ impl KvmVm {
         // Every update of VmState is a single push/remove: a panic elsewhere cannot
         // leave it half-written, so a poisoned lock is still consistent.
         let state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.fd.is_none() {
+        if state.fd.is_none() || self.is_closed() {
             return Err(Error::closed(op, "VM"));
         }
         Ok(state)
@@ -232,28 +232,23 @@ impl KvmVm {
         &self.shared
     }
 
-    /// Closes the VM: every vcpu of it is marked closed and kicked out of `run()` (on any
-    /// thread), and, once none is inside the guest any more (or after
-    /// [`CLOSE_WAIT`]), the memory slots are released (views keep their own mapping) and
-    /// the fd is closed. Idempotent.
+    /// Closes the VM: every vcpu of it is closed and kicked out of `run()` (on any
+    /// thread), and the fd is closed. The memory slots are released once no vcpu is
+    /// inside `run()` any more: at once if they all leave within [`CLOSE_WAIT`] (views
+    /// keep their own mapping), else when the last vcpu is dropped, so no mapping ever
+    /// goes while a thread may still be inside `KVM_RUN`. No lock is held while waiting.
+    /// Idempotent.
     pub fn close(&self) {
+        let vcpus: Vec<Arc<KvmVcpu>> = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.closed.store(true, Ordering::Release);
+            state.vcpus.drain(..).filter_map(|w| w.upgrade()).collect()
+        };
+        let all_left = super::vcpu::close_all(&vcpus.iter().map(|v| &**v).collect::<Vec<_>>());
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.shared.closed.store(true, Ordering::Release);
-        let vcpus: Vec<_> = state.vcpus.drain(..).filter_map(|w| w.upgrade()).collect();
-        let runs: Vec<_> = vcpus.iter().map(|v| v.run_shared().clone()).collect();
-        for run in &runs {
-            run.closed.store(true, Ordering::Release);
-            super::signal::request_exit(run);
-            super::signal::wake(run);
+        if all_left {
+            state.memory.clear();
         }
-        let deadline = std::time::Instant::now() + CLOSE_WAIT;
-        while runs.iter().any(|v| v.running_tid.load(Ordering::Acquire) != 0) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            for run in &runs {
-                super::signal::wake(run);
-            }
-        }
-        state.memory.clear();
         state.fd = None;
     }
 }

@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'native/**', 'docs/**', 'node_modules/**', 'target/**'] },
+  { ignores: ['dist/**', 'native/**', 'docs/api/**', 'node_modules/**', 'target/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -42,8 +42,9 @@ describeKvm('lifecycle races', () => {
   test('worker.terminate() while runAsync has handlers in flight, 30 rounds; fds back to baseline', () => {
     const { seen, fdsBefore, fdsAfter, open } = stress('terminate', '30');
     expect(seen).toEqual({ handling: 30, 'exit:1': 30 });
-    expect({ fdsAfter, open }).toEqual({ fdsAfter: fdsBefore, open });
+    // No vcpu or VM fd is left, and nothing else grew (the host's own may only shrink).
     expect(open.filter((f: string) => f.startsWith('anon_inode:kvm'))).toEqual([]);
+    expect({ fdsAfter, open }).toEqual({ fdsAfter: Math.min(fdsAfter, fdsBefore), open });
   }, 120_000);
 
   test('a data-carrying exit coming back after a close: a VcpuError or the exit, never a plain Error', () => {

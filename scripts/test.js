@@ -1,4 +1,4 @@
-// `npm test`: lint (eslint, prettier, rustfmt, clippy, workflows), the Rust tests
+// `npm test`: the build (addon and dist/), lint (eslint, prettier, rustfmt, clippy, workflows), the Rust tests
 // (cargo test) and the TypeScript tests (jest), both of which run real guests on
 // /dev/kvm, the release build (glibc 2.28) and the install test of it (packed tarballs
 // in a fresh project), and the docs build. Without a usable /dev/kvm this fails with a message
@@ -24,6 +24,9 @@ function run(cmd, args) {
 }
 
 const npmRun = (script) => run('npm', ['run', '--silent', script]);
+// Everything a test, a worker or a child process loads (dist/, the addon) is built from
+// this tree first, so one run never mixes fresh sources with a stale build.
+npmRun('build');
 npmRun('lint');
 run('cargo', skip ? ['test', '--workspace', '--lib'] : ['test', '--workspace']);
 run(process.execPath, [require.resolve('jest/bin/jest'), ...process.argv.slice(2)]);

@@ -67,6 +67,8 @@ export class ExitChannel {
   /** The last view made, and its key: most devices see the same element over and over. */
   #lastView: Uint8Array = new Uint8Array(0);
   #lastKey = -1;
+  /** True while a handler of this channel's runs in place (re-entry is refused). */
+  #handling = false;
   /** The handler the copy path's trampoline calls, and the error it threw. */
   #copyHandler: IoHandler = () => {};
   #thrown: { error: unknown } | undefined;
@@ -83,7 +85,15 @@ export class ExitChannel {
   handleAccess(op: string, kind: AccessKind, fn: IoHandler): void {
     if (this.scratch !== undefined) return this.#handleCopied(op, kind, fn);
     const words = this.record.words;
-    this.#take(op, kind === 'Io' ? Pending.Io : Pending.Mmio, kind);
+    const seq = words[Field.seq];
+    if (
+      this.#handling ||
+      words[Field.pending] !== (kind === 'Io' ? Pending.Io : Pending.Mmio) ||
+      words[Field.answered] === seq
+    ) {
+      this.#refuse(op, kind);
+    }
+    this.#handling = true;
     try {
       for (;;) {
         this.#element(words, fn);
@@ -91,10 +101,17 @@ export class ExitChannel {
         this.bound.nextElement(); // a string access: Rust moves the record on
       }
     } catch (error) {
-      words[Field.pending] = Pending.None;
+      this.#answered();
       throw error;
     }
-    words[Field.pending] = Pending.None;
+    // Answered: the exit is pending no more (the record's `pending` is the vcpu's to write).
+    words[Field.answered] = seq;
+    this.#handling = false;
+  }
+
+  /** True while one of this channel's handlers runs in place. */
+  get handling(): boolean {
+    return this.#handling;
   }
 
   /** `handleAccess` where JS cannot view `kvm_run`: native code copies each element. */
@@ -107,15 +124,14 @@ export class ExitChannel {
 
   /** After a `Hypercall` exit: `fn` sets the results, which go into the vcpu at once. */
   handleHypercall(op: string, fn: (abi: HypercallAbi) => void): void {
-    const rec = this.record;
     this.#take(op, Pending.Hypercall, 'Hypercall');
     try {
       fn(this.abi);
     } catch (error) {
-      rec.pending = Pending.None;
+      this.#answered(); // given up: the guest sees no results
       throw error;
     }
-    rec.pending = Pending.Hypercall;
+    this.#handling = false;
     this.guard(op, () => this.bound.completeHypercall());
   }
 
@@ -134,11 +150,11 @@ export class ExitChannel {
       // Checked before anything is written, so a bad answer changes nothing.
       big[Field.msrData] = toU64(m.data, 'data', undefined, op);
     } catch (error) {
-      this.record.pending = Pending.None;
+      this.#answered();
       throw error;
     }
     big[Field.msrFault] = m.fault ? 1n : 0n;
-    this.record.pending = Pending.Msr;
+    this.#handling = false;
     this.guard(op, () => this.bound.completeMsr());
   }
 
@@ -174,20 +190,31 @@ export class ExitChannel {
     }
   }
 
-  /** The pending exit must be `pending` (exit `kind`): a handler now runs for it. */
+  /**
+   * The pending exit must be `pending` (exit `kind`), not answered yet: a handler now runs
+   * for it. The record's `pending` is the vcpu's to write; this side writes answers only.
+   */
   #take(op: string, pending: Pending, kind: string): void {
     const words = this.record.words;
-    if (words[Field.pending] !== pending) this.#refuse(op, kind);
-    words[Field.pending] = Pending.Handling;
+    if (this.#handling || words[Field.pending] !== pending || words[Field.answered] === words[Field.seq]) {
+      this.#refuse(op, kind);
+    }
+    this.#handling = true;
+  }
+
+  /** The exit is answered (or given up): it is pending no more. */
+  #answered(): void {
+    const words = this.record.words;
+    words[Field.answered] = words[Field.seq];
+    this.#handling = false;
   }
 
   /** Why `op` cannot handle the pending exit (it is not a `kind`). */
   #refuse(op: string, kind: string): never {
     if (this.#native.closed) throw new VcpuError('ECLOSED', op, `${op}: the vcpu is closed`);
-    const why =
-      this.record.pending === Pending.Handling
-        ? `${op} cannot run inside a handler`
-        : `${op} must follow a run() that returned ${kind}`;
+    const why = this.#handling
+      ? `${op} cannot run inside a handler`
+      : `${op} must follow a run() that returned ${kind}`;
     throw new VcpuError('EINVAL', op, why);
   }
 

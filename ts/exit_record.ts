@@ -38,6 +38,8 @@ export const enum Field {
   remaining = Offset.remaining / 4,
   isWrite = Offset.isWrite / 4,
   dataOffset = Offset.dataOffset / 4,
+  seq = Offset.seq / 4,
+  answered = Offset.answered / 4,
   /** The address as two 32-bit halves, low first. */
   address = Offset.address / 4,
   /** The low halves of the counts, read without bigints. */
@@ -67,14 +69,6 @@ export class ExitRecord {
   constructor() {
     this.big = new BigUint64Array(Math.ceil(LAYOUT.size / 8));
     this.words = new Uint32Array(this.big.buffer);
-  }
-
-  get pending(): number {
-    return this.words[Field.pending];
-  }
-
-  set pending(value: number) {
-    this.words[Field.pending] = value;
   }
 
   /** The access's address (below 2^53: ports and guest physical addresses are). */

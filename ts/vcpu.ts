@@ -96,6 +96,7 @@ export class Vcpu extends VcpuArm64 {
    */
   run(): VcpuExit {
     this.#thread.refuse('run');
+    if (this.#channel.handling === true) throw inHandler('run');
     return exitFor(this.#run(), this.native);
   }
 
@@ -177,6 +178,7 @@ export class Vcpu extends VcpuArm64 {
    */
   runUntil(handlers: ExitHandlers): VcpuExit {
     this.#thread.refuse('runUntil');
+    if (this.#channel.handling === true) throw inHandler('runUntil');
     const h = checkHandlers('runUntil', handlers);
     const channel = this.#channel;
     const run = this.#runFn;
@@ -349,6 +351,15 @@ export class Vcpu extends VcpuArm64 {
     }
     return this.#words[Field.kind];
   }
+}
+
+/** The refusal of a run from inside one of the vcpu's own handlers. */
+function inHandler(op: string): VcpuError {
+  return new VcpuError(
+    'EBUSY',
+    op,
+    `${op}: called from inside one of this vcpu's own handlers; return from the handler first`,
+  );
 }
 
 /** Each vcpu's native object and thread, for the package's own machines (the Linux device loop). */

@@ -57,9 +57,12 @@ impl Pending {
 /// current element's `size` bytes lie in the vcpu's `kvm_run` mapping (a read's data
 /// starts zeroed; what is written there goes to the guest), and
 /// [`crate::KvmVcpu::next_element`] moves on through a string access (`remaining > 1`).
-/// A layer that runs a handler over the record in place (the JS facade) does what
-/// `handle_io` does: stores [`Pending::Handling`] in `pending` while its handler runs,
-/// then [`Pending::None`].
+/// One writer per field: the vcpu writes what an exit is (`kind`, `pending`, `seq`, the
+/// access and the call's arguments); a layer that handles an exit in place (the JS
+/// facade) writes only answers: a read's data (in `kvm_run`), the call's `results`, the
+/// MSR's `msr_data`/`msr_fault`, and `answered`, which it sets to `seq` once it has
+/// answered an `Io`/`Mmio` exit (or gave up on any exit). An exit whose `answered`
+/// equals its `seq` is pending no more.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitRecord {
@@ -75,6 +78,10 @@ pub struct ExitRecord {
     pub is_write: u32,
     /// Io/Mmio: offset of the current element's data in the `kvm_run` mapping.
     pub data_offset: u32,
+    /// Numbers the runs: a new exit has a new `seq`. Written by the vcpu.
+    pub seq: u32,
+    /// Set to `seq` by the layer that answered the exit in place; never by the vcpu.
+    pub answered: u32,
     /// Io/Mmio: port number or guest physical address.
     pub address: u64,
     /// Hypercall: the call's id.
@@ -102,13 +109,15 @@ impl ExitRecord {
     pub const SIZE: usize = std::mem::size_of::<ExitRecord>();
 
     /// Every field's byte offset, by its name in camelCase, as the layers above read it.
-    pub const LAYOUT: [(&'static str, usize); 16] = [
+    pub const LAYOUT: [(&'static str, usize); 18] = [
         ("kind", offset_of!(ExitRecord, kind)),
         ("pending", offset_of!(ExitRecord, pending)),
         ("size", offset_of!(ExitRecord, size)),
         ("remaining", offset_of!(ExitRecord, remaining)),
         ("isWrite", offset_of!(ExitRecord, is_write)),
         ("dataOffset", offset_of!(ExitRecord, data_offset)),
+        ("seq", offset_of!(ExitRecord, seq)),
+        ("answered", offset_of!(ExitRecord, answered)),
         ("address", offset_of!(ExitRecord, address)),
         ("hypercallId", offset_of!(ExitRecord, hypercall_id)),
         ("argCount", offset_of!(ExitRecord, arg_count)),
@@ -155,9 +164,9 @@ mod tests {
         let offsets: Vec<usize> = ExitRecord::LAYOUT.iter().map(|(_, o)| *o).collect();
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(ExitRecord::LAYOUT[0], ("kind", 0));
-        assert_eq!(ExitRecord::LAYOUT[15], ("msrFault", ExitRecord::SIZE - 8));
+        assert_eq!(ExitRecord::LAYOUT[17], ("msrFault", ExitRecord::SIZE - 8));
         // 64-bit fields sit on 8-byte boundaries, so a BigUint64Array can index them.
-        for (name, off) in &ExitRecord::LAYOUT[6..] {
+        for (name, off) in &ExitRecord::LAYOUT[8..] {
             assert_eq!(off % 8, 0, "{name}");
         }
     }

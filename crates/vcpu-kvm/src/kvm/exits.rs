@@ -3,6 +3,7 @@
 //! hypercall's results are in the vcpu before the handler's caller gets control back.
 
 use std::cell::UnsafeCell;
+use std::mem::offset_of;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -96,25 +97,52 @@ impl KvmVcpu {
         unsafe { *self.records.last.get() = exit };
     }
 
-    /// The record's `pending` field, which `close` may store from another thread.
-    fn pending_cell(&self) -> &AtomicU32 {
-        // SAFETY: `pending` is an aligned u32 inside the live record (see `record`);
-        // every access to it goes through this atomic.
-        unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!(self.record().pending)) }
+    /// The `u32` field at `offset` (an `offset_of!` a `u32` field of [`ExitRecord`]) as an
+    /// atomic: a snapshot reads the exit's state from another thread while the vcpu's JS
+    /// thread may store `answered`.
+    fn field(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: `offset` names an aligned u32 inside the live record (see `record`); the
+        // fields read this way are only ever accessed whole.
+        unsafe {
+            AtomicU32::from_ptr(
+                self.records
+                    .current
+                    .load(Ordering::Acquire)
+                    .cast::<u8>()
+                    .add(offset)
+                    .cast(),
+            )
+        }
     }
 
-    /// What is pending.
+    /// What is pending: nothing once the exit was answered in place (`answered == seq`).
     pub fn pending(&self) -> Pending {
-        Pending::from_u32(self.pending_cell().load(Ordering::Acquire))
+        let seq = self.field(offset_of!(ExitRecord, seq)).load(Ordering::Acquire);
+        if self.field(offset_of!(ExitRecord, answered)).load(Ordering::Acquire) == seq {
+            return Pending::None;
+        }
+        Pending::from_u32(self.field(offset_of!(ExitRecord, pending)).load(Ordering::Acquire))
     }
 
     pub(crate) fn set_pending(&self, pending: Pending) {
-        self.pending_cell().store(pending as u32, Ordering::Release);
+        self.field(offset_of!(ExitRecord, pending))
+            .store(pending as u32, Ordering::Release);
+    }
+
+    /// A new run: its exit gets a new number, and nothing is pending yet. (Plain
+    /// stores: only the thread inside `run()` writes these, and a snapshot, the one
+    /// reader elsewhere, holds the vcpu out of `run()`.)
+    #[inline]
+    pub(crate) fn new_exit(&self) {
+        let rec = self.record();
+        rec.seq = rec.seq.wrapping_add(1);
+        rec.pending = Pending::None as u32;
     }
 
     /// Whether a handler of this vcpu's is running now (`run()` would be refused).
+    /// (`Handling` is set and cleared by `begin`/`end` alone: `answered` plays no part.)
     pub fn in_handler(&self) -> bool {
-        self.pending() == Pending::Handling
+        self.field(offset_of!(ExitRecord, pending)).load(Ordering::Acquire) == Pending::Handling as u32
     }
 
     /// Fills the record from `kvm_run` after a successful `KVM_RUN`.

@@ -83,7 +83,7 @@ fn refusal(op: &'static str, id: usize, now: u8) -> Error {
     let why = if now & HELD != 0 {
         "is held (a snapshot is reading it)"
     } else {
-        "is already running on another thread"
+        "is inside run() on another thread"
     };
     Error::new(ErrorCode::Errno(libc::EBUSY), op, format!("{op}: vcpu {id} {why}"))
 }

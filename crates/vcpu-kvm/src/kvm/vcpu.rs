@@ -276,7 +276,7 @@ impl KvmVcpu {
             lifecycle.leave();
             return Err(self.refuse_in_handler(OP));
         }
-        self.set_pending(Pending::None);
+        self.new_exit();
         let mut result = self.enter();
         if self.for_debugger(&result) {
             result = match self.run_for_debugger(result) {

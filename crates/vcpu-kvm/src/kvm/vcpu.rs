@@ -233,11 +233,10 @@ impl KvmVcpu {
             if let Some(held) = self.shared.lifecycle.hold_any() {
                 return Some(held);
             }
-            if Instant::now() >= deadline {
+            self.shared.kick.kick(Want::Kick);
+            if !wait_until_left(&[self], deadline) {
                 return None;
             }
-            self.shared.kick.kick(Want::Kick);
-            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -249,7 +248,12 @@ pub(crate) fn close_all(vcpus: &[&KvmVcpu]) -> bool {
         v.shared.lifecycle.close();
         v.shared.kick.kick(Want::Kick);
     }
-    let deadline = Instant::now() + super::CLOSE_WAIT;
+    wait_until_left(vcpus, Instant::now() + super::CLOSE_WAIT)
+}
+
+/// Waits until none of `vcpus` is inside `run()` (already asked to leave), signalling
+/// their threads again every millisecond; false if one is still inside at `deadline`.
+fn wait_until_left(vcpus: &[&KvmVcpu], deadline: Instant) -> bool {
     while vcpus.iter().any(|v| v.shared.lifecycle.is_busy()) {
         if Instant::now() >= deadline {
             return false;

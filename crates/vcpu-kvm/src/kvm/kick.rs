@@ -2,11 +2,11 @@
 //! signals.
 //!
 //! Three parties may want a vcpu out of the guest: its user (`set_immediate_exit`), a kick
-//! from any thread or a signal handler (consumed by the run it interrupts), and a
-//! debugger (taken by `run()` itself). Each has one bit in `wants`; `immediate_exit` is 1
-//! exactly while some bit is set. Setting a bit stores 1; clearing the last one stores 0
-//! and then looks again, so a bit set meanwhile always leaves 1 behind (all SeqCst):
-//! no interleaving loses a kick.
+//! from any thread or a signal handler (consumed by the run it interrupts), and a run
+//! hook such as a debugger (`run()` hands the interruption to it). Each has one bit in
+//! `wants`; `immediate_exit` is 1 exactly while some bit is set. Setting a bit stores 1;
+//! clearing the last one stores 0 and then looks again, so a bit set meanwhile always
+//! leaves 1 behind (all SeqCst): no interleaving loses a kick.
 //!
 //! The thread: `run()` publishes the kernel thread id it runs on before `KVM_RUN` and
 //! withdraws it after. A kicker stores `immediate_exit` first and reads the id second, so
@@ -25,8 +25,9 @@ pub(crate) enum Want {
     User = 1,
     /// A kick: consumed by the run it interrupts.
     Kick = 2,
-    /// A debugger's kick: `run()` takes it itself and holds the vcpu.
-    Debugger = 4,
+    /// A run hook's kick (a debugger's): `run()` hands it to the hook, never to its
+    /// caller.
+    Hook = 4,
 }
 
 /// Offset from `SIGRTMIN` of the signal that wakes vcpu threads. Neither Node, libuv nor
@@ -184,11 +185,11 @@ mod tests {
         let byte = AtomicU8::new(0);
         let k = state(&byte);
         k.request(Want::User);
-        k.request(Want::Debugger);
+        k.request(Want::Hook);
         assert!(k.withdraw(Want::User));
-        assert_eq!(byte.load(SeqCst), 1, "the debugger still wants it");
+        assert_eq!(byte.load(SeqCst), 1, "the hook still wants it");
         assert!(!k.withdraw(Want::Kick));
-        assert!(k.withdraw(Want::Debugger));
+        assert!(k.withdraw(Want::Hook));
         assert_eq!(byte.load(SeqCst), 0);
     }
 

@@ -2,7 +2,6 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
-mod debug_hold;
 mod exits;
 pub mod ioctls;
 mod kick;
@@ -10,6 +9,7 @@ mod lifecycle;
 mod memory;
 mod memory_map;
 mod run;
+pub(crate) mod run_hook;
 mod signal;
 mod snapshot;
 mod vcpu;

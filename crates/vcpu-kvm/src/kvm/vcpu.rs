@@ -10,6 +10,7 @@ use kvm_ioctls::VcpuFd;
 use super::exits::RecordSlot;
 use super::kick::Want;
 use super::run::RunShared;
+use super::run_hook::RawOutcome;
 use super::signal::{install_kick_handler, KvmSignalHandle};
 use super::vm::KvmVm;
 use super::{arch, ioctls};
@@ -135,7 +136,7 @@ impl KvmVcpu {
 impl KvmVcpu {
     /// One `KVM_RUN`, its thread published for kicks.
     #[inline]
-    fn enter(&self) -> std::result::Result<(), vmm_sys_util::errno::Error> {
+    pub(super) fn enter(&self) -> RawOutcome {
         // Once, not per use: each atomic below would make the compiler read it again.
         let shared: &RunShared = &self.shared;
         shared.kick.publish_thread();
@@ -149,62 +150,54 @@ impl KvmVcpu {
         }
     }
 
-    /// Whether a run's outcome is a debugger's: a debug exit while one is attached, or
-    /// its kick. (A debugger that stops the guest kicks every vcpu, so a vcpu entering
-    /// the guest then comes straight back here: the common path pays one compare.)
+    /// Whether a run's outcome is the VM's run hook's (see `run_hook`): a debug exit
+    /// while a hook is set, or its kick. (A debugger that stops the guest kicks every
+    /// vcpu, so a vcpu entering the guest then comes straight back here: the common path
+    /// pays one compare.)
     #[inline]
-    fn for_debugger(&self, result: &std::result::Result<(), vmm_sys_util::errno::Error>) -> bool {
+    pub(crate) fn outcome_is_hooks(&self, result: &RawOutcome) -> bool {
         match result {
-            Ok(()) => self.kvm_run().exit_reason == KVM_EXIT_DEBUG && self.vm.shared().debug.attached(),
-            Err(_) => self.shared.kick.wanted_by(Want::Debugger),
+            Ok(()) => self.kvm_run().exit_reason == KVM_EXIT_DEBUG && self.vm.shared().hook.is_set(),
+            Err(_) => self.shared.kick.wanted_by(Want::Hook),
         }
     }
 
-    /// Runs on while the outcome is the debugger's: a debug exit stops the guest and is
-    /// reported to it, a kick is taken back; then the vcpu waits while the guest is
-    /// stopped and enters it again.
+    /// Hands the outcome to the run hook, which returns the first one that is the
+    /// caller's.
     #[cold]
     #[inline(never)]
-    fn run_for_debugger(
-        &self,
-        mut result: std::result::Result<(), vmm_sys_util::errno::Error>,
-    ) -> Result<std::result::Result<(), vmm_sys_util::errno::Error>> {
-        let debug = &self.vm.shared().debug;
-        while self.for_debugger(&result) {
-            if result.is_ok() {
-                // Stop the others first: once the stop is visible the debugger may
-                // resume at once, and nothing may halt the guest after it.
-                // Not `decode_exit`: it stays inlined in `run()` when called once.
-                let exit = arch::debug_exit(self.kvm_run());
-                self.set_last(exit);
-                self.vm.debug_halt();
-                debug.report(self.id, exit);
-            }
-            self.take_debugger_kick();
-            if let Err(e) = debug.gate(self) {
-                // Still held (or closed): the next `run()` must come back here first.
-                self.kick_for_debugger();
-                return Err(e);
-            }
-            // A kick that came while waiting stays: the guest may have been stopped again
-            // since, and then this entry must come straight back.
-            result = self.enter();
+    fn run_hook(&self, result: RawOutcome) -> Result<RawOutcome> {
+        if let Some(hook) = self.vm.shared().hook.get() {
+            return hook.take(self, result);
+        }
+        // The hook went meanwhile: its kick is void, and a debug exit is the caller's.
+        if self.take_hook_kick() && result.is_err() {
+            return Ok(self.enter());
         }
         Ok(result)
     }
 
     /// The guest-debug settings the user gave (restored when a debugger detaches).
+    // The GDB stub (x86 only so far) is the one hook that owns guest debug.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn own_guest_debug(&self) -> kvm_guest_debug {
         *self.own_debug.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the user's guest-debug settings; false if a debugger owns guest debug
-    /// now (they are applied when it detaches).
+    /// Records the user's guest-debug settings; false if a run hook (a debugger) owns
+    /// guest debug now (they are applied when it goes).
     // arm64 has no `set_guest_debug` of its own yet.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn keep_own_guest_debug(&self, debug: kvm_guest_debug) -> bool {
         *self.own_debug.lock().unwrap_or_else(|p| p.into_inner()) = debug;
-        !self.vm.shared().debug.attached()
+        !self.vm.shared().hook.is_set()
+    }
+
+    /// Guest-debug settings from a debugger (`KVM_SET_GUEST_DEBUG`); the vcpu's own come
+    /// back when it goes.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn set_debugger_guest_debug(&self, debug: &kvm_guest_debug) -> Result<()> {
+        self.fd("gdb")?.set_guest_debug(debug).op("gdb")
     }
 }
 
@@ -282,8 +275,8 @@ impl KvmVcpu {
         }
         self.new_exit();
         let mut result = self.enter();
-        if self.for_debugger(&result) {
-            result = match self.run_for_debugger(result) {
+        if self.outcome_is_hooks(&result) {
+            result = match self.run_hook(result) {
                 Ok(r) => r,
                 Err(e) => {
                     // Held by a debugger past its patience, or closed meanwhile.
@@ -326,7 +319,7 @@ impl Vcpu for KvmVcpu {
     }
 
     fn set_immediate_exit(&self, exit: bool) {
-        // A debugger's pending kick outlives the user's "no": it holds the vcpu.
+        // A run hook's pending kick outlives the user's "no": it holds the vcpu.
         if exit {
             self.shared.kick.request(Want::User);
         } else {

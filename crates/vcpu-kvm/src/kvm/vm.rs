@@ -9,6 +9,7 @@ use super::memory_map::MemoryMap;
 use super::snapshot::Restored;
 use super::vcpu::KvmVcpu;
 use super::Kvm;
+use crate::Vcpu;
 use crate::error::{Context, Error, ErrorCode, Result};
 
 /// Guest physical addresses are at most 52 bits wide on x86-64 and arm64.
@@ -61,8 +62,8 @@ pub(crate) struct VmShared {
     pub(crate) sync_regs: bool,
     pub(super) max_slots: usize,
     max_vcpu_id: usize,
-    /// A debugger's hold on the vcpus.
-    pub(crate) debug: super::debug_hold::DebugHold,
+    /// What takes some run outcomes before the caller (a debugger).
+    pub(crate) hook: super::run_hook::HookSlot,
     /// What the architecture keeps per VM (x86: the CPUID vcpus start with).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) arch: super::arch::VmArch,
@@ -111,7 +112,7 @@ impl KvmVm {
                     restored: Restored::default(),
                 }),
                 closed: AtomicBool::new(false),
-                debug: Default::default(),
+                hook: Default::default(),
                 config,
                 run_size,
                 sync_regs,
@@ -219,9 +220,8 @@ impl KvmVm {
             super::arch::restore_vcpu(&vcpu, saved)?;
             state.restored.vcpus.remove(&(id as u32));
         }
-        if self.shared.debug.halted() {
-            // A debugger holds the guest: the new vcpu waits with the others.
-            vcpu.kick_for_debugger();
+        if let Some(hook) = self.shared.hook.get() {
+            hook.vcpu_created(&vcpu);
         }
         state.vcpus.retain(|w| w.strong_count() > 0);
         state.vcpus.push(Arc::downgrade(&vcpu));
@@ -230,6 +230,21 @@ impl KvmVm {
 
     pub(crate) fn shared(&self) -> &VmShared {
         &self.shared
+    }
+
+    /// The live vcpus, by id.
+    pub fn vcpus(&self) -> Vec<Arc<KvmVcpu>> {
+        let mut vcpus: Vec<_> = match self.lock("vcpus") {
+            Ok(state) => state
+                .vcpus
+                .iter()
+                .filter_map(|w| w.upgrade())
+                .filter(|v| !v.is_closed())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        vcpus.sort_by_key(|v| v.id());
+        vcpus
     }
 
     /// Closes the VM: every vcpu of it is closed and kicked out of `run()` (on any

@@ -1,8 +1,9 @@
 //! A GDB remote stub for a whole VM, built on `gdbstub`, on a thread of its own: it
 //! works whatever loop runs the vcpus (`run()`, `runUntil`, `runAsync`, the Linux device
-//! loop), on any thread, because the hold it uses lives in the vcpus' own `run()` (see
-//! `kvm::debug_hold`). One debugger at a time; after it detaches, another may connect.
+//! loop), on any thread, because the hold it uses is the VM's run hook, which the
+//! vcpus' own `run()` calls (see `hold`). One debugger at a time; after it detaches, another may connect.
 
+mod hold;
 mod target;
 mod x86_64;
 
@@ -18,6 +19,7 @@ use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
 
+use self::hold::DebugHold;
 use self::target::VmTarget;
 use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::KvmVm;
@@ -51,16 +53,18 @@ impl GdbServer {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::errno(OP, e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let hold = Arc::new(DebugHold::default());
         if wait {
-            vm.debug_attach();
+            hold.attach(vm);
         }
         let closing = Arc::new(AtomicBool::new(false));
         let session = Arc::new(Mutex::new(None));
         let thread = {
             let (vm, closing, session) = (vm.clone(), closing.clone(), session.clone());
+            let hold = hold.clone();
             std::thread::Builder::new()
                 .name("vcpu-gdb".into())
-                .spawn(move || serve(&vm, &listener, &closing, &session))
+                .spawn(move || serve(&vm, &hold, &listener, &closing, &session))
                 .map_err(|e| Error::invalid(OP, format!("{OP}: cannot start its thread: {e}")))?
         };
         Ok(GdbServer {
@@ -99,7 +103,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn serve(vm: &KvmVm, listener: &TcpListener, closing: &AtomicBool, session: &Mutex<Option<TcpStream>>) {
+fn serve(
+    vm: &KvmVm,
+    hold: &Arc<DebugHold>,
+    listener: &TcpListener,
+    closing: &AtomicBool,
+    session: &Mutex<Option<TcpStream>>,
+) {
     while !closing.load(Ordering::Acquire) && !vm.is_closed() {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -114,21 +124,20 @@ fn serve(vm: &KvmVm, listener: &TcpListener, closing: &AtomicBool, session: &Mut
         }
         let _ = stream.set_nodelay(true);
         *lock(session) = stream.try_clone().ok();
-        debug_session(vm, stream);
+        debug_session(vm, hold, stream);
         *lock(session) = None;
     }
-    if vm.debug_attached() {
-        vm.debug_detach();
-    }
+    // Held from `start` with `wait` while no debugger came.
+    hold.detach(vm);
 }
 
 /// One debugger, from connection to detach (or kill, which closes the VM).
-fn debug_session(vm: &KvmVm, stream: TcpStream) {
-    vm.debug_attach();
+fn debug_session(vm: &KvmVm, hold: &Arc<DebugHold>, stream: TcpStream) {
+    hold.attach(vm);
     wait_stopped(vm);
-    let mut target = VmTarget::new(vm.clone());
+    let mut target = VmTarget::new(vm.clone(), hold.clone());
     let result = GdbStub::new(stream).run_blocking::<EventLoop>(&mut target);
-    vm.debug_detach();
+    hold.detach(vm);
     if let Ok(DisconnectReason::Kill) = result {
         vm.close();
     }
@@ -138,7 +147,7 @@ fn debug_session(vm: &KvmVm, stream: TcpStream) {
 /// back cannot hang the debugger).
 fn wait_stopped(vm: &KvmVm) {
     let deadline = Instant::now() + STOP_WAIT;
-    while !vm.debug_all_stopped() && Instant::now() < deadline {
+    while !DebugHold::all_stopped(vm) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(20));
     }
 }
@@ -163,7 +172,7 @@ impl BlockingEventLoop for EventLoop {
             if target.vm.is_closed() {
                 return Ok(Event::TargetStopped(MultiThreadStopReason::Exited(0)));
             }
-            if let Some((id, exit)) = target.vm.debug_next_stop(POLL) {
+            if let Some((id, exit)) = target.hold.next_stop(POLL) {
                 wait_stopped(&target.vm);
                 match target.stop_for(id, exit) {
                     Some(reason) => return Ok(Event::TargetStopped(reason)),
@@ -178,7 +187,7 @@ impl BlockingEventLoop for EventLoop {
     }
 
     fn on_interrupt(target: &mut VmTarget) -> std::result::Result<Option<Self::StopReason>, &'static str> {
-        target.vm.debug_halt();
+        target.hold.halt(&target.vm);
         wait_stopped(&target.vm);
         let first = target.vm.vcpus().first().map(|v| v.id()).unwrap_or(0);
         Ok(Some(MultiThreadStopReason::SignalWithThread {

@@ -20,6 +20,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 
 use gdbstub::stub::MultiThreadStopReason;
 
+use super::hold::DebugHold;
 use super::x86_64::{self as arch, DebugCause, Trap, VcpuRegs, X86_64Vcpu, SLOTS};
 use crate::kvm::{KvmVcpu, KvmVm, PAGE_SIZE};
 use crate::{Vcpu, VcpuExit};
@@ -27,6 +28,8 @@ use crate::{Vcpu, VcpuExit};
 /// The VM being debugged.
 pub(super) struct VmTarget {
     pub(super) vm: KvmVm,
+    /// The debugger's hold on the vcpus.
+    pub(super) hold: Arc<DebugHold>,
     /// What each debug address register holds, the same on every vcpu.
     pub(super) traps: [Option<(u64, Trap)>; SLOTS],
     /// The vcpus gdb asked to single-step at the next resume.
@@ -50,9 +53,10 @@ struct Watched {
 }
 
 impl VmTarget {
-    pub(super) fn new(vm: KvmVm) -> Self {
+    pub(super) fn new(vm: KvmVm, hold: Arc<DebugHold>) -> Self {
         VmTarget {
             vm,
+            hold,
             traps: [None; SLOTS],
             stepping: BTreeSet::new(),
             continuing: BTreeSet::new(),
@@ -104,7 +108,7 @@ impl VmTarget {
 
     /// Lets the guest run on after a step of the stub's own.
     pub(super) fn resume_again(&mut self) {
-        self.vm.debug_resume(self.frozen.clone());
+        self.hold.resume(self.frozen.clone());
     }
 
     fn read_virtual(&self, vcpu: &KvmVcpu, addr: u64, len: usize) -> Option<Vec<u8>> {
@@ -270,7 +274,7 @@ impl MultiThreadResume for VmTarget {
                 .collect(),
             false => BTreeSet::new(),
         };
-        self.vm.debug_resume(self.frozen.clone());
+        self.hold.resume(self.frozen.clone());
         Ok(())
     }
 

@@ -15,6 +15,7 @@ mod snapshot;
 mod vcpu;
 mod vm;
 mod vm_memory;
+mod vm_persist;
 mod write_log;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::kick::Want;
 use super::arch;
+use super::kick::Want;
 use super::vcpu::KvmVcpu;
 use super::vm::KvmVm;
 use crate::error::Result;

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use kvm_ioctls::{Cap, VmFd};
 
 use super::memory_map::MemoryMap;
-use super::snapshot::Restored;
 use super::vcpu::KvmVcpu;
+use super::vm_persist::Restored;
 use super::Kvm;
-use crate::Vcpu;
 use crate::error::{Context, Error, ErrorCode, Result};
+use crate::Vcpu;
 
 /// Guest physical addresses are at most 52 bits wide on x86-64 and arm64.
 pub const MAX_GUEST_ADDRESS_BITS: u32 = 52;
@@ -51,6 +51,22 @@ pub(super) struct VmState {
     /// What the VM's last snapshot or restore left: the base of the next diff, and
     /// saved vcpus not created yet.
     pub(super) restored: Restored,
+}
+
+impl VmState {
+    /// The VM fd, or `ECLOSED`.
+    pub(super) fn fd(&self, op: &'static str) -> Result<&VmFd> {
+        self.fd.as_ref().ok_or_else(|| Error::closed(op, "VM"))
+    }
+
+    /// The vcpus not closed or dropped.
+    pub(super) fn live_vcpus(&self) -> Vec<Arc<KvmVcpu>> {
+        self.vcpus
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .filter(|v| !v.is_closed())
+            .collect()
+    }
 }
 
 pub(crate) struct VmShared {
@@ -136,7 +152,7 @@ impl KvmVm {
             args: *args,
             ..Default::default()
         };
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        let fd = state.fd(OP)?;
         super::ioctls::enable_cap(fd, &enable).op(OP)
     }
 
@@ -174,7 +190,7 @@ impl KvmVm {
     pub fn register_irqfd(&self, evt: &vmm_sys_util::eventfd::EventFd, gsi: u32) -> Result<()> {
         const OP: &str = "registerIrqfd";
         let state = self.lock(OP)?;
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        let fd = state.fd(OP)?;
         fd.register_irqfd(evt, gsi).map_err(|e| match e.errno() {
             libc::EINVAL | libc::ENXIO => Error::new(
                 ErrorCode::Errno(e.errno()),
@@ -206,7 +222,7 @@ impl KvmVm {
             ));
         }
         let mut state = self.lock(OP)?;
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        let fd = state.fd(OP)?;
         let vcpu_fd = fd.create_vcpu(id as u64).map_err(|e| match e.errno() {
             libc::EEXIST => Error::new(
                 ErrorCode::Errno(libc::EEXIST),
@@ -216,9 +232,12 @@ impl KvmVm {
             errno => Error::errno(OP, errno),
         })?;
         let vcpu = Arc::new(KvmVcpu::new(id, vcpu_fd, self.clone())?);
-        if let Some(saved) = state.restored.vcpus.get(&(id as u32)) {
-            super::arch::restore_vcpu(&vcpu, saved)?;
-            state.restored.vcpus.remove(&(id as u32));
+        if let Some(saved) = state.restored.take_vcpu(id as u32) {
+            if let Err(e) = super::arch::restore_vcpu(&vcpu, &saved) {
+                // Kept for another try: the vcpu fd goes with `vcpu`.
+                state.restored.put_back(saved);
+                return Err(e);
+            }
         }
         if let Some(hook) = self.shared.hook.get() {
             hook.vcpu_created(&vcpu);
@@ -232,15 +251,15 @@ impl KvmVm {
         &self.shared
     }
 
+    /// How many memory slots KVM gives this VM.
+    pub(super) fn max_slots(&self) -> usize {
+        self.shared.max_slots
+    }
+
     /// The live vcpus, by id.
     pub fn vcpus(&self) -> Vec<Arc<KvmVcpu>> {
-        let mut vcpus: Vec<_> = match self.lock("vcpus") {
-            Ok(state) => state
-                .vcpus
-                .iter()
-                .filter_map(|w| w.upgrade())
-                .filter(|v| !v.is_closed())
-                .collect(),
+        let mut vcpus = match self.lock("vcpus") {
+            Ok(state) => state.live_vcpus(),
             Err(_) => Vec::new(),
         };
         vcpus.sort_by_key(|v| v.id());

@@ -84,7 +84,7 @@ impl KvmVm {
             )
         })?;
         let file = state.memory.file(OP)?;
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        let fd = state.fd(OP)?;
         if readonly && !fd.check_extension(Cap::ReadonlyMem) {
             return Err(Error::new(
                 ErrorCode::Errno(libc::ENOTSUP),
@@ -111,7 +111,7 @@ impl KvmVm {
         op: &'static str,
     ) -> Result<()> {
         let logging = dirty_log || state.restored.tracking();
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(op, "VM"))?;
+        let fd = state.fd(op)?;
         // SAFETY: the host range is the region's own live mapping of its whole size, and
         // the slot holds an Arc to the region, so it stays mapped until the slot is
         // removed from KVM.
@@ -128,6 +128,7 @@ impl KvmVm {
 
     /// Turns on KVM's dirty log for every slot (a diff snapshot needs it from now on).
     pub(super) fn log_every_slot(state: &mut VmState, op: &'static str) -> Result<()> {
+        // The field, not `state.fd()`: `memory` is borrowed mutably next.
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(op, "VM"))?;
         for s in state.memory.iter_mut().filter(|s| !s.logging) {
             // SAFETY: the same live mapping the slot already has; only the flags change.
@@ -150,7 +151,7 @@ impl KvmVm {
             memory_size: 0,
             userspace_addr: region.host_ptr() as u64,
         };
-        let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+        let fd = state.fd(OP)?;
         // SAFETY: size 0 deletes the slot; KVM stops using the host range before return.
         unsafe { fd.set_user_memory_region(mem) }.op(OP)?;
         state.memory.remove(slot);
@@ -215,6 +216,7 @@ impl KvmVm {
         const OP: &str = "getDirtyLog";
         let mut guard = self.lock(OP)?;
         let state = &mut *guard;
+        // The field, not `state.fd()`: `memory` is borrowed mutably next.
         let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
         let s = state.memory.get_mut(OP, slot)?;
         if !s.dirty_log {

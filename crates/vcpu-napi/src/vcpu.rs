@@ -38,6 +38,9 @@ pub(crate) struct VcpuState {
     /// What keeps the `kvm_run` mapping alive for the JS view of it; emptied once that
     /// view is detached, so closing releases the kernel's vcpu (and VM) at once.
     run_view: RefCell<Option<RunView>>,
+    /// The JS thread, which alone calls `run` here (a Node environment lives on one
+    /// thread): taken once, not asked of the thread-local on every run.
+    thread: vcpu_kvm::kvm::VcpuThread,
 }
 
 /// The `kvm_run` mapping as the JS view's owner holds it.
@@ -118,7 +121,7 @@ impl VcpuState {
     /// run interrupted only by the liveness tick or a stray signal goes on, unless
     /// `alive` says this thread is going away (a worker being terminated, process exit).
     pub(crate) fn run(&self, v: &KvmVcpu, alive: &dyn Fn() -> bool) -> vcpu_kvm::Result<()> {
-        run_to_exit(v, alive, || v.run_in_place(), ())
+        run_to_exit(v, alive, || v.run_in_place_on(self.thread), ())
     }
 
     /// The copy buffer, where JS cannot view `kvm_run`.
@@ -164,6 +167,7 @@ impl NativeVcpu {
                 handle_id,
                 arrays: RefCell::new(None),
                 run_view: RefCell::new(None),
+                thread: vcpu_kvm::kvm::VcpuThread::current(),
             }),
         }
     }

@@ -12,6 +12,7 @@
 //! withdraws it after. A kicker stores `immediate_exit` first and reads the id second, so
 //! either the run sees the 1 on entry or the kicker sees the thread and signals it.
 
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering::SeqCst};
 
@@ -63,18 +64,34 @@ thread_local! {
     static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
-/// The calling thread's kernel thread id.
-#[inline]
-fn current_tid() -> i32 {
-    TID.with(|t| match t.get() {
-        0 => {
-            // SAFETY: gettid has no arguments and cannot fail.
-            let tid = unsafe { libc::syscall(libc::SYS_gettid) as i32 };
-            t.set(tid);
-            tid
+/// The thread that calls `run()`: its kernel id, which a kick signals. `!Send`, so it
+/// always names the thread that holds it. A caller that runs a vcpu from one thread over
+/// and over (the binding's JS thread) takes it once and saves asking the thread-local on
+/// every run.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuThread {
+    tid: i32,
+    _this_thread_only: PhantomData<*const ()>,
+}
+
+impl VcpuThread {
+    /// The calling thread.
+    #[inline]
+    pub fn current() -> VcpuThread {
+        let tid = TID.with(|t| match t.get() {
+            0 => {
+                // SAFETY: gettid has no arguments and cannot fail.
+                let tid = unsafe { libc::syscall(libc::SYS_gettid) as i32 };
+                t.set(tid);
+                tid
+            }
+            tid => tid,
+        });
+        VcpuThread {
+            tid,
+            _this_thread_only: PhantomData,
         }
-        tid => tid,
-    })
+    }
 }
 
 impl KickState {
@@ -142,9 +159,9 @@ impl KickState {
 
     /// On the way into `KVM_RUN`: publishes the calling thread.
     #[inline]
-    pub(crate) fn publish_thread(&self) {
+    pub(crate) fn publish_thread(&self, thread: VcpuThread) {
         self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.tid.store(current_tid(), SeqCst);
+        self.tid.store(thread.tid, SeqCst);
     }
 
     /// On the way out: no thread to signal any more.
@@ -212,7 +229,7 @@ mod tests {
     #[test]
     fn a_new_thread_publishes_its_own_id() {
         let ids: Vec<i32> = (0..50)
-            .map(|_| std::thread::spawn(current_tid).join().unwrap())
+            .map(|_| std::thread::spawn(|| VcpuThread::current().tid).join().unwrap())
             .collect();
         for id in &ids {
             assert!(*id > 0);

@@ -28,7 +28,7 @@ use x86_64 as arch;
 
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
-pub use kick::{kick_signal, KICK_SIGNAL_OFFSET};
+pub use kick::{kick_signal, VcpuThread, KICK_SIGNAL_OFFSET};
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
 pub use snapshot::SnapshotInfo;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::arch;
-use super::kick::Want;
+use super::kick::{VcpuThread, Want};
 use super::vcpu::KvmVcpu;
 use super::vm::KvmVm;
 use crate::error::Result;
@@ -88,7 +88,7 @@ impl KvmVcpu {
 
     /// One more `KVM_RUN`, for a hook holding this vcpu inside `run()`.
     pub(crate) fn enter_for_hook(&self) -> RawOutcome {
-        self.enter()
+        self.enter(VcpuThread::current())
     }
 
     /// The debug exit this run came back with, kept as the last exit.

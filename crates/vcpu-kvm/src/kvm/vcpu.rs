@@ -8,7 +8,7 @@ use kvm_bindings::*;
 use kvm_ioctls::VcpuFd;
 
 use super::exits::RecordSlot;
-use super::kick::Want;
+use super::kick::{VcpuThread, Want};
 use super::run::RunShared;
 use super::run_hook::RawOutcome;
 use super::signal::{install_kick_handler, KvmSignalHandle};
@@ -136,10 +136,10 @@ impl KvmVcpu {
 impl KvmVcpu {
     /// One `KVM_RUN`, its thread published for kicks.
     #[inline]
-    pub(super) fn enter(&self) -> RawOutcome {
+    pub(super) fn enter(&self, thread: VcpuThread) -> RawOutcome {
         // Once, not per use: each atomic below would make the compiler read it again.
         let shared: &RunShared = &self.shared;
-        shared.kick.publish_thread();
+        shared.kick.publish_thread(thread);
         let result = ioctls::run(&self.fd);
         shared.kick.withdraw_thread();
         // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
@@ -172,7 +172,7 @@ impl KvmVcpu {
         }
         // The hook went meanwhile: its kick is void, and a debug exit is the caller's.
         if self.take_hook_kick() && result.is_err() {
-            return Ok(self.enter());
+            return Ok(self.enter(VcpuThread::current()));
         }
         Ok(result)
     }
@@ -265,6 +265,12 @@ impl KvmVcpu {
     /// exit in [`KvmVcpu::last_exit`]. The per-exit path of a caller that reads the
     /// record in place, which then moves no `VcpuExit` around.
     pub fn run_in_place(&self) -> Result<()> {
+        self.run_in_place_on(VcpuThread::current())
+    }
+
+    /// [`KvmVcpu::run_in_place`] from `thread`, the calling thread, taken once by a
+    /// caller that runs the vcpu from it over and over.
+    pub fn run_in_place_on(&self, thread: VcpuThread) -> Result<()> {
         const OP: &str = "run";
         let lifecycle = &self.shared.lifecycle;
         lifecycle.enter(OP, self.id, false)?;
@@ -274,7 +280,7 @@ impl KvmVcpu {
             return Err(self.refuse_in_handler(OP));
         }
         self.new_exit();
-        let mut result = self.enter();
+        let mut result = self.enter(thread);
         if self.outcome_is_hooks(&result) {
             result = match self.run_hook(result) {
                 Ok(r) => r,

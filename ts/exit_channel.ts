@@ -226,16 +226,20 @@ export class ExitChannel {
     throw new VcpuError('EINVAL', op, why);
   }
 
-  /** Calls `fn` with the record's current element (`words`: the record's). */
+  /** Calls `fn` with the record's current element in place (`words`: the record's). */
   #element(words: Uint32Array, fn: IoHandler): void {
+    this.#call(words, fn, this.#view(words[Field.dataOffset], words[Field.size]));
+  }
+
+  /** Calls `fn` with the record's current element, its data in `data`. */
+  #call(words: Uint32Array, fn: IoHandler, data: Uint8Array): void {
     const p = this.#params;
-    const size = words[Field.size];
     // The record's `address` getter, spelled out: one call fewer per exit.
     const high = words[Field.address + 1];
     p.address = high === 0 ? words[Field.address] : words[Field.address] + high * 0x1_0000_0000;
-    p.size = size as IoParams['size'];
+    p.size = words[Field.size] as IoParams['size'];
     p.operation = words[Field.isWrite] === 1 ? 'write' : 'read';
-    p.data = this.scratch !== undefined ? this.scratch.subarray(0, size) : this.#view(words[Field.dataOffset], size);
+    p.data = data;
     fn(p);
   }
 
@@ -260,7 +264,8 @@ export class ExitChannel {
   /** The copy path's per-element callback from native code; keeps its error to rethrow as is. */
   readonly #onCopied = (): void => {
     try {
-      this.#element(this.record.words, this.#copyHandler);
+      const words = this.record.words;
+      this.#call(words, this.#copyHandler, this.scratch!.subarray(0, words[Field.size]));
     } catch (error) {
       this.#thrown = { error };
       throw error;

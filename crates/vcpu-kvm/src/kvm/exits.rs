@@ -151,6 +151,9 @@ impl KvmVcpu {
         // SAFETY (every union read below): the exit reason names the active member, and
         // every member is plain old data, valid for any bit pattern.
         let exit = match run.exit_reason {
+            // x86's commonest exit, decoded here rather than after the arch's own table.
+            #[cfg(target_arch = "x86_64")]
+            KVM_EXIT_IO => arch::decode_io(self, run),
             KVM_EXIT_MMIO => {
                 let base = run as *const kvm_run as usize;
                 let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };

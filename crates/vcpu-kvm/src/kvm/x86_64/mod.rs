@@ -176,21 +176,26 @@ pub(crate) fn debug_exit(run: &kvm_run) -> VcpuExit {
     }
 }
 
+/// A `KVM_EXIT_IO`: a port access, or a port-I/O hypercall.
+#[inline]
+pub(crate) fn decode_io(vcpu: &KvmVcpu, run: &kvm_run) -> VcpuExit {
+    // SAFETY: called for KVM_EXIT_IO, whose `io` member is plain old data.
+    let io = unsafe { run.__bindgen_anon_1.io };
+    let is_write = io.direction == KVM_EXIT_IO_OUT as u8;
+    let port = vcpu.vm.shared().config.hypercall_port;
+    if is_write && io.count == 1 && Some(io.port) == port {
+        return port_hypercall(vcpu, io.size, io.data_offset as usize);
+    }
+    let offset = io.data_offset as usize;
+    vcpu.describe_access(Pending::Io, io.port.into(), io.size.into(), io.count, is_write, offset)
+}
+
 /// Decodes the exits only x86 has (`None` for a reason it does not know either).
 pub(crate) fn decode_arch_exit(vcpu: &KvmVcpu, run: &mut kvm_run) -> Option<VcpuExit> {
     // SAFETY (every union read below): the exit reason names the active member, and
     // every member is plain old data, valid for any bit pattern.
     Some(match run.exit_reason {
-        KVM_EXIT_IO => {
-            let io = unsafe { run.__bindgen_anon_1.io };
-            let is_write = io.direction == KVM_EXIT_IO_OUT as u8;
-            let port = vcpu.vm.shared().config.hypercall_port;
-            if is_write && io.count == 1 && Some(io.port) == port {
-                return Some(port_hypercall(vcpu, io.size, io.data_offset as usize));
-            }
-            let offset = io.data_offset as usize;
-            vcpu.describe_access(Pending::Io, io.port.into(), io.size.into(), io.count, is_write, offset)
-        }
+        KVM_EXIT_IO => decode_io(vcpu, run),
         KVM_EXIT_EXCEPTION => {
             let ex = unsafe { run.__bindgen_anon_1.ex };
             VcpuExit::Exception {

@@ -279,6 +279,44 @@ describeKvm('snapshot and restore', () => {
     expect(errorOf(() => kvm.restoreVm(42 as never)).code).toBe('EINVAL');
   });
 
+  test('a signed snapshot restores with its key only, and not once changed', () => {
+    const { vm, vcpu } = longMode('counter');
+    expect(nextCount(vcpu)).toBe(1);
+    const signed = join(dir, 'signed.snap');
+    const key = 'a key of the user, read from a secret store';
+    vm.snapshot(signed, { key });
+    vm.close();
+    const kvm = Kvm.open();
+    const resumes = (restored: Vm) => {
+      expect(nextCount(restored.createVcpu(0))).toBe(2);
+      restored.close();
+    };
+    resumes(kvm.restoreVm(signed, { key }));
+    resumes(kvm.restoreVm(signed, { key: Buffer.from(key) }));
+    resumes(kvm.restoreVm(signed)); // no key: trusted input, as an unsigned file
+    const refused = (path: string, options: object, why: RegExp) => {
+      const e = errorOf(() => kvm.restoreVm(path, options));
+      expect(e.code).toBe('EINVAL');
+      expect(e.message).toMatch(why);
+    };
+    refused(signed, { key: 'another key' }, /signature/);
+    refused(signed, { key: '' }, /key must be a non-empty/);
+    refused(signed, { key: 42 }, /key must be a non-empty/);
+    refused(signed, { keys: key }, /unknown option 'keys'/);
+    // One byte of the guest's code changed: refused before anything is mapped.
+    const bytes = readFileSync(signed);
+    bytes[4096 + 0x1000 + 3] ^= 1;
+    const changed = join(dir, 'signed-changed.snap');
+    writeFileSync(changed, bytes);
+    refused(changed, { key }, /checksum|signature|changed/);
+    // An unsigned file is refused when a key is asked for.
+    const plain = longMode('counter');
+    const unsigned = join(dir, 'unsigned.snap');
+    plain.vm.snapshot(unsigned);
+    plain.vm.close();
+    refused(unsigned, { key }, /not signed/);
+  });
+
   test('the Linux test kernel, snapshotted while it waits for input, finishes in a new process', async () => {
     const linux = bootLinux({ kernel: KERNEL, cmdline: 'echo', memory: '32M' });
     let text = '';

@@ -16,7 +16,14 @@
  * @packageDocumentation
  */
 export { Kvm, DEFAULT_HYPERCALL_PORT, type VmOptions } from './kvm';
-export { Vm, type VmHandle, type SnapshotOptions, type SnapshotInfo } from './vm';
+export {
+  Vm,
+  type VmHandle,
+  type SnapshotOptions,
+  type SnapshotInfo,
+  type RestoreOptions,
+  type SnapshotKey,
+} from './vm';
 export type { GdbServer, GdbServerOptions } from './gdb';
 export { GuestMemory, type MemoryOptions } from './memory';
 export { Vcpu, type ExitHandlers, type LongModeOptions, type MsrAccess, type MsrHandler } from './vcpu';

@@ -7,7 +7,7 @@ import { checkOptions } from './options';
 import { call } from './errors';
 import native, { type NativeKvm } from './native';
 import type { CpuidEntry } from './types';
-import { checkPath, Vm } from './vm';
+import { checkPath, keyBytes, type RestoreOptions, Vm } from './vm';
 
 /** The hypercall port a VM uses unless {@link VmOptions.hypercallPort} says otherwise. */
 export const DEFAULT_HYPERCALL_PORT: number = native.defaultHypercallPort();
@@ -139,17 +139,23 @@ export class Kvm {
    * file), shared by every thread as usual. Bring the vcpus back with
    * {@link Vm.createVcpu} (ids in {@link Vm.snapshotVcpuIds}). A file that is not a
    * snapshot, is truncated or corrupt, was made by another version, or whose base is
-   * missing throws `EINVAL` saying which, and nothing of it is mapped.
+   * missing throws `EINVAL` saying which, and nothing of it is mapped. With `key`, the
+   * file (and each base of a diff) must be signed with it ({@link SnapshotOptions.key}):
+   * one that is not, or was changed since, throws `EINVAL` before its state is read.
+   * Without a key a file is trusted input (see SECURITY.md).
    *
    * @example
    * ```ts
    * const vm = kvm.restoreVm('/tmp/booted.snap');
    * const vcpu = vm.createVcpu(0);
    * vcpu.run(); // continues where the guest was
+   * kvm.restoreVm('/tmp/signed.snap', { key: process.env.SNAPSHOT_KEY });
    * ```
    */
-  restoreVm(path: string): Vm {
+  restoreVm(path: string, options: RestoreOptions = {}): Vm {
+    const { key } = checkOptions<RestoreOptions>('restoreVm', options, ['key']);
     checkPath('restoreVm', path);
-    return new Vm(call('restoreVm', () => this.#native.restoreVm(path)));
+    const bytes = keyBytes('restoreVm', key);
+    return new Vm(call('restoreVm', () => this.#native.restoreVm(path, bytes)));
   }
 }

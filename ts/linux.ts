@@ -14,7 +14,7 @@ import type { VcpuExit } from './types';
 import { exitFor } from './exit';
 import { internalsOf, type Vcpu } from './vcpu';
 import type { GdbServer, GdbServerOptions } from './gdb';
-import { checkPath, type SnapshotInfo, type SnapshotOptions, type Vm } from './vm';
+import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions, type Vm } from './vm';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
 export const DEFAULT_CMDLINE =
@@ -204,8 +204,9 @@ export class LinuxMachine {
    * ```
    */
   snapshot(path: string, options: SnapshotOptions = {}): SnapshotInfo {
-    const { diff = false } = checkOptions<SnapshotOptions>('snapshot', options, ['diff']);
+    const { diff = false, key } = checkOptions<SnapshotOptions>('snapshot', options, ['diff', 'key']);
     checkPath('snapshot', path);
+    const bytes = keyBytes('snapshot', key);
     if (this.#running) {
       throw new VcpuError(
         'EBUSY',
@@ -214,7 +215,7 @@ export class LinuxMachine {
       );
     }
     this.#drain();
-    return call('snapshot', () => this.vm.native.snapshotLinux(path, !!diff, this.#devices, this.boot));
+    return call('snapshot', () => this.vm.native.snapshotLinux(path, !!diff, this.#devices, this.boot, bytes));
   }
 
   /**
@@ -248,7 +249,8 @@ export class LinuxMachine {
  * A {@link LinuxMachine} restored from {@link LinuxMachine.snapshot}'s file, in this or
  * another process: the guest continues where it stopped when {@link LinuxMachine.start}
  * runs it, and its console with it. A snapshot of a plain VM (not `bootLinux`) or a bad
- * file throws `EINVAL` saying which. `gdb`: a GDB stub, as in {@link bootLinux}.
+ * file throws `EINVAL` saying which. `gdb`: a GDB stub, as in {@link bootLinux}; `key`:
+ * the file must be signed with it (see {@link Kvm.restoreVm}).
  *
  * @example
  * ```ts
@@ -258,13 +260,16 @@ export class LinuxMachine {
  * await linux.start();
  * ```
  */
-export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } = {}): LinuxMachine {
+export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } & RestoreOptions = {}): LinuxMachine {
   checkPath('restoreLinux', path);
-  const { gdb } = checkOptions<{ gdb?: GdbServerOptions }>('restoreLinux', options, ['gdb']);
+  const { gdb, key } = checkOptions<{ gdb?: GdbServerOptions } & RestoreOptions>('restoreLinux', options, [
+    'gdb',
+    'key',
+  ]);
   const kvm = Kvm.open();
   const vm = (() => {
     try {
-      return kvm.restoreVm(path);
+      return kvm.restoreVm(path, { key });
     } finally {
       kvm.close();
     }

@@ -35,6 +35,31 @@ export interface VmHandle {
 export interface SnapshotOptions {
   /** Only the pages written since the VM's previous snapshot or restore. */
   diff?: boolean;
+  /**
+   * Sign the file with this key (HMAC-SHA-256; a string is taken as UTF-8): a restore
+   * given the same key refuses a file anyone without it changed. Not empty; 32 random
+   * bytes are a good key. See SECURITY.md.
+   */
+  key?: SnapshotKey;
+}
+
+/** How to restore a snapshot. */
+export interface RestoreOptions {
+  /** The file must be signed with this key ({@link SnapshotOptions.key}). */
+  key?: SnapshotKey;
+}
+
+/** A snapshot signing key: bytes, or a string taken as UTF-8. */
+export type SnapshotKey = Uint8Array | string;
+
+/** `key` as bytes, or a VcpuError naming what is wrong. @internal */
+export function keyBytes(op: string, key: unknown): Uint8Array | undefined {
+  if (key === undefined) return undefined;
+  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+  if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
+    throw new VcpuError('EINVAL', op, `${op}: key must be a non-empty Uint8Array or string`);
+  }
+  return bytes;
 }
 
 /** What {@link Vm.snapshot} wrote. */
@@ -245,18 +270,22 @@ export class Vm {
    * waiting for its `handle*()` call, else `EBUSY`; they are kept out of `run()` while
    * it writes. `diff: true` writes only the pages written since this VM's previous
    * snapshot or restore, naming that file as its base (`EINVAL` if there is none).
+   * `key` signs the file: {@link Kvm.restoreVm} with the same key then refuses any
+   * change to it.
    *
    * @example
    * ```ts
    * const { bytes, pages } = vm.snapshot('/tmp/booted.snap');
    * // … the guest runs on …
    * vm.snapshot('/tmp/later.snap', { diff: true }); // only what changed since
+   * vm.snapshot('/tmp/signed.snap', { key: process.env.SNAPSHOT_KEY });
    * ```
    */
   snapshot(path: string, options: SnapshotOptions = {}): SnapshotInfo {
-    const { diff = false } = checkOptions<SnapshotOptions>('snapshot', options, ['diff']);
+    const { diff = false, key } = checkOptions<SnapshotOptions>('snapshot', options, ['diff', 'key']);
     checkPath('snapshot', path);
-    return call('snapshot', () => this.#native.snapshot(path, !!diff));
+    const bytes = keyBytes('snapshot', key);
+    return call('snapshot', () => this.#native.snapshot(path, !!diff, bytes));
   }
 
   /**

@@ -61,10 +61,13 @@ impl NativeKvm {
         Ok(NativeVm::new(vm))
     }
 
-    /// A VM restored from the snapshot file at `path`.
+    /// A VM restored from the snapshot file at `path`, which must be signed with `key`
+    /// if one is given.
     #[napi]
-    pub fn restore_vm(&self, path: String) -> Result<NativeVm> {
-        let vm = self.with("restoreVm", |k| k.restore_vm(std::path::Path::new(&path)).js())?;
+    pub fn restore_vm(&self, path: String, key: Option<&[u8]>) -> Result<NativeVm> {
+        let vm = self.with("restoreVm", |k| {
+            k.restore_vm_with(std::path::Path::new(&path), key).js()
+        })?;
         Ok(NativeVm::new(vm))
     }
 

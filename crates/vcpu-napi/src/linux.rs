@@ -150,12 +150,13 @@ impl NativeVm {
         diff: bool,
         devices: &NativeDevices,
         boot: LinuxBootInfo,
+        key: Option<&[u8]>,
     ) -> Result<SnapshotInfo> {
         let machine = MachineState {
             boot: LinuxBoot::from(&boot),
             devices: devices.devices.state(),
         };
-        snapshot(&self.vm, &path, diff, Some(&machine.encode().js()?))
+        snapshot(&self.vm, &path, diff, Some(&machine.encode().js()?), key)
     }
 
     /// A restored Linux machine's devices, in their saved state.

@@ -39,9 +39,16 @@ pub struct SnapshotInfo {
     pub pages: f64,
 }
 
-/// `vm.snapshot`, for JS; `devices`: the VMM's own device state.
-pub fn snapshot(vm: &KvmVm, path: &str, diff: bool, devices: Option<&[u8]>) -> Result<SnapshotInfo> {
-    let info = vm.snapshot(std::path::Path::new(path), diff, devices).js()?;
+/// `vm.snapshot`, for JS; `devices`: the VMM's own device state; `key`: sign it.
+pub fn snapshot(
+    vm: &KvmVm,
+    path: &str,
+    diff: bool,
+    devices: Option<&[u8]>,
+    key: Option<&[u8]>,
+) -> Result<SnapshotInfo> {
+    let options = vcpu_kvm::kvm::SnapshotOptions { diff, devices, key };
+    let info = vm.snapshot_with(std::path::Path::new(path), &options).js()?;
     Ok(SnapshotInfo {
         bytes: info.bytes as f64,
         pages: info.pages as f64,
@@ -194,10 +201,10 @@ impl NativeVm {
         unsafe { self.vm.enable_raw_capability(cap, &raw) }.js()
     }
 
-    /// Writes the VM to a snapshot file.
+    /// Writes the VM to a snapshot file, signed with `key` if given.
     #[napi]
-    pub fn snapshot(&self, path: String, diff: bool) -> Result<SnapshotInfo> {
-        snapshot(&self.vm, &path, diff, None)
+    pub fn snapshot(&self, path: String, diff: bool, key: Option<&[u8]>) -> Result<SnapshotInfo> {
+        snapshot(&self.vm, &path, diff, None, key)
     }
 
     /// The vcpu ids of the snapshot this VM was restored from.

@@ -31,9 +31,10 @@ pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
 pub use kick::{kick_signal, VcpuThread, KICK_SIGNAL_OFFSET};
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;
-pub use snapshot::SnapshotInfo;
+pub use snapshot::{SnapshotInfo, SnapshotOptions};
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
+pub use vm_memory::MAX_COPY;
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::{GuestDebug, MsrAccess, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};
 

@@ -12,6 +12,11 @@ use super::vm::{KvmVm, VmState, MAX_GUEST_ADDRESS_BITS};
 use crate::error::{Context, Error, ErrorCode, Result};
 use crate::MemSlot;
 
+/// The most one copy out of guest memory ([`KvmVm::read_vec`]: `vm.read`, a
+/// hypercall's `readBuffer`) may hold: 1 GiB. Larger reads go in pieces, or through a
+/// view of the region, which copies nothing.
+pub const MAX_COPY: usize = 1 << 30;
+
 impl KvmVm {
     /// The slot of each region with whether it logs dirty pages.
     pub fn slots(&self) -> Vec<(MemSlot, Arc<GuestRegion>, bool)> {
@@ -184,10 +189,35 @@ impl KvmVm {
         Ok(())
     }
 
-    /// A copy of `len` bytes of guest memory at `gpa` (checked before allocating).
+    /// A copy of `len` bytes of guest memory at `gpa`. The length is checked before
+    /// anything is allocated (it may come from the guest: a hypercall's buffer): longer
+    /// than any region could be is `EINVAL`; not inside one region, `EFAULT`; more than
+    /// [`MAX_COPY`], `EINVAL`; and an allocation the host refuses is `ENOMEM`, never an
+    /// abort.
     pub fn read_vec(&self, gpa: u64, len: usize) -> Result<Vec<u8>> {
-        let (region, offset) = self.region_at("read", gpa, len)?;
-        let mut buf = vec![0; len];
+        const OP: &str = "read";
+        if len as u64 > 1 << MAX_GUEST_ADDRESS_BITS {
+            return Err(Error::invalid(
+                OP,
+                format!("read: length {len:#x} is more than any region could hold"),
+            ));
+        }
+        let (region, offset) = self.region_at(OP, gpa, len)?;
+        if len > MAX_COPY {
+            return Err(Error::invalid(
+                OP,
+                format!("read: length {len:#x} is more than one copy may hold ({MAX_COPY:#x} bytes); read in pieces, or use a view of the region"),
+            ));
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len).map_err(|_| {
+            Error::new(
+                ErrorCode::Errno(libc::ENOMEM),
+                OP,
+                format!("read: cannot allocate {len:#x} bytes for the copy"),
+            )
+        })?;
+        buf.resize(len, 0);
         region.read_at(offset, &mut buf);
         Ok(buf)
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::arch::{self, VcpuSnapshot, VmSnapshot};
 use super::memory::GuestRegion;
-use super::snapshot::{self, BaseRef, SnapshotInfo};
+use super::snapshot::{self, BaseRef, SnapshotInfo, SnapshotOptions};
 use super::vcpu::HeldVcpu;
 use super::vm::{KvmVm, VmConfig, VmState};
 use super::vm_memory::fetch_dirty_log;
@@ -135,7 +135,17 @@ impl KvmVm {
     /// previous snapshot or restore, naming that file as its base. `devices`: the VMM's
     /// own device state, given back by [`KvmVm::restored_devices`].
     pub fn snapshot(&self, path: &Path, diff: bool, devices: Option<&[u8]>) -> Result<SnapshotInfo> {
-        snapshot::save(self, path, diff, devices)
+        let options = SnapshotOptions {
+            diff,
+            devices,
+            key: None,
+        };
+        snapshot::save(self, path, &options)
+    }
+
+    /// [`KvmVm::snapshot`] with every option, a signing key among them.
+    pub fn snapshot_with(&self, path: &Path, options: &SnapshotOptions) -> Result<SnapshotInfo> {
+        snapshot::save(self, path, options)
     }
 
     /// The vcpu ids a restored VM's snapshot holds (empty for a VM not restored).
@@ -159,7 +169,15 @@ impl Kvm {
     /// corrupt, was made by another version, or whose base is missing or is not the
     /// file it was made from fails with `EINVAL` before anything of it is mapped.
     pub fn restore_vm(&self, path: &Path) -> Result<KvmVm> {
-        snapshot::restore(self, path)
+        snapshot::restore(self, path, None)
+    }
+
+    /// [`Kvm::restore_vm`] of a file signed with `key` (and its bases, with the same
+    /// key): a file not signed with it is refused with `EINVAL` before its state is
+    /// decoded, and memory data that does not match the signed digests before anything
+    /// is mapped.
+    pub fn restore_vm_with(&self, path: &Path, key: Option<&[u8]>) -> Result<KvmVm> {
+        snapshot::restore(self, path, key)
     }
 }
 

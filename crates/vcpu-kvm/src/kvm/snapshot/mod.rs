@@ -4,6 +4,7 @@
 
 mod format;
 mod pages;
+mod sign;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub(crate) use format::BaseRef;
-use format::{bad, encode_state, Header, SavedConfig, SavedRegion, SnapshotFile, SnapshotState, HEADER_LEN};
+use format::{bad, encode_state, Header, SavedConfig, SavedRegion, SnapshotFile, SnapshotState, HEADER_LEN, TAG_AT};
 use pages::{LoadedRegion, PageWriter};
 
 use super::memory::GuestRegion;
@@ -32,9 +33,24 @@ pub struct SnapshotInfo {
     pub pages: u64,
 }
 
-/// Writes `vm` to `path`; see [`KvmVm::snapshot`].
-pub(crate) fn save(vm: &KvmVm, path: &Path, diff: bool, devices: Option<&[u8]>) -> Result<SnapshotInfo> {
+/// How to write a snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SnapshotOptions<'a> {
+    /// Only the pages written since the VM's previous snapshot or restore, naming that
+    /// file as its base.
+    pub diff: bool,
+    /// The VMM's own device state, given back by [`KvmVm::restored_devices`].
+    pub devices: Option<&'a [u8]>,
+    /// Sign the file with this key (HMAC-SHA-256): a restore with the same key refuses
+    /// a file anyone without it changed. Not empty.
+    pub key: Option<&'a [u8]>,
+}
+
+/// Writes `vm` to `path`; see [`KvmVm::snapshot_with`].
+pub(crate) fn save(vm: &KvmVm, path: &Path, options: &SnapshotOptions) -> Result<SnapshotInfo> {
     const OP: &str = "snapshot";
+    let SnapshotOptions { diff, devices, key } = *options;
+    let signer = key.map(|k| format::signer(k, OP)).transpose()?;
     let mut frozen = vm.freeze(OP)?;
     let base = match (diff, frozen.base()) {
         (false, _) => None,
@@ -59,7 +75,7 @@ pub(crate) fn save(vm: &KvmVm, path: &Path, diff: bool, devices: Option<&[u8]>) 
 
     let partial = partial_path(path);
     let written = write_file(&partial, |file| {
-        let mut writer = PageWriter::new(file, HEADER_LEN);
+        let mut writer = PageWriter::new(file, HEADER_LEN, signer.is_some());
         let mut regions = Vec::new();
         for r in &memory {
             let pages = match &r.written {
@@ -97,11 +113,14 @@ pub(crate) fn save(vm: &KvmVm, path: &Path, diff: bool, devices: Option<&[u8]>) 
             state_crc: crc32fast::hash(&raw),
         };
         write_at(file, &raw, header.state_offset)?;
-        write_at(file, &header.encode(), 0)?;
+        let fixed = header.encode();
+        write_at(file, &fixed, 0)?;
+        if let Some(mut signer) = signer {
+            signer.update(&fixed);
+            signer.update(&raw);
+            write_at(file, &signer.tag(), TAG_AT)?;
+        }
         file.set_len(header.file_len).map_err(|e| io_error(OP, &e))?;
-        // Written whole by us: its checksums need no reading back (renaming keeps the
-        // inode and modification time this is keyed by).
-        format::mark_verified(file);
         let bytes = HEADER_LEN + raw.len() as u64 + writer.pages * super::memory::PAGE_SIZE;
         Ok((
             header.id,
@@ -111,20 +130,23 @@ pub(crate) fn save(vm: &KvmVm, path: &Path, diff: bool, devices: Option<&[u8]>) 
             },
         ))
     });
-    let (id, info) = written?;
+    let (file, (id, info)) = written?;
     std::fs::rename(&partial, path).map_err(|e| {
         let _ = std::fs::remove_file(&partial);
         io_error(OP, &e)
     })?;
+    // Written whole by us: its checksums need no reading back (after the rename, which
+    // changes the change time the check is keyed by).
+    format::mark_verified(&file, key);
     // From now on this file is the base of the next diff.
     frozen.start_tracking(base_ref(path, id), OP)?;
     Ok(info)
 }
 
-/// A VM restored from the snapshot at `path`; see [`Kvm::restore_vm`].
-pub(crate) fn restore(kvm: &Kvm, path: &Path) -> Result<KvmVm> {
+/// A VM restored from the snapshot at `path`; see [`Kvm::restore_vm_with`].
+pub(crate) fn restore(kvm: &Kvm, path: &Path, key: Option<&[u8]>) -> Result<KvmVm> {
     const OP: &str = "restoreVm";
-    let chain = open_chain(path)?;
+    let chain = open_chain(path, key)?;
     let top = chain.last().ok_or_else(|| bad(path, "is empty"))?;
     let saved = top.state.config;
     let vm = kvm.create_vm(VmConfig {
@@ -163,9 +185,10 @@ pub(crate) fn restore(kvm: &Kvm, path: &Path) -> Result<KvmVm> {
     Ok(vm)
 }
 
-/// The snapshot at `path` and its bases, base first, every one checked.
-fn open_chain(path: &Path) -> Result<Vec<SnapshotFile>> {
-    let mut chain = vec![SnapshotFile::open(path)?];
+/// The snapshot at `path` and its bases, base first, every one checked (with `key`:
+/// every one signed with it).
+fn open_chain(path: &Path, key: Option<&[u8]>) -> Result<Vec<SnapshotFile>> {
+    let mut chain = vec![SnapshotFile::open(path, key)?];
     while let Some(base) = chain.last().and_then(|s| s.state.base.clone()) {
         let diff = chain.last().map(|s| s.path.clone()).unwrap_or_default();
         if chain.len() > MAX_CHAIN {
@@ -177,7 +200,7 @@ fn open_chain(path: &Path) -> Result<Vec<SnapshotFile>> {
                 format!("is a diff whose base {} is missing", base.path.display()),
             )
         })?;
-        let snap = SnapshotFile::open(&found)?;
+        let snap = SnapshotFile::open(&found, key)?;
         if snap.header.id != base.id {
             return Err(bad(
                 &diff,
@@ -222,7 +245,7 @@ fn partial_path(path: &Path) -> PathBuf {
 }
 
 /// Creates `path` and fills it with `fill`; removes it again if that fails.
-fn write_file<T>(path: &Path, fill: impl FnOnce(&File) -> Result<T>) -> Result<T> {
+fn write_file<T>(path: &Path, fill: impl FnOnce(&File) -> Result<T>) -> Result<(File, T)> {
     const OP: &str = "snapshot";
     let file = OpenOptions::new()
         .write(true)
@@ -233,11 +256,13 @@ fn write_file<T>(path: &Path, fill: impl FnOnce(&File) -> Result<T>) -> Result<T
             let code = ErrorCode::Errno(e.raw_os_error().unwrap_or(libc::EIO));
             Error::new(code, OP, format!("{OP}: cannot create {}: {e}", path.display()))
         })?;
-    let result = fill(&file);
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
+    match fill(&file) {
+        Ok(t) => Ok((file, t)),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
     }
-    result
 }
 
 fn write_at(file: &File, data: &[u8], at: u64) -> Result<()> {

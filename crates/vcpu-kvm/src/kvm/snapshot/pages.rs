@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 
 use super::format::{bad, is_zero, SavedPages, SavedRegion, SnapshotFile, CHUNK_PAGES};
+use super::sign::{digest, ChunkDigests, Digest32};
 use crate::error::{Error, Result};
 use crate::kvm::memory::{GuestRegion, Mapping, PAGE_SIZE};
 
@@ -16,6 +17,8 @@ const PAGE: usize = PAGE_SIZE as usize;
 /// Appends memory data to the snapshot being written.
 pub(crate) struct PageWriter<'a> {
     file: &'a File,
+    /// A signed snapshot: each chunk's SHA-256 goes into the state too.
+    signed: bool,
     /// Where the next data goes.
     pub(crate) cursor: u64,
     /// Pages written so far.
@@ -23,9 +26,10 @@ pub(crate) struct PageWriter<'a> {
 }
 
 impl<'a> PageWriter<'a> {
-    pub(crate) fn new(file: &'a File, start: u64) -> Self {
+    pub(crate) fn new(file: &'a File, start: u64, signed: bool) -> Self {
         PageWriter {
             file,
+            signed,
             cursor: start,
             pages: 0,
         }
@@ -42,6 +46,7 @@ impl<'a> PageWriter<'a> {
         let offset = self.cursor;
         let mut present = vec![0u64; pages.div_ceil(64)];
         let mut crcs = vec![0u32; pages.div_ceil(CHUNK_PAGES)];
+        let mut digests = self.signed.then(|| ChunkDigests::new(crcs.len()));
         for range in candidate_pages(region) {
             let mut page = range.start;
             while page < range.end {
@@ -57,6 +62,9 @@ impl<'a> PageWriter<'a> {
                         Some(d) if !is_zero(d) => {
                             present[p / 64] |= 1 << (p % 64);
                             hasher.update(d);
+                            if let Some(digests) = &mut digests {
+                                digests.update(chunk, d);
+                            }
                             run.get_or_insert(p);
                         }
                         _ => {
@@ -72,7 +80,12 @@ impl<'a> PageWriter<'a> {
             }
         }
         self.cursor += mem.len() as u64;
-        Ok(SavedPages::Image { offset, present, crcs })
+        Ok(SavedPages::Image {
+            offset,
+            present,
+            crcs,
+            digests: digests.map(ChunkDigests::finish).unwrap_or_default(),
+        })
     }
 
     /// Only the pages of `written` (one bit per page): the non-zero ones packed at the
@@ -81,7 +94,7 @@ impl<'a> PageWriter<'a> {
         let mem = region.as_slice();
         let pages = mem.len() / PAGE;
         let offset = self.cursor;
-        let (mut list, mut zero, mut crcs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut list, mut zero, mut sums) = (Vec::new(), Vec::new(), Sums::default());
         let mut buf = Vec::with_capacity(CHUNK_PAGES * PAGE);
         let dirty = (0..pages).filter(|p| written.get(p / 64).is_some_and(|w| w >> (p % 64) & 1 == 1));
         for p in dirty {
@@ -93,29 +106,40 @@ impl<'a> PageWriter<'a> {
             list.push(p as u32);
             buf.extend_from_slice(data);
             if buf.len() == CHUNK_PAGES * PAGE {
-                self.flush(&mut buf, &mut crcs)?;
+                self.flush(&mut buf, &mut sums)?;
             }
         }
-        self.flush(&mut buf, &mut crcs)?;
+        self.flush(&mut buf, &mut sums)?;
         Ok(SavedPages::Packed {
             offset,
             written: list,
-            crcs,
+            crcs: sums.crcs,
+            digests: sums.digests,
             zero,
         })
     }
 
-    fn flush(&mut self, buf: &mut Vec<u8>, crcs: &mut Vec<u32>) -> Result<()> {
+    fn flush(&mut self, buf: &mut Vec<u8>, sums: &mut Sums) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
         self.write(buf, self.cursor)?;
-        crcs.push(crc32fast::hash(buf));
+        sums.crcs.push(crc32fast::hash(buf));
+        if self.signed {
+            sums.digests.push(digest(buf));
+        }
         self.cursor += buf.len() as u64;
         self.pages += (buf.len() / PAGE) as u64;
         buf.clear();
         Ok(())
     }
+}
+
+/// A diff's checksums and (signed) digests, one per chunk of packed pages.
+#[derive(Default)]
+struct Sums {
+    crcs: Vec<u32>,
+    digests: Vec<Digest32>,
 }
 
 fn io_error(e: &std::io::Error) -> Error {

@@ -45,6 +45,46 @@ pub(crate) struct VcpuSnapshot {
 const OP: &str = "snapshot";
 const RESTORE: &str = "restoreVm";
 
+/// The most MSRs a saved vcpu may hold: KVM's list of saveable MSRs has a few hundred.
+const MAX_SAVED_MSRS: usize = 4096;
+
+impl VmSnapshot {
+    /// Whether this state fits a VM with (or without) the in-kernel irqchip.
+    pub(crate) fn check(&self, irqchip: bool) -> std::result::Result<(), String> {
+        if self.irqchip.is_some() != irqchip || self.pit.is_some() != irqchip {
+            let has = if irqchip { "lacks" } else { "has" };
+            return Err(format!(
+                "its VM state {has} irqchip and PIT state for a VM {} the in-kernel irqchip",
+                if irqchip { "with" } else { "without" }
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl VcpuSnapshot {
+    /// Whether each part has the size KVM takes.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let id = self.id;
+        if self.cpuid.len() > KVM_MAX_CPUID_ENTRIES {
+            return Err(format!(
+                "vcpu {id} has {} CPUID entries (KVM takes at most {KVM_MAX_CPUID_ENTRIES})",
+                self.cpuid.len()
+            ));
+        }
+        if self.msrs.len() > MAX_SAVED_MSRS {
+            return Err(format!(
+                "vcpu {id} has {} saved MSRs (at most {MAX_SAVED_MSRS})",
+                self.msrs.len()
+            ));
+        }
+        if self.xsave.len() != kvm_xsave::default().region.len() {
+            return Err(format!("vcpu {id}'s XSAVE area has {} words", self.xsave.len()));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn save_vm(fd: &VmFd, irqchip: bool) -> Result<VmSnapshot> {
     let irqchip = if irqchip {
         let chip = |id| {
@@ -197,4 +237,52 @@ fn write_msrs(vcpu: &KvmVcpu, saved: &[kvm_msr_entry]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vcpu() -> VcpuSnapshot {
+        VcpuSnapshot {
+            id: 0,
+            cpuid: Vec::new(),
+            mp_state: Default::default(),
+            regs: Default::default(),
+            sregs: Default::default(),
+            xsave: vec![0; kvm_xsave::default().region.len()],
+            xcrs: Default::default(),
+            debug_regs: Default::default(),
+            lapic: None,
+            msrs: Vec::new(),
+            events: Default::default(),
+        }
+    }
+
+    #[test]
+    fn counts_kvm_would_refuse_are_refused_first() {
+        assert!(vcpu().check().is_ok());
+        let many_msrs = VcpuSnapshot {
+            msrs: vec![Default::default(); 100_000],
+            ..vcpu()
+        };
+        assert!(many_msrs.check().unwrap_err().contains("100000 saved MSRs"));
+        let many_cpuid = VcpuSnapshot {
+            cpuid: vec![Default::default(); KVM_MAX_CPUID_ENTRIES + 1],
+            ..vcpu()
+        };
+        assert!(many_cpuid.check().unwrap_err().contains("CPUID entries"));
+        let short_xsave = VcpuSnapshot {
+            xsave: vec![0; 3],
+            ..vcpu()
+        };
+        assert!(short_xsave.check().unwrap_err().contains("XSAVE"));
+        let vm = VmSnapshot {
+            irqchip: None,
+            pit: None,
+            clock: Default::default(),
+        };
+        assert!(vm.check(false).is_ok());
+        assert!(vm.check(true).unwrap_err().contains("irqchip"));
+    }
 }

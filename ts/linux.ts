@@ -94,7 +94,8 @@ export class LinuxMachine {
   /** The GDB stub, if {@link LinuxOptions.gdb} asked for one (closed with the machine). */
   readonly gdb: GdbServer | undefined;
   readonly #devices: NativeDevices;
-  #pending: Buffer[] = [];
+  /** Input the UART has not taken yet, and the write to complete once it has. */
+  #pending: { bytes: Buffer; done: () => void }[] = [];
   #running = false;
   #outputEnded = false;
 
@@ -107,11 +108,12 @@ export class LinuxMachine {
     this.boot = boot;
     this.#devices = devices;
     this.output = new Readable({ read() {} });
+    // A write completes once the UART has taken it, so `write()` returns false (and
+    // pipes pause) while the guest is not reading: input never piles up in memory.
     this.input = new Writable({
       write: (chunk: Buffer, _encoding, done) => {
-        this.#pending.push(Buffer.from(chunk));
+        this.#pending.push({ bytes: Buffer.from(chunk), done: () => done() });
         this.#pump();
-        done();
       },
     });
   }
@@ -122,17 +124,19 @@ export class LinuxMachine {
       const head = this.#pending[0];
       let taken = 0;
       try {
-        taken = this.#devices.input(head);
+        taken = this.#devices.input(head.bytes);
       } catch {
-        this.#pending = []; // the VM is gone: input goes nowhere
+        // The VM is gone: input goes nowhere, and every write completes.
+        for (const p of this.#pending.splice(0)) p.done();
         return;
       }
-      if (taken < head.length) {
-        this.#pending[0] = head.subarray(taken);
+      if (taken < head.bytes.length) {
+        head.bytes = head.bytes.subarray(taken);
         setTimeout(() => this.#pump(), 5).unref();
         return;
       }
       this.#pending.shift();
+      head.done();
     }
   }
 

@@ -6,11 +6,12 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
-import { WebSocketServer } from 'ws';
+// `ws` is loaded when a console is first served, not with the package.
+import type { WebSocket } from 'ws';
 
 import { VcpuError } from './errors';
 import { checkOptions } from './options';
@@ -29,6 +30,10 @@ export interface ConsolePeer {
   send(bytes: Uint8Array): void;
   /** Calls `callback` with each chunk the viewer types. */
   onData(callback: (bytes: Uint8Array) => void): void;
+  /** Stops taking the viewer's input while the guest's input is full (backpressure). */
+  pause?(): void;
+  /** Takes the viewer's input again. */
+  resume?(): void;
 }
 
 /** Options of {@link serveConsole}. */
@@ -81,12 +86,21 @@ export class ConsoleHub {
     source.output.on('data', this.#onOutput);
   }
 
-  /** Adds a viewer: replays the output so far, then streams it; returns how to remove it. */
+  /**
+   * Adds a viewer: replays the output so far, then streams it; returns how to remove
+   * it. While the guest's input stream is full, the viewer is paused (if it can be)
+   * until the stream drains.
+   */
   connect(peer: ConsolePeer): () => void {
     if (this.#keptBytes > 0) peer.send(Buffer.concat(this.#kept));
     this.#peers.add(peer);
+    const input = this.#source.input;
     peer.onData((bytes) => {
-      if (this.#peers.has(peer)) this.#source.input.write(Buffer.from(bytes));
+      if (!this.#peers.has(peer) || input.destroyed) return;
+      if (!input.write(Buffer.from(bytes)) && peer.pause) {
+        peer.pause();
+        input.once('drain', () => peer.resume?.());
+      }
     });
     return () => this.#peers.delete(peer);
   }
@@ -104,13 +118,16 @@ export class ConsoleHub {
   }
 }
 
-/** The browser side, served with the page. */
-const ASSETS: Readonly<Record<string, { file: () => string; type: string }>> = {
-  '': { file: () => join(__dirname, '..', 'web', 'console.html'), type: 'text/html; charset=utf-8' },
-  'console.js': { file: () => join(__dirname, '..', 'web', 'console.js'), type: 'text/javascript; charset=utf-8' },
-  'xterm.js': { file: () => require.resolve('@xterm/xterm/lib/xterm.js'), type: 'text/javascript; charset=utf-8' },
-  'xterm.css': { file: () => require.resolve('@xterm/xterm/css/xterm.css'), type: 'text/css; charset=utf-8' },
-};
+/** The browser side, served with the page (a Map: only these names, never inherited ones). */
+const ASSETS = new Map<string, { file: () => string; type: string }>([
+  ['', { file: () => join(__dirname, '..', 'web', 'console.html'), type: 'text/html; charset=utf-8' }],
+  ['console.js', { file: () => join(__dirname, '..', 'web', 'console.js'), type: 'text/javascript; charset=utf-8' }],
+  ['xterm.js', { file: () => require.resolve('@xterm/xterm/lib/xterm.js'), type: 'text/javascript; charset=utf-8' }],
+  ['xterm.css', { file: () => require.resolve('@xterm/xterm/css/xterm.css'), type: 'text/css; charset=utf-8' }],
+]);
+
+/** The largest WebSocket message a viewer may send (typing and pasting fit well). */
+const MAX_MESSAGE = 64 * 1024;
 
 /** Headers of every page and asset: nothing else may load, frame or learn the URL. */
 const HEADERS = {
@@ -147,21 +164,34 @@ export async function serveConsole(console: ConsoleSource, options: ConsoleOptio
   if (typeof host !== 'string' || host === '') {
     throw new VcpuError('EINVAL', 'serveConsole', 'serveConsole: host must be an address such as 127.0.0.1');
   }
+  const { WebSocketServer } = await import('ws');
   const token = randomBytes(24).toString('hex');
   const prefix = `/${token}/`;
   const hub = new ConsoleHub(console, scrollback);
-  const server = createServer((req, res) => serve(req, res, prefix));
-  const sockets = new WebSocketServer({ noServer: true });
-  server.on('upgrade', (req, socket, head) => {
-    const refusal = refuseSocket(req, prefix);
+  let hosts: (name: string | undefined) => boolean = () => false;
+  const server = createServer((req, res) => serve(req, res, prefix, hosts));
+  // A malformed request is answered 400 by Node (its default clientError handling) and
+  // a socket that fails is destroyed: neither reaches the process as an error.
+  server.on('clientError', (_error, socket: Duplex) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    socket.destroy();
+  });
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const refusal = refuseSocket(req, prefix, hosts);
     if (refusal) {
       socket.end(`HTTP/1.1 ${refusal}\r\nConnection: close\r\n\r\n`);
       return;
     }
-    sockets.handleUpgrade(req, socket, head, (ws) => {
+    sockets.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      // A protocol error (a frame over the limit, a bad frame) closes this connection.
+      ws.on('error', () => ws.terminate());
       const disconnect = hub.connect({
         send: (bytes) => ws.send(bytes),
         onData: (cb) => ws.on('message', (data: Buffer) => cb(data)),
+        pause: () => ws.pause(),
+        resume: () => ws.resume(),
       });
       ws.on('close', disconnect);
     });
@@ -174,7 +204,9 @@ export async function serveConsole(console: ConsoleSource, options: ConsoleOptio
     );
     server.listen(port, host, resolve);
   });
+  server.on('error', () => {}); // after listening, errors belong to single connections
   const address = server.address() as AddressInfo;
+  hosts = allowedHosts(address);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `http://${shown}:${address.port}${prefix}`,
@@ -191,19 +223,63 @@ export async function serveConsole(console: ConsoleSource, options: ConsoleOptio
   };
 }
 
-function serve(req: IncomingMessage, res: ServerResponse, prefix: string): void {
-  const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-  const asset = hasToken(path, prefix) ? ASSETS[path.slice(prefix.length)] : undefined;
-  if (!asset || req.method !== 'GET') {
-    res.writeHead(404, { ...HEADERS, 'Content-Type': 'text/plain' }).end('not found\n');
-    return;
+/**
+ * The `Host` headers a request may carry: the address the server is bound to (with its
+ * port), and `localhost` on loopback. A bound wildcard address allows any IP address
+ * literal. Never another name: a page whose DNS name was rebound to this address sends
+ * its own name, and is refused (DNS rebinding).
+ */
+function allowedHosts(address: AddressInfo): (name: string | undefined) => boolean {
+  const port = String(address.port);
+  const wildcard = address.address === '0.0.0.0' || address.address === '::';
+  const loopback = address.address === '::1' || address.address.startsWith('127.');
+  return (name) => {
+    const m = name === undefined ? null : /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(name.toLowerCase());
+    if (!m || m[2] !== port) return false;
+    const hostname = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
+    if (hostname === address.address) return true;
+    if (loopback && hostname === 'localhost') return true;
+    return wildcard && isIP(hostname) !== 0;
+  };
+}
+
+/** The request's path, or undefined for a target that is not a path (`//`, `http://[`, …). */
+function pathOf(req: IncomingMessage): string | undefined {
+  const target = req.url ?? '';
+  if (!target.startsWith('/') || target.startsWith('//')) return undefined;
+  try {
+    return new URL(target, 'http://localhost').pathname;
+  } catch {
+    return undefined;
   }
+}
+
+function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  prefix: string,
+  hosts: (name: string | undefined) => boolean,
+): void {
+  res.on('error', () => {}); // a viewer gone mid-answer
+  const text = (status: number, body: string) =>
+    res.writeHead(status, { ...HEADERS, 'Content-Type': 'text/plain' }).end(`${body}\n`);
+  const path = pathOf(req);
+  if (path === undefined) return void text(400, 'bad request');
+  if (!hosts(req.headers.host)) return void text(421, 'misdirected request');
+  const asset = hasToken(path, prefix) ? ASSETS.get(path.slice(prefix.length)) : undefined;
+  if (!asset || req.method !== 'GET') return void text(404, 'not found');
   res.writeHead(200, { ...HEADERS, 'Content-Type': asset.type }).end(readFileSync(asset.file()));
 }
 
-/** Why a WebSocket request is refused (`404 Not Found`, `403 Forbidden`), or undefined. */
-function refuseSocket(req: IncomingMessage, prefix: string): string | undefined {
-  const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+/** Why a WebSocket request is refused (`400`, `421`, `404`, `403`), or undefined. */
+function refuseSocket(
+  req: IncomingMessage,
+  prefix: string,
+  hosts: (name: string | undefined) => boolean,
+): string | undefined {
+  const path = pathOf(req);
+  if (path === undefined) return '400 Bad Request';
+  if (!hosts(req.headers.host)) return '421 Misdirected Request';
   if (!hasToken(path, prefix) || path.slice(prefix.length) !== 'ws') return '404 Not Found';
   // A browser always names the page a WebSocket comes from: it must be ours.
   if (req.headers.origin !== `http://${req.headers.host}`) return '403 Forbidden';

@@ -1,6 +1,6 @@
 // The bad-input matrix: every public method, fed what a careless or hostile caller
 // might pass. Each call throws a VcpuError with a useful code, and the VM still works
-// afterwards. README.md has this table in prose.
+// afterwards. docs/errors.md has this table in prose.
 import { Kvm, Vm, VcpuSignalHandle, type Vcpu } from '../ts';
 import { describeKvm, longMode } from './helpers';
 

@@ -1,7 +1,7 @@
 // Opt-in (VCPU_LINUX_BOOT=1): a real Debian kernel (linux-image-amd64) with a busybox
 // initramfs boots to init, which prints a marker and reboots through the i8042. Fetched
 // with apt into .cache/linux/ by scripts/debian-linux.js. Seconds on hardware KVM; on
-// a nested KVM that emulates guest kernel code it takes minutes (see README).
+// a nested KVM that emulates guest kernel code it takes minutes (see docs/linux.md).
 import { join } from 'node:path';
 
 import { bootLinux, DEFAULT_CMDLINE } from '../ts';
@@ -11,7 +11,7 @@ const describeLinux = process.env.VCPU_LINUX_BOOT === '1' ? describe : describe.
 const TIMEOUT_MS = Number(process.env.VCPU_LINUX_BOOT_TIMEOUT ?? 30 * 60) * 1000;
 
 /**
- * What a KVM that emulates guest kernel code needs on the command line (README, "Linux"):
+ * What a KVM that emulates guest kernel code needs on the command line (docs/linux.md):
  * CPU features its emulator cannot run (cmpxchg16b, popcnt, clac/stac, xrstor, and the
  * SSE/AVX code the kernel picks when SSSE3/AVX are there), and two checks that take
  * minutes at emulation speed (the crypto self-tests, the W+X page-table walk). Harmless

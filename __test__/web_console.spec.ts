@@ -16,7 +16,7 @@ import { describeKvm } from './helpers';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const KERNEL = join(__dirname, '..', 'guests', 'test_kernel.elf');
 const CLI = join(__dirname, '..', 'dist', 'cli.js');
-const SCREENSHOT = join(__dirname, '..', 'media', 'web-console.png'); // shown in the README
+const SCREENSHOT = join(__dirname, '..', 'media', 'web-console.png'); // shown in docs/linux.md
 
 /** The text of the terminal on `page` (xterm.js' DOM renderer: one div per row). */
 const screen = (page: Page) =>

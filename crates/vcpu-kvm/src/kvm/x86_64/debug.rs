@@ -62,7 +62,7 @@ impl KvmVcpu {
     /// instructions KVM's emulator lacks, when one is at RIP: `int3` (the #BP it raises
     /// is delivered, RIP past it) and `fwait` (a no-op without pending x87 exceptions,
     /// which the guest kernel never leaves). Returns whether it did. Nested KVMs that
-    /// emulate all guest kernel code (see the README) need this for a booting Linux
+    /// emulate all guest kernel code (see docs/linux.md) need this for a booting Linux
     /// kernel; hardware KVM runs these instructions itself and never gets here.
     pub fn finish_unemulated_instruction(&self) -> Result<bool> {
         let mut regs = self.get_regs()?;

@@ -330,8 +330,14 @@ describeKvm('snapshot and restore', () => {
     expect((await running).kind).toBe('Intr');
     const path = join(dir, 'linux.snap');
     linux.snapshot(path);
+    const signed = join(dir, 'linux-signed.snap');
+    linux.snapshot(signed, { key: 'machine key' });
     linux.close();
     expect(text).not.toContain('bye');
+    // A signed machine comes back with its key only; an unsigned one not when a key is asked.
+    restoreLinux(signed, { key: 'machine key' }).close();
+    expect(errorOf(() => restoreLinux(signed, { key: 'other key' })).message).toMatch(/signature/);
+    expect(errorOf(() => restoreLinux(path, { key: 'machine key' })).message).toMatch(/not signed/);
 
     const child = spawnSync(
       process.execPath,

@@ -4,18 +4,11 @@
  * @packageDocumentation
  */
 import { call } from './errors';
+import { PAYLOAD_KINDS } from './exit_layout';
 import { EXIT_KINDS, type NativeVcpu } from './native';
 import type { VcpuExit } from './types';
 
-const PAYLOAD_KINDS = new Set([
-  'FailEntry',
-  'InternalError',
-  'Exception',
-  'Debug',
-  'IoapicEoi',
-  'MsrAccess',
-  'Unknown',
-]);
+const PAYLOAD = new Set(PAYLOAD_KINDS);
 
 /**
  * The kind names as internalized strings (a property key is one), so that a user's
@@ -25,7 +18,7 @@ const KINDS = EXIT_KINDS.map((kind) => Object.keys({ [kind]: 0 })[0]);
 
 /** One frozen object per payload-free kind, shared by every exit of that kind. */
 const PLAIN: (VcpuExit | undefined)[] = KINDS.map((kind) =>
-  PAYLOAD_KINDS.has(kind) ? undefined : (Object.freeze({ kind }) as VcpuExit),
+  PAYLOAD.has(kind) ? undefined : (Object.freeze({ kind }) as VcpuExit),
 );
 
 /** The exit for `code`, reading the payload from the vcpu only for kinds that have one. */
@@ -36,7 +29,5 @@ export function exitFor(code: number, vcpu: NativeVcpu): VcpuExit {
 
 /** The last exit with its payload, as the vcpu describes it (`ECLOSED` once it is closed). */
 function exitWithPayload(vcpu: NativeVcpu): VcpuExit {
-  const detail = call('lastExit', () => vcpu.lastExit()) as unknown as Record<string, unknown>;
-  for (const key of Object.keys(detail)) if (detail[key] === undefined || detail[key] === null) delete detail[key];
-  return Object.freeze(detail) as unknown as VcpuExit;
+  return Object.freeze(call('lastExit', () => vcpu.lastExit())) as VcpuExit;
 }

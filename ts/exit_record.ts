@@ -7,7 +7,7 @@
  * @packageDocumentation
  */
 import { VcpuError } from './errors';
-import { LAYOUT, Offset } from './exit_layout';
+import { LAYOUT, Offset, Size } from './exit_layout';
 import native, { EXIT_KINDS } from './native';
 
 {
@@ -19,6 +19,7 @@ import native, { EXIT_KINDS } from './native';
   if (
     loaded.size !== LAYOUT.size ||
     !same(loaded.offsets, LAYOUT.offsets) ||
+    !same(loaded.sizes, LAYOUT.sizes) ||
     !same(loaded.pending, LAYOUT.pending) ||
     !same(kinds, LAYOUT.kinds)
   ) {
@@ -56,9 +57,9 @@ export const enum Field {
   msrFault = Offset.msrFault / 8,
 }
 
-/** Most results a hypercall has (from the layout: the fields between). */
+/** Most results a hypercall has (the field's size in 64-bit words). */
 export const enum Limit {
-  results = Field.msrIndex - Field.results,
+  results = Size.results / 8,
 }
 
 /** One vcpu's record: the memory the native vcpu writes, and two views of it. */

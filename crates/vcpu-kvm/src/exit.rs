@@ -1,12 +1,132 @@
 //! `VcpuExit`: why `run()` returned.
+//!
+//! The one definition of the exit kinds: the enum below, written once through
+//! [`vcpu_exits!`], which also derives each kind's name and code ([`VcpuExit::KINDS`],
+//! [`VcpuExit::index`]), its payload as data ([`VcpuExit::fields`]) and a description of
+//! every kind and field ([`VcpuExit::SCHEMA`]). The TypeScript `VcpuExit` type is
+//! generated from that description (`scripts/exit-layout.js`), so a new exit kind is
+//! one change here and `npm run build`.
 
-/// The reason a vcpu stopped running guest code, with crosvm's variant names.
-///
-/// `Io`, `Mmio` and `Hypercall` carry no payload, as in crosvm: the access is seen
-/// through [`crate::Vcpu::handle_io`], [`crate::Vcpu::handle_mmio`] and
-/// [`crate::Vcpu::handle_hypercall`], on the thread that called `run()`.
+/// One payload field of an exit kind, as [`VcpuExit::SCHEMA`] describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VcpuExit {
+pub struct ExitField {
+    /// The field's name in Rust (snake_case).
+    pub name: &'static str,
+    /// Its Rust type: `u8`, `u32`, `u64` or `bool`.
+    pub ty: &'static str,
+    /// Its documentation.
+    pub doc: &'static str,
+}
+
+/// One exit kind, as [`VcpuExit::SCHEMA`] describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitKind {
+    /// The variant's name, as `kind` spells it.
+    pub name: &'static str,
+    /// Its documentation.
+    pub doc: &'static str,
+    /// Its payload, in order.
+    pub fields: &'static [ExitField],
+}
+
+/// A payload field's value ([`VcpuExit::fields`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitValue {
+    /// A 64-bit value (a `bigint` in JS).
+    U64(u64),
+    /// A value of 32 bits or fewer (a `number` in JS).
+    U32(u32),
+    /// A flag.
+    Bool(bool),
+}
+
+impl From<u64> for ExitValue {
+    fn from(v: u64) -> Self {
+        ExitValue::U64(v)
+    }
+}
+
+impl From<u32> for ExitValue {
+    fn from(v: u32) -> Self {
+        ExitValue::U32(v)
+    }
+}
+
+impl From<u8> for ExitValue {
+    fn from(v: u8) -> Self {
+        ExitValue::U32(v.into())
+    }
+}
+
+impl From<bool> for ExitValue {
+    fn from(v: bool) -> Self {
+        ExitValue::Bool(v)
+    }
+}
+
+/// Defines [`VcpuExit`] and everything derived from its variants (see the module notes).
+macro_rules! vcpu_exits {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident $({ $( $(#[doc = $fdoc:literal])* $field:ident : $ty:ident ),* $(,)? })?
+    ),* $(,)?) => {
+        /// The reason a vcpu stopped running guest code, with crosvm's variant names.
+        ///
+        /// `Io`, `Mmio` and `Hypercall` carry no payload, as in crosvm: the access is seen
+        /// through [`crate::Vcpu::handle_io`], [`crate::Vcpu::handle_mmio`] and
+        /// [`crate::Vcpu::handle_hypercall`], on the thread that called `run()`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum VcpuExit {
+            $( $(#[doc = $doc])* $name $({ $( $(#[doc = $fdoc])* $field: $ty ),* })? ),*
+        }
+
+        /// The kinds in declaration order: their codes.
+        #[allow(dead_code)]
+        enum Code { $($name),* }
+
+        impl VcpuExit {
+            /// Every variant's name, as the TypeScript facade spells `kind`, in
+            /// [`Self::index`] order.
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// Every kind with its documentation and payload fields, in [`Self::index`]
+            /// order: what the TypeScript types are generated from.
+            pub const SCHEMA: &'static [ExitKind] = &[$(ExitKind {
+                name: stringify!($name),
+                doc: concat!($($doc, "\n"),*),
+                fields: &[$($(ExitField {
+                    name: stringify!($field),
+                    ty: stringify!($ty),
+                    doc: concat!($($fdoc, "\n"),*),
+                }),*)?],
+            }),*];
+
+            /// The variant's position in [`Self::KINDS`]: a small number for cheap
+            /// transport.
+            pub fn index(&self) -> usize {
+                match self {
+                    $(VcpuExit::$name { .. } => Code::$name as usize),*
+                }
+            }
+
+            /// One exit of each kind, its fields at their defaults, in [`Self::index`]
+            /// order (for tests).
+            #[cfg(test)]
+            fn one_of_each() -> Vec<VcpuExit> {
+                vec![$(VcpuExit::$name { $($($field: Default::default()),*)? }),*]
+            }
+
+            /// The payload, field by field, as [`Self::SCHEMA`] names it.
+            pub fn fields(&self) -> Vec<(&'static str, ExitValue)> {
+                match *self {
+                    $(VcpuExit::$name { $($($field),*)? } => vec![$($((stringify!($field), ExitValue::from($field))),*)?]),*
+                }
+            }
+        }
+    };
+}
+
+vcpu_exits! {
     /// Port I/O: call `handle_io`.
     Io,
     /// An access to guest physical memory that no writable slot backs: call `handle_mmio`.
@@ -83,57 +203,6 @@ pub enum VcpuExit {
 }
 
 impl VcpuExit {
-    /// Every variant's name, as the TypeScript facade spells `kind`, in [`Self::index`]
-    /// order.
-    pub const KINDS: [&'static str; 20] = [
-        "Io",
-        "Mmio",
-        "Hypercall",
-        "Hlt",
-        "Shutdown",
-        "Intr",
-        "FailEntry",
-        "InternalError",
-        "SystemEventShutdown",
-        "SystemEventReset",
-        "SystemEventCrash",
-        "Exception",
-        "Debug",
-        "IrqWindowOpen",
-        "IoapicEoi",
-        "SetTpr",
-        "TprAccess",
-        "BusLock",
-        "MsrAccess",
-        "Unknown",
-    ];
-
-    /// The variant's position in [`Self::KINDS`]: a small number for cheap transport.
-    pub fn index(&self) -> usize {
-        match self {
-            VcpuExit::Io => 0,
-            VcpuExit::Mmio => 1,
-            VcpuExit::Hypercall => 2,
-            VcpuExit::Hlt => 3,
-            VcpuExit::Shutdown => 4,
-            VcpuExit::Intr => 5,
-            VcpuExit::FailEntry { .. } => 6,
-            VcpuExit::InternalError { .. } => 7,
-            VcpuExit::SystemEventShutdown => 8,
-            VcpuExit::SystemEventReset => 9,
-            VcpuExit::SystemEventCrash => 10,
-            VcpuExit::Exception { .. } => 11,
-            VcpuExit::Debug { .. } => 12,
-            VcpuExit::IrqWindowOpen => 13,
-            VcpuExit::IoapicEoi { .. } => 14,
-            VcpuExit::SetTpr => 15,
-            VcpuExit::TprAccess => 16,
-            VcpuExit::BusLock => 17,
-            VcpuExit::MsrAccess { .. } => 18,
-            VcpuExit::Unknown { .. } => 19,
-        }
-    }
-
     /// The variant's name.
     pub fn kind(&self) -> &'static str {
         Self::KINDS[self.index()]
@@ -145,55 +214,41 @@ mod tests {
     use super::VcpuExit;
 
     #[test]
-    fn every_variant_has_its_own_index_and_name() {
-        let all = [
-            VcpuExit::Io,
-            VcpuExit::Mmio,
-            VcpuExit::Hypercall,
-            VcpuExit::Hlt,
-            VcpuExit::Shutdown,
-            VcpuExit::Intr,
-            VcpuExit::FailEntry {
-                hardware_entry_failure_reason: 1,
-            },
-            VcpuExit::InternalError { suberror: 1 },
-            VcpuExit::SystemEventShutdown,
-            VcpuExit::SystemEventReset,
-            VcpuExit::SystemEventCrash,
-            VcpuExit::Exception {
-                exception: 6,
-                error_code: 0,
-            },
-            VcpuExit::Debug {
-                exception: 1,
-                pc: 0,
-                dr6: 0,
-                dr7: 0,
-            },
-            VcpuExit::IrqWindowOpen,
-            VcpuExit::IoapicEoi { vector: 1 },
-            VcpuExit::SetTpr,
-            VcpuExit::TprAccess,
-            VcpuExit::BusLock,
-            VcpuExit::MsrAccess {
-                index: 0,
-                data: 0,
-                write: false,
-            },
-            VcpuExit::Unknown { reason: 99 },
-        ];
+    fn every_kind_has_its_own_code_name_and_payload_description() {
+        let all = VcpuExit::one_of_each();
         assert_eq!(all.len(), VcpuExit::KINDS.len());
+        assert_eq!(all.len(), VcpuExit::SCHEMA.len());
         for (i, exit) in all.iter().enumerate() {
             assert_eq!(exit.index(), i, "{exit:?}");
+            let schema = &VcpuExit::SCHEMA[i];
+            assert_eq!(schema.name, VcpuExit::KINDS[i]);
+            assert!(!schema.doc.is_empty(), "{} has no documentation", schema.name);
             // The name is the variant's own, as Debug spells it.
             let debug = format!("{exit:?}");
-            assert!(debug.starts_with(exit.kind()), "{debug} is not {}", exit.kind());
-            let rest = &debug[exit.kind().len()..];
+            let rest = debug
+                .strip_prefix(exit.kind())
+                .unwrap_or_else(|| panic!("{debug} is not {}", exit.kind()));
             assert!(
                 rest.is_empty() || rest.starts_with(' '),
                 "{debug} is not {}",
                 exit.kind()
             );
+            // The payload has the fields the schema lists, in order, each documented.
+            let names: Vec<_> = exit.fields().iter().map(|(n, _)| *n).collect();
+            let described: Vec<_> = schema.fields.iter().map(|f| f.name).collect();
+            assert_eq!(names, described, "{}", schema.name);
+            for f in schema.fields {
+                assert!(
+                    matches!(f.ty, "u8" | "u32" | "u64" | "bool"),
+                    "{}.{}: {}",
+                    schema.name,
+                    f.name,
+                    f.ty
+                );
+                assert!(!f.doc.is_empty(), "{}.{} has no documentation", schema.name, f.name);
+            }
         }
+        let kinds: std::collections::HashSet<_> = VcpuExit::KINDS.iter().collect();
+        assert_eq!(kinds.len(), VcpuExit::KINDS.len(), "a kind is named twice");
     }
 }

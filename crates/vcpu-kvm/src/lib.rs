@@ -25,7 +25,7 @@
 
 pub mod arch;
 mod error;
-mod exit;
+pub mod exit;
 mod hypercall;
 mod io;
 pub mod kvm;

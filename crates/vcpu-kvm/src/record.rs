@@ -51,6 +51,27 @@ impl Pending {
     }
 }
 
+/// Defines [`ExitRecord`] and its [`ExitRecord::LAYOUT`] from one list of fields, so no
+/// field can be missing from the layout the layers above read.
+macro_rules! exit_record {
+    ($(#[doc = $doc:literal])* pub struct ExitRecord { $( $(#[doc = $fdoc:literal])* pub $field:ident : $ty:ty ),* $(,)? }) => {
+        $(#[doc = $doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct ExitRecord {
+            $( $(#[doc = $fdoc])* pub $field: $ty ),*
+        }
+
+        impl ExitRecord {
+            /// Every field's name (snake_case), byte offset and size, in order.
+            pub const LAYOUT: &'static [(&'static str, usize, usize)] = &[
+                $((stringify!($field), offset_of!(ExitRecord, $field), std::mem::size_of::<$ty>())),*
+            ];
+        }
+    };
+}
+
+exit_record! {
 /// The last exit: its kind, what is pending, and the access, call or MSR it carries.
 ///
 /// An `Io`/`Mmio` access is presented one element at a time: `data_offset` is where the
@@ -63,9 +84,7 @@ impl Pending {
 /// MSR's `msr_data`/`msr_fault`, and `answered`, which it sets to `seq` once it has
 /// answered an `Io`/`Mmio` exit (or gave up on any exit). An exit whose `answered`
 /// equals its `seq` is pending no more.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExitRecord {
+    pub struct ExitRecord {
     /// [`crate::VcpuExit::index`] of the last exit.
     pub kind: u32,
     /// A [`Pending`] value.
@@ -103,32 +122,11 @@ pub struct ExitRecord {
     /// MsrAccess: set to 1 by the handler to give the guest #GP.
     pub msr_fault: u64,
 }
+}
 
 impl ExitRecord {
     /// The record's size in bytes.
     pub const SIZE: usize = std::mem::size_of::<ExitRecord>();
-
-    /// Every field's byte offset, by its name in camelCase, as the layers above read it.
-    pub const LAYOUT: [(&'static str, usize); 18] = [
-        ("kind", offset_of!(ExitRecord, kind)),
-        ("pending", offset_of!(ExitRecord, pending)),
-        ("size", offset_of!(ExitRecord, size)),
-        ("remaining", offset_of!(ExitRecord, remaining)),
-        ("isWrite", offset_of!(ExitRecord, is_write)),
-        ("dataOffset", offset_of!(ExitRecord, data_offset)),
-        ("seq", offset_of!(ExitRecord, seq)),
-        ("answered", offset_of!(ExitRecord, answered)),
-        ("address", offset_of!(ExitRecord, address)),
-        ("hypercallId", offset_of!(ExitRecord, hypercall_id)),
-        ("argCount", offset_of!(ExitRecord, arg_count)),
-        ("args", offset_of!(ExitRecord, args)),
-        ("resultCount", offset_of!(ExitRecord, result_count)),
-        ("results", offset_of!(ExitRecord, results)),
-        ("msrIndex", offset_of!(ExitRecord, msr_index)),
-        ("msrData", offset_of!(ExitRecord, msr_data)),
-        ("msrWrite", offset_of!(ExitRecord, msr_write)),
-        ("msrFault", offset_of!(ExitRecord, msr_fault)),
-    ];
 
     /// Describes `abi` (a call waiting for its handler).
     pub fn set_call(&mut self, abi: &HypercallAbi) {
@@ -160,15 +158,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_names_every_field_in_order_without_gaps_past_alignment() {
-        let offsets: Vec<usize> = ExitRecord::LAYOUT.iter().map(|(_, o)| *o).collect();
-        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(ExitRecord::LAYOUT[0], ("kind", 0));
-        assert_eq!(ExitRecord::LAYOUT[17], ("msrFault", ExitRecord::SIZE - 8));
-        // 64-bit fields sit on 8-byte boundaries, so a BigUint64Array can index them.
-        for (name, off) in &ExitRecord::LAYOUT[8..] {
-            assert_eq!(off % 8, 0, "{name}");
+    fn layout_covers_the_record_field_after_field() {
+        // Each field starts where the one before ends (or at the next 8-byte boundary for
+        // a 64-bit field), and the last ends at the record's end: a field missing from
+        // the layout leaves a gap.
+        let mut end = 0usize;
+        for &(name, off, size) in ExitRecord::LAYOUT {
+            let aligned = if size % 8 == 0 { end.next_multiple_of(8) } else { end };
+            assert_eq!(off, aligned, "{name} is not where the field before it ends");
+            // 64-bit fields sit on 8-byte boundaries, so a BigUint64Array can index them.
+            if size % 8 == 0 {
+                assert_eq!(off % 8, 0, "{name}");
+            }
+            end = off + size;
         }
+        assert_eq!(end, ExitRecord::SIZE);
+        assert_eq!(ExitRecord::LAYOUT[0].0, "kind");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod bench;
 mod bench_floor;
 mod bound_fns;
 mod error;
-mod exit_detail;
+pub mod exits;
 mod external;
 #[cfg(target_arch = "x86_64")]
 mod gdb;
@@ -29,41 +29,10 @@ mod x86;
 
 use napi_derive::napi;
 
-/// The exit record's layout, from `vcpu_kvm::ExitRecord` itself: its size, each field's
-/// byte offset, and the values of its `pending` field. The facade reads the record
-/// through these and nothing else.
-#[napi(object)]
-pub struct ExitRecordLayout {
-    pub size: u32,
-    pub offsets: std::collections::HashMap<String, u32>,
-    pub pending: std::collections::HashMap<String, u32>,
-}
-
-#[napi]
-pub fn exit_record_layout() -> ExitRecordLayout {
-    ExitRecordLayout {
-        size: vcpu_kvm::ExitRecord::SIZE as u32,
-        offsets: vcpu_kvm::ExitRecord::LAYOUT
-            .iter()
-            .map(|(n, o)| (n.to_string(), *o as u32))
-            .collect(),
-        pending: vcpu_kvm::Pending::NAMES
-            .iter()
-            .map(|(n, p)| (n.to_string(), *p as u32))
-            .collect(),
-    }
-}
-
 /// What a vcpu thread adds to its final exit's code (see `async_runner::AsyncCallback`).
 #[napi]
 pub fn async_final_phase() -> u32 {
     async_runner::PHASE_FINAL
-}
-
-/// The exit kinds, in the order of the codes `NativeVcpu.run()` returns.
-#[napi]
-pub fn exit_kinds() -> Vec<&'static str> {
-    vcpu_kvm::VcpuExit::KINDS.to_vec()
 }
 
 /// Kicks the vcpu whose `signalHandleId()` is `id`, from any thread or worker: sets its

@@ -18,7 +18,6 @@ use vcpu_kvm::{ExitRecord, IoOperation, KvmVcpu, Pending, Vcpu};
 
 pub use crate::async_runner::run_to_exit;
 use crate::error::{closed, invalid, IntoNapi, Result};
-use crate::exit_detail::ExitDetail;
 use crate::external::external_arraybuffer;
 
 /// The facade's trampolines take no arguments: what they need is in the exit record.
@@ -266,8 +265,9 @@ impl NativeVcpu {
 
     /// The last exit with its payload.
     #[napi]
-    pub fn last_exit(&self) -> Result<ExitDetail> {
-        self.with("lastExit", |v| Ok(v.last_exit().into()))
+    pub fn last_exit<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let exit = self.with("lastExit", |v| Ok(v.last_exit()))?;
+        crate::exits::exit_object(env, exit).map_err(js_err)
     }
 
     /// Handles the pending `Io` exit through the copy buffer, calling `cb` per element.

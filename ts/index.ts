@@ -26,10 +26,14 @@ export {
 } from './vm';
 export type { GdbServer, GdbServerOptions } from './gdb';
 export { GuestMemory, type MemoryOptions } from './memory';
-export { Vcpu, type ExitHandlers, type LongModeOptions, type MsrAccess, type MsrHandler } from './vcpu';
-export { VcpuState, type DeepPartial } from './vcpu_state';
-export { VcpuX86, type Translation } from './vcpu_x86';
-export { VcpuArm64, type El1Options } from './vcpu_arm64';
+export { type ExitHandlers, type MsrAccess, type MsrHandler } from './vcpu';
+export { VcpuX86State, type DeepPartial } from './vcpu_state';
+export { VcpuX86_64, type LongModeOptions, type Translation } from './vcpu_x86';
+export { VcpuAArch64, type El1Options } from './vcpu_arm64';
+export type { HostVcpu, HostRegs } from './host_arch';
+import type { HostVcpu } from './host_arch';
+import { Vcpu as VcpuTrait } from './vcpu';
+export { VcpuTrait };
 export { arm64SysReg, type Arm64Regs } from './regs_arm64';
 export { VcpuError } from './errors';
 export { VcpuSignalHandle } from './signal';
@@ -45,3 +49,12 @@ export {
   type WebConsole,
 } from './web_console';
 export type { LinuxBootInfo } from '../native/index';
+
+/**
+ * crosvm's `Vcpu` trait. As a value, the class every vcpu is an instance of
+ * (`vcpu instanceof Vcpu`); as a type, this host's vcpu: {@link VcpuX86_64} on x86-64,
+ * {@link VcpuAArch64} on arm64, each with exactly its architecture's methods.
+ */
+export const Vcpu = VcpuTrait;
+/** This host's vcpu (see the value of the same name). */
+export type Vcpu = HostVcpu;

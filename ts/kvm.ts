@@ -27,7 +27,7 @@ export interface VmOptions {
   /**
    * x86: a guest's `rdmsr`/`wrmsr` of an MSR KVM does not know exits as
    * `{ kind: 'MsrAccess' }` (`KVM_CAP_X86_USER_SPACE_MSR`) for
-   * {@link Vcpu.handleMsr}, instead of giving the guest #GP. Off by default.
+   * {@link VcpuX86_64.handleMsr}, instead of giving the guest #GP. Off by default.
    */
   userspaceMsr?: boolean;
 }

@@ -12,7 +12,8 @@ import { Kvm } from './kvm';
 import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
 import { exitFor } from './exit';
-import { internalsOf, type Vcpu } from './vcpu';
+import type { HostVcpu } from './host_arch';
+import { internalsOf } from './vcpu';
 import type { GdbServer, GdbServerOptions } from './gdb';
 import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions, type Vm } from './vm';
 
@@ -82,9 +83,9 @@ export class LinuxMachine {
   /** The VM. */
   readonly vm: Vm;
   /** The boot vcpu (`vcpus[0]`). */
-  readonly vcpu: Vcpu;
+  readonly vcpu: HostVcpu;
   /** Every vcpu; the others wait for the kernel to start them (INIT/SIPI). */
-  readonly vcpus: readonly Vcpu[];
+  readonly vcpus: readonly HostVcpu[];
   /** Where the kernel was loaded. */
   readonly boot: LinuxBootInfo;
   /** What the guest writes to its serial console (COM1). */
@@ -100,7 +101,7 @@ export class LinuxMachine {
   #outputEnded = false;
 
   /** @internal */
-  constructor(vm: Vm, vcpus: Vcpu[], boot: LinuxBootInfo, devices: NativeDevices, gdb?: GdbServer) {
+  constructor(vm: Vm, vcpus: HostVcpu[], boot: LinuxBootInfo, devices: NativeDevices, gdb?: GdbServer) {
     this.vm = vm;
     this.gdb = gdb;
     this.vcpus = Object.freeze([...vcpus]);

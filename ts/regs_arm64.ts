@@ -1,5 +1,5 @@
 /**
- * arm64 registers: {@link Vcpu.getRegs} and {@link Vcpu.setRegs} by their arm64 names
+ * arm64 registers: {@link VcpuTrait.getRegs} and {@link VcpuTrait.setRegs} by their arm64 names
  * on an arm64 host, and any register by its `KVM_GET/SET_ONE_REG` id.
  * @packageDocumentation
  */
@@ -124,7 +124,7 @@ export function setArm64Regs(native: NativeArm64Vcpu, regs: Partial<Record<keyof
 
 /**
  * The `KVM_GET/SET_ONE_REG` id of arm64 system register (op0, op1, CRn, CRm, op2), for
- * {@link Vcpu.getOneReg}: SCTLR_EL1 is `arm64SysReg(3, 0, 1, 0, 0)`, VBAR_EL1
+ * {@link VcpuAArch64.getOneReg}: SCTLR_EL1 is `arm64SysReg(3, 0, 1, 0, 0)`, VBAR_EL1
  * `arm64SysReg(3, 0, 12, 0, 0)`.
  *
  * @example

@@ -1,6 +1,7 @@
 /**
- * `Vcpu`: crosvm's `Vcpu` trait in TypeScript; state and arch control come from
- * {@link VcpuState} and {@link VcpuX86} (x86) and {@link VcpuArm64} (arm64).
+ * `Vcpu`: crosvm's `Vcpu` trait in TypeScript, what every architecture's vcpu has. A vcpu
+ * object is a {@link VcpuX86_64} or a {@link VcpuAArch64}, with exactly its
+ * architecture's methods, as crosvm splits `Vcpu` from `VcpuX86_64` and `VcpuAArch64`.
  * @packageDocumentation
  */
 import { dispose } from './dispose';
@@ -13,16 +14,16 @@ import { checkFunction } from './options';
 import type { HypercallAbi } from './hypercall';
 import type { NativeVcpu } from './native';
 import { VcpuSignalHandle } from './signal';
-import type { IoHandler, VcpuExit } from './types';
-import { VcpuArm64 } from './vcpu_arm64';
+import type { IoHandler, RegValue, VcpuExit } from './types';
+import type { HostRegs } from './host_arch';
 import type { Vm } from './vm';
 
 export type { ExitHandlers, MsrAccess, MsrHandler } from './exit_channel';
 
-export type { LongModeOptions } from './vcpu_x86';
-
 /**
- * A virtual CPU. Made by {@link Vm.createVcpu}; runs on the thread that created it.
+ * A virtual CPU: what every architecture's has (crosvm's `Vcpu` trait). Made by
+ * {@link Vm.createVcpu} as this host's {@link VcpuX86_64} or {@link VcpuAArch64}; runs on
+ * the thread that created it. `R`: the architecture's general registers.
  *
  * @example
  * ```ts
@@ -34,7 +35,7 @@ export type { LongModeOptions } from './vcpu_x86';
  * }
  * ```
  */
-export class Vcpu extends VcpuArm64 {
+export abstract class Vcpu<R extends object = HostRegs> {
   /** @internal */
   protected readonly native: NativeVcpu;
   readonly #vm: Vm;
@@ -49,7 +50,6 @@ export class Vcpu extends VcpuArm64 {
 
   /** @internal */
   constructor(native: NativeVcpu, vm: Vm) {
-    super();
     this.native = native;
     this.#vm = vm;
     this.#id = native.id;
@@ -121,7 +121,7 @@ export class Vcpu extends VcpuArm64 {
   }
 
   /**
-   * After an `Mmio` exit: as {@link Vcpu.handleIo}, for the memory access.
+   * After an `Mmio` exit: as {@link VcpuTrait.handleIo}, for the memory access.
    *
    * @example
    * ```ts
@@ -149,17 +149,28 @@ export class Vcpu extends VcpuArm64 {
   }
 
   /**
-   * After an `MsrAccess` exit (a VM made with `userspaceMsr: true`): gives `fn` the
-   * access. For a read, `fn` sets `m.data`, which the guest gets in EDX:EAX;
-   * `m.fault = true` gives the guest #GP instead. The answer is in the vcpu when this
-   * returns.
+   * The general registers, by the architecture's names.
    *
    * @example
    * ```ts
-   * if (vcpu.run().kind === 'MsrAccess') vcpu.handleMsr((m) => { if (!m.write) m.data = 42n; });
+   * const regs = vcpu.getRegs(); // x86: { rax, …, rip, rflags }; arm64: { x0, …, pc, pstate }
    * ```
    */
-  handleMsr(fn: MsrHandler): void {
+  abstract getRegs(): R;
+
+  /**
+   * Sets general registers; missing fields keep their values, and numbers are accepted
+   * as well as bigints.
+   *
+   * @example
+   * ```ts
+   * vcpu.setRegs({ rip: 0x1000n }); // arm64: vcpu.setRegs({ pc: 0x1000n })
+   * ```
+   */
+  abstract setRegs(regs: Partial<Record<keyof R, RegValue>>): void;
+
+  /** After an `MsrAccess` exit: see {@link VcpuX86_64.handleMsr}. @internal */
+  protected answerMsr(fn: MsrHandler): void {
     this.#thread.refuse('handleMsr');
     this.#channel.handleMsr('handleMsr', checkFunction('handleMsr', 'the handler', fn));
   }
@@ -199,7 +210,7 @@ export class Vcpu extends VcpuArm64 {
    * each `Io`, `Mmio` or `Hypercall` exit with a handler is handled by it on this thread
    * while the vcpu thread waits for the answer (a read gets the handler's data), and the
    * promise resolves to the first exit without a handler, or `Intr` after a kick
-   * ({@link Vcpu.signalHandle}) or close. A handler that throws rejects the promise
+   * ({@link VcpuTrait.signalHandle}) or close. A handler that throws rejects the promise
    * with its error. While it runs, the vcpu's other methods throw `EBUSY`, except inside
    * its handlers.
    *
@@ -222,7 +233,7 @@ export class Vcpu extends VcpuArm64 {
   }
 
   /**
-   * Alias of {@link Vcpu.runAsync}: the async form of {@link Vcpu.runUntil}.
+   * Alias of {@link VcpuTrait.runAsync}: the async form of {@link VcpuTrait.runUntil}.
    *
    * @example
    * ```ts
@@ -234,7 +245,7 @@ export class Vcpu extends VcpuArm64 {
   }
 
   /**
-   * True while {@link Vcpu.runAsync} runs the vcpu on its native thread.
+   * True while {@link VcpuTrait.runAsync} runs the vcpu on its native thread.
    *
    * @example
    * ```ts
@@ -363,10 +374,10 @@ function inHandler(op: string): VcpuError {
 }
 
 /** Each vcpu's native object and thread, for the package's own machines (the Linux device loop). */
-const internals = new WeakMap<Vcpu, { native: NativeVcpu; thread: NativeThread }>();
+const internals = new WeakMap<Vcpu<object>, { native: NativeVcpu; thread: NativeThread }>();
 
 /** The native vcpu behind `vcpu`, and the thread that may run it. @internal */
-export function internalsOf(vcpu: Vcpu): { native: NativeVcpu; thread: NativeThread } {
+export function internalsOf(vcpu: Vcpu<object>): { native: NativeVcpu; thread: NativeThread } {
   return internals.get(vcpu)!;
 }
 

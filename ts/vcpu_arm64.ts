@@ -1,16 +1,15 @@
 /**
- * What an arm64 vcpu adds: any register by its `KVM_GET/SET_ONE_REG` id, and a start at
- * EL1h. {@link Vcpu} extends it; on other hosts these throw `ENOTSUP`.
+ * `VcpuAArch64`, an arm64 vcpu as crosvm's trait of that name: registers by their arm64
+ * names and by `KVM_GET/SET_ONE_REG` id, and a start at EL1h.
  * @packageDocumentation
  */
-import { VcpuError } from './errors';
 import { toU64 } from './hypercall';
 import { checkOptions } from './options';
-import { ON_ARM64, type NativeArm64Vcpu } from './regs_arm64';
+import { getArm64Regs, setArm64Regs, type Arm64Regs, type NativeArm64Vcpu } from './regs_arm64';
 import type { RegValue } from './types';
-import { VcpuX86 } from './vcpu_x86';
+import { Vcpu } from './vcpu';
 
-/** Where to start after {@link VcpuArm64.setupEl1}. */
+/** Where to start after {@link VcpuAArch64.setupEl1}. */
 export interface El1Options {
   /** Program counter. */
   pc: RegValue;
@@ -18,11 +17,45 @@ export interface El1Options {
   sp?: RegValue;
 }
 
-/** Registers by id and the EL1 start of an arm64 vcpu (see {@link Vcpu}). */
-export abstract class VcpuArm64 extends VcpuX86 {
-  #arm64(op: string): NativeArm64Vcpu {
-    if (!ON_ARM64) throw new VcpuError('ENOTSUP', op, `${op}: arm64 only (this host is ${process.arch})`);
+/**
+ * An arm64 vcpu: the trait ({@link Vcpu}), registers and the EL1 start. What
+ * {@link Vm.createVcpu} makes on an arm64 host.
+ *
+ * @example
+ * ```ts
+ * const vcpu = vm.createVcpu(0); // a VcpuAArch64 there
+ * vcpu.setupEl1({ pc: 0x1000, sp: 0x8000 });
+ * ```
+ */
+export class VcpuAArch64 extends Vcpu<Arm64Regs> {
+  /** The native vcpu's arm64 calls (they exist in the arm64 binary only). */
+  #arm64(): NativeArm64Vcpu {
     return this.native as unknown as NativeArm64Vcpu;
+  }
+
+  /**
+   * The general registers by their arm64 names (`x0` … `x30`, `sp`, `pc`, `pstate`,
+   * `spEl1`, `elrEl1`, `spsrEl1`).
+   *
+   * @example
+   * ```ts
+   * const { pc, x0 } = vcpu.getRegs();
+   * ```
+   */
+  getRegs(): Arm64Regs {
+    return this.call('getRegs', () => getArm64Regs(this.#arm64()));
+  }
+
+  /**
+   * Sets general registers by their arm64 names; missing fields keep their values.
+   *
+   * @example
+   * ```ts
+   * vcpu.setRegs({ pc: 0x1000n, x0: 1n });
+   * ```
+   */
+  setRegs(regs: Partial<Record<keyof Arm64Regs, RegValue>>): void {
+    this.call('setRegs', () => setArm64Regs(this.#arm64(), regs));
   }
 
   /**
@@ -35,7 +68,7 @@ export abstract class VcpuArm64 extends VcpuX86 {
    * ```
    */
   getOneReg(id: bigint): bigint {
-    const native = this.#arm64('getOneReg');
+    const native = this.#arm64();
     return this.call('getOneReg', () => native.getOneReg(toU64(id, 'id', undefined, 'getOneReg')));
   }
 
@@ -48,7 +81,7 @@ export abstract class VcpuArm64 extends VcpuX86 {
    * ```
    */
   setOneReg(id: bigint, value: RegValue): void {
-    const native = this.#arm64('setOneReg');
+    const native = this.#arm64();
     const v = toU64(value, 'value', undefined, 'setOneReg');
     this.call('setOneReg', () => native.setOneReg(toU64(id, 'id', undefined, 'setOneReg'), v));
   }
@@ -63,7 +96,7 @@ export abstract class VcpuArm64 extends VcpuX86 {
    * ```
    */
   setupEl1(options: El1Options): void {
-    const native = this.#arm64('setupEl1');
+    const native = this.#arm64();
     const { pc, sp = 0n } = checkOptions<El1Options>('setupEl1', options, ['pc', 'sp']);
     const p = toU64(pc, 'pc', undefined, 'setupEl1');
     const s = toU64(sp, 'sp', undefined, 'setupEl1');

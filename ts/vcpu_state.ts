@@ -1,12 +1,11 @@
 /**
  * The x86 register and device state of a vcpu, beyond the trait: what every VMM needs,
- * as get/set pairs. {@link VcpuX86} extends it with interrupts, translation and long mode.
+ * as get/set pairs. {@link VcpuX86_64} adds interrupts, translation and long mode.
  * @packageDocumentation
  */
 import { toU64 } from './hypercall';
-import { getArm64Regs, ON_ARM64, setArm64Regs, type Arm64Regs, type NativeArm64Vcpu } from './regs_arm64';
 import { checkOptions, mergePartial } from './options';
-import type { NativeVcpu } from './native';
+import { Vcpu } from './vcpu';
 import type {
   CpuidEntry,
   DebugRegs,
@@ -52,27 +51,18 @@ const GUEST_DEBUG_KEYS: readonly (keyof GuestDebug & string)[] = [
   'hardwareBreakpoints',
 ];
 
-/** Register, MSR, APIC, event, debug and XSAVE state of a vcpu (see {@link Vcpu}). */
-export abstract class VcpuState {
-  /** @internal */
-  protected abstract readonly native: NativeVcpu;
-
-  /** Runs a native call for `op`, turning its error into a `VcpuError`. @internal */
-  protected abstract call<T>(op: string, f: () => T): T;
-
+/** Register, MSR, APIC, event, debug and XSAVE state of an x86 vcpu (see {@link VcpuX86_64}). */
+export abstract class VcpuX86State extends Vcpu<Regs> {
   /**
-   * General-purpose registers: x86's (`rax` … `rflags`), or on an arm64 host arm64's
-   * (`x0` … `x30`, `sp`, `pc`, `pstate`, `spEl1`, `elrEl1`, `spsrEl1`; ask for them
-   * as `getRegs<Arm64Regs>()`).
+   * General-purpose registers (`rax` … `r15`, `rip`, `rflags`).
    *
    * @example
    * ```ts
    * const { rip, rax } = vcpu.getRegs();
    * ```
    */
-  getRegs<R extends Regs | Arm64Regs = Regs>(): R {
-    if (ON_ARM64) return this.call('getRegs', () => getArm64Regs(this.native as unknown as NativeArm64Vcpu)) as R;
-    return this.call('getRegs', () => this.native.getRegs()) as R;
+  getRegs(): Regs {
+    return this.call('getRegs', () => this.native.getRegs());
   }
 
   /**
@@ -84,12 +74,7 @@ export abstract class VcpuState {
    * vcpu.setRegs({ rip: 0x1000n, rsp: 0x8000n });
    * ```
    */
-  setRegs(regs: Partial<Record<keyof Regs, RegValue>> | Partial<Record<keyof Arm64Regs, RegValue>>): void {
-    if (ON_ARM64) {
-      const native = this.native as unknown as NativeArm64Vcpu;
-      this.call('setRegs', () => setArm64Regs(native, regs as Partial<Record<keyof Arm64Regs, RegValue>>));
-      return;
-    }
+  setRegs(regs: Partial<Record<keyof Regs, RegValue>>): void {
     const merged = mergePartial('setRegs', this.getRegs(), regs) as Record<keyof Regs, RegValue>;
     const full = {} as Regs;
     for (const n of REG_NAMES) full[n] = toU64(merged[n], n, undefined, 'setRegs');

@@ -1,14 +1,16 @@
 /**
- * What crosvm's `VcpuX86_64` adds to a vcpu beyond its state: interrupt injection and
- * readiness, address translation, and a start in long mode. {@link Vcpu} extends it.
+ * `VcpuX86_64`, an x86 vcpu as crosvm's trait of that name: the x86 state
+ * ({@link VcpuX86State}), interrupt injection and readiness, address translation, MSR
+ * exits, and a start in long mode.
  * @packageDocumentation
  */
 import { toU64 } from './hypercall';
 import { checkOptions } from './options';
 import type { RegValue } from './types';
-import { VcpuState } from './vcpu_state';
+import type { MsrHandler } from './exit_channel';
+import { VcpuX86State } from './vcpu_state';
 
-/** Where to start after {@link VcpuX86.setupLongMode}. */
+/** Where to start after {@link VcpuX86_64.setupLongMode}. */
 export interface LongModeOptions {
   /** Instruction pointer. */
   rip?: RegValue;
@@ -16,7 +18,7 @@ export interface LongModeOptions {
   rsp?: RegValue;
 }
 
-/** What {@link VcpuX86.translateGva} says of a guest virtual address. */
+/** What {@link VcpuX86_64.translateGva} says of a guest virtual address. */
 export interface Translation {
   /** The guest physical address (meaningful when `valid`). */
   gpa: number;
@@ -28,12 +30,36 @@ export interface Translation {
   usermode: boolean;
 }
 
-/** Interrupts, translation and long mode of an x86 vcpu (see {@link Vcpu}). */
-export abstract class VcpuX86 extends VcpuState {
+/**
+ * An x86-64 vcpu: the trait ({@link Vcpu}), its state, interrupts, translation, MSR
+ * exits and long mode. What {@link Vm.createVcpu} makes on an x86-64 host.
+ *
+ * @example
+ * ```ts
+ * const vcpu = vm.createVcpu(0); // a VcpuX86_64 here
+ * vcpu.setupLongMode({ rip: 0x1000 });
+ * ```
+ */
+export class VcpuX86_64 extends VcpuX86State {
+  /**
+   * After an `MsrAccess` exit (a VM made with `userspaceMsr: true`): gives `fn` the
+   * access. For a read, `fn` sets `m.data`, which the guest gets in EDX:EAX;
+   * `m.fault = true` gives the guest #GP instead. The answer is in the vcpu when this
+   * returns.
+   *
+   * @example
+   * ```ts
+   * if (vcpu.run().kind === 'MsrAccess') vcpu.handleMsr((m) => { if (!m.write) m.data = 42n; });
+   * ```
+   */
+  handleMsr(fn: MsrHandler): void {
+    this.answerMsr(fn);
+  }
+
   /**
    * Injects external interrupt `vector` (`KVM_INTERRUPT`, without the in-kernel
    * irqchip). As crosvm's `interrupt()`, it throws `EAGAIN` unless
-   * {@link VcpuX86.readyForInterrupt}: request the window and inject on
+   * {@link VcpuX86_64.readyForInterrupt}: request the window and inject on
    * `IrqWindowOpen`.
    *
    * @example

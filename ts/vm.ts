@@ -8,7 +8,10 @@ import { call, VcpuError } from './errors';
 import { startGdbServer, type GdbServer, type GdbServerOptions } from './gdb';
 import { GuestMemory, type MemoryOptions } from './memory';
 import native, { type NativeVm } from './native';
-import { Vcpu } from './vcpu';
+import type { HostVcpu } from './host_arch';
+import type { Vcpu } from './vcpu';
+import { VcpuAArch64 } from './vcpu_arm64';
+import { VcpuX86_64 } from './vcpu_x86';
 
 /** `bytes` as a Uint8Array: arrays must hold integers from 0 to 255. */
 function toBytes(bytes: Uint8Array | ArrayLike<number>): Uint8Array {
@@ -96,7 +99,7 @@ export function checkPath(op: string, path: unknown): asserts path is string {
 export class Vm {
   readonly #native: NativeVm;
   readonly #memory = new Map<number, GuestMemory>();
-  readonly #vcpus = new Set<Vcpu>();
+  readonly #vcpus = new Set<Vcpu<object>>();
 
   /** @internal */
   constructor(native: NativeVm) {
@@ -256,11 +259,12 @@ export class Vm {
    * const vcpu = vm.createVcpu(0);
    * ```
    */
-  createVcpu(id: number): Vcpu {
+  createVcpu(id: number): HostVcpu {
     const native = call('createVcpu', () => this.#native.createVcpu(id));
-    const vcpu = new Vcpu(native, this);
+    // The host's own kind of vcpu, with exactly its architecture's methods.
+    const vcpu = process.arch === 'arm64' ? new VcpuAArch64(native, this) : new VcpuX86_64(native, this);
     this.#vcpus.add(vcpu);
-    return vcpu;
+    return vcpu as unknown as HostVcpu;
   }
 
   /**
@@ -364,7 +368,7 @@ export class Vm {
   }
 
   /** @internal */
-  forgetVcpu(vcpu: Vcpu): void {
+  forgetVcpu(vcpu: Vcpu<object>): void {
     this.#vcpus.delete(vcpu);
   }
 }

@@ -7,22 +7,14 @@ import { join } from 'node:path';
 import { describeKvm } from './helpers';
 
 const PKG = join(__dirname, '..', 'dist');
-const GUESTS = join(__dirname, '..', 'guests');
+const BOOT = join(__dirname, 'boot.js');
 
 describeKvm('copy path (Electron)', () => {
   test('every exit kind works without external buffers', () => {
     const script = `
-      const fs = require('node:fs');
       const { Kvm } = require(${JSON.stringify(PKG)});
-      const guest = (n) => fs.readFileSync(${JSON.stringify(GUESTS)} + '/' + n + '.bin');
-      const boot = (name) => {
-        const vm = Kvm.open().createVm();
-        vm.addMemory({ guestAddress: 0, size: 2 << 20 });
-        vm.write(0x1000, guest(name));
-        const vcpu = vm.createVcpu(0);
-        vcpu.setupLongMode({ rip: 0x1000, rsp: 0x8000 });
-        return { vm, vcpu };
-      };
+      const { longMode } = require(${JSON.stringify(BOOT)});
+      const boot = (name) => longMode(Kvm, name);
       const out = {};
       { // port in through run() + handleIo
         const { vm, vcpu } = boot('pio_in');

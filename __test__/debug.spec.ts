@@ -1,5 +1,5 @@
 // Guest debugging: single-stepping reports each instruction as a Debug exit; and the
-// pause notification a VMM sends before suspending a vcpu.
+// pause notification a VMM sends before suspending a vcpu (kvmclock's "guest stopped").
 import { describeKvm, longMode } from './helpers';
 
 describeKvm('guest debug', () => {
@@ -22,10 +22,21 @@ describeKvm('guest debug', () => {
     vm.close();
   });
 
-  test('onSuspend is harmless before the guest set up kvmclock', () => {
+  test('onSuspend tells a guest with kvmclock it was stopped, and is harmless before', () => {
     const { vm, vcpu } = longMode('hlt');
-    expect(() => vcpu.onSuspend()).not.toThrow();
+    vm.write(0x1000, [0xf4, 0xeb, 0xfd]); // hlt; jmp back to it
+    vcpu.onSuspend(); // no kvmclock yet: nothing to tell
+    // kvmclock at 0x6000 (MSR_KVM_SYSTEM_TIME_NEW, enable bit), as a guest kernel sets it.
+    const PVCLOCK = 0x6000;
+    vcpu.setMsrs([{ index: 0x4b564d01, data: BigInt(PVCLOCK) | 1n }]);
+    // struct pvclock_vcpu_time_info: version at 0, flags at 29; PVCLOCK_GUEST_STOPPED = 2.
+    const flags = () => vm.read(PVCLOCK + 29, 1)[0];
     expect(vcpu.run().kind).toBe('Hlt');
+    expect(Buffer.from(vm.read(PVCLOCK, 4)).readUInt32LE()).toBeGreaterThan(0); // KVM wrote it
+    expect(flags() & 2).toBe(0);
+    vcpu.onSuspend();
+    expect(vcpu.run().kind).toBe('Hlt');
+    expect(flags() & 2).toBe(2); // the guest's watchdogs can see it was paused
     vm.close();
   });
 });

@@ -1,5 +1,5 @@
 // The examples run and do what they say.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { main as hypercall } from '../examples/hypercall';
@@ -11,7 +11,7 @@ import { describeKvm } from './helpers';
 describeKvm('examples', () => {
   test('mmio-device: a TypeScript adder answers the guest', () => {
     const lines: string[] = [];
-    mmioDevice((l) => lines.push(l));
+    mmioDevice([], (l) => lines.push(l));
     expect(lines).toContain('guest reports 42 on port 3f9h');
     expect(lines.filter((l) => l.startsWith('mmio write'))).toHaveLength(2);
     expect(lines[lines.length - 1]).toBe('exit: Hlt');
@@ -19,13 +19,13 @@ describeKvm('examples', () => {
 
   test('hypercall: host functions work on guest buffers', () => {
     const lines: string[] = [];
-    hypercall((l) => lines.push(l));
+    hypercall([], (l) => lines.push(l));
     expect(lines).toEqual(['guest says: HELLO FROM GUEST MEMORY', 'exit: Hlt']);
   });
 
   test('sandboxes: three restores from one snapshot each go on from 1000 on their own', () => {
     const lines: string[] = [];
-    sandboxes((l) => lines.push(l));
+    sandboxes([], (l) => lines.push(l));
     expect(lines[0]).toMatch(/^snapshot: counted to 1000, \d+ pages written$/);
     expect(lines.slice(1).map((l) => /at (\d+)/.exec(l)?.[1])).toEqual(['1001', '1010', '1100']);
   });
@@ -49,7 +49,16 @@ describeKvm('examples', () => {
     expect(run('mmio-device')).toContain('guest reports 42 on port 3f9h');
     expect(run('hypercall')).toContain('guest says: HELLO FROM GUEST MEMORY');
     expect(run('hello')).toContain('Hello from a 64-bit guest on /dev/kvm!');
-  }, 60000);
+    expect(run('sandboxes')).toMatch(/^snapshot: counted to 1000/m);
+    expect(run('workers')).toContain('counter = 10000 (expected 10000)');
+    // The vmm example logs to stderr: its lines, as the README shows them.
+    const vmm = spawnSync('npm', ['run', '--silent', 'example', '--', 'vmm', '--', '--seconds', '30'], {
+      cwd: join(__dirname, '..'),
+      encoding: 'utf8',
+    });
+    expect(vmm.stderr).toMatch(/vmm: guest powered off \(i8042 reset\) after \d+ ms/);
+    expect(vmm.status).toBe(0);
+  }, 120000);
 
   test('workers: two vcpus count to the expected total', () => {
     const out = execFileSync(process.execPath, [join(__dirname, '..', 'examples', 'workers.js')], { encoding: 'utf8' });

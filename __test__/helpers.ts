@@ -1,6 +1,5 @@
 // Shared set-up for the real-guest tests: guests from guests/, a VM with 2 MiB of RAM
 // at 0, and a watchdog that kicks a vcpu that does not exit in time.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -9,21 +8,22 @@ import { Kvm, type IoParams, type Vcpu, type Vm, type VmOptions } from '../ts';
 /** `describe`, skipped when the user opted out of KVM tests (VCPU_SKIP_KVM=1). */
 export const describeKvm: jest.Describe = process.env.VCPU_KVM_SKIPPED === '1' ? describe.skip : describe;
 
-export const LOAD_ADDR = 0x1000;
+// The set-up child processes share (boot.js): one definition of how a guest starts.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const boot = require('./boot') as {
+  LOAD_ADDR: number;
+  guest: (name: string) => Uint8Array;
+  longMode: (kvm: typeof Kvm, name: string, options?: VmOptions) => { vm: Vm; vcpu: Vcpu };
+};
+
+export const LOAD_ADDR = boot.LOAD_ADDR;
 
 /** The assembled bytes of guests/<name>.bin. */
-export function guest(name: string): Uint8Array {
-  return readFileSync(join(__dirname, '..', 'guests', `${name}.bin`));
-}
+export const guest = boot.guest;
 
 /** A VM with RAM at [0, 2 MiB) holding guest `name` at 0x1000, vcpu 0 in long mode. */
 export function longMode(name: string, options?: VmOptions): { vm: Vm; vcpu: Vcpu } {
-  const vm = Kvm.open().createVm(options);
-  vm.addMemory({ guestAddress: 0, size: 2 << 20 });
-  vm.write(LOAD_ADDR, guest(name));
-  const vcpu = vm.createVcpu(0);
-  vcpu.setupLongMode({ rip: LOAD_ADDR, rsp: 0x8000 });
-  return { vm, vcpu };
+  return boot.longMode(Kvm, name, options);
 }
 
 /**

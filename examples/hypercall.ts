@@ -23,7 +23,7 @@ const functions: Record<string, (abi: HypercallAbi, log: (line: string) => void)
   },
 };
 
-export function main(log: (line: string) => void = console.log): void {
+export function main(_argv: readonly string[] = [], log: (line: string) => void = console.log): void {
   const vm = Kvm.open().createVm();
   vm.addMemory({ guestAddress: 0, size: 2 << 20 });
   vm.write(0x1000, readFileSync(join(GUESTS, 'hypercall_buffers.bin')));

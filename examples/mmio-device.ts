@@ -37,7 +37,7 @@ export class AdderDevice {
   }
 }
 
-export function main(log: (line: string) => void = console.log): void {
+export function main(_argv: readonly string[] = [], log: (line: string) => void = console.log): void {
   const vm = Kvm.open().createVm();
   vm.addMemory({ guestAddress: 0, size: 2 << 20 });
   vm.write(0x1000, readFileSync(join(GUESTS, 'mmio_device.bin')));

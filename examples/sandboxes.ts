@@ -19,7 +19,7 @@ function next(vcpu: Vcpu): number {
   return n;
 }
 
-export function main(log: (line: string) => void = console.log): void {
+export function main(_argv: readonly string[] = [], log: (line: string) => void = console.log): void {
   const dir = mkdtempSync(join(tmpdir(), 'vcpu-sandboxes-'));
   const file = join(dir, 'ready.snap');
   const kvm = Kvm.open();

@@ -8,11 +8,11 @@ import { parseArgs } from 'node:util';
 import { bootLinux, DEFAULT_CMDLINE, type VcpuExit } from 'vcpu';
 
 export async function main(
-  argv = process.argv.slice(2),
+  argv: readonly string[] = [],
   log: (line: string) => void = console.error,
 ): Promise<VcpuExit> {
   const { values } = parseArgs({
-    args: argv,
+    args: [...argv],
     options: {
       kernel: {
         type: 'string',
@@ -59,4 +59,5 @@ export async function main(
   return exit;
 }
 
-if (require.main === module) main().then((exit) => process.exit(exit.kind === 'SystemEventReset' ? 0 : 1));
+if (require.main === module)
+  main(process.argv.slice(2)).then((exit) => process.exit(exit.kind === 'SystemEventReset' ? 0 : 1));

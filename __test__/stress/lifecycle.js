@@ -2,13 +2,13 @@
 // of taking jest down: `node lifecycle.js close WORKERS ROUNDS`, `terminate ROUNDS` or
 // `run-closed ROUNDS`. Prints one JSON line with what every round saw.
 'use strict';
-const { readFileSync, readdirSync } = require('node:fs');
+const { readdirSync } = require('node:fs');
 const { join } = require('node:path');
 const { Worker } = require('node:worker_threads');
 
 const PKG = join(__dirname, '..', '..', 'dist');
 const vcpu = require(PKG);
-const guest = (name) => readFileSync(join(__dirname, '..', '..', 'guests', `${name}.bin`));
+const { guest } = require('../boot');
 
 // Where each guest sits in every VM: a vcpu picks its behaviour by its entry point.
 const SPIN = 0x1000; // jmp $

@@ -74,21 +74,6 @@ fn run_garbage(vcpu: &KvmVcpu, rng: &mut Rng, max_exits: usize, budget: Duration
     kinds
 }
 
-fn run_bounded_for(vcpu: &KvmVcpu, budget: Duration) -> vcpu_kvm::Result<VcpuExit> {
-    let handle = vcpu.signal_handle();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if rx.recv_timeout(budget.max(Duration::from_millis(1))).is_err() {
-            handle.kick();
-        }
-    });
-    let exit = vcpu.run();
-    let _ = tx.send(());
-    let _ = watchdog.join();
-    vcpu.set_immediate_exit(false);
-    exit
-}
-
 fn fuzz(real_mode: bool) {
     let seed = env_u64("VCPU_FUZZ_SEED", 0x5eed_0001) ^ real_mode as u64;
     let runs = env_u64("VCPU_FUZZ_RUNS", 150);
@@ -103,10 +88,7 @@ fn fuzz(real_mode: bool) {
     // the same saved state.
     let vcpu = vm.create_vcpu(0).unwrap();
     if real_mode {
-        let mut sregs = vcpu.get_sregs().unwrap();
-        sregs.cs.base = 0;
-        sregs.cs.selector = 0;
-        vcpu.set_sregs(&sregs).unwrap();
+        start_in_real_mode(&vcpu, LOAD_ADDR);
     } else {
         vcpu.setup_long_mode().unwrap();
     }

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use kvm_bindings::kvm_regs;
 use vcpu_kvm::{IoOperation, Kvm, Vcpu, VcpuExit, VmConfig};
 
 #[test]
@@ -13,16 +12,7 @@ fn real_mode_port_io_and_memory() {
     vm.add_memory(0, 0x10000, false, false).unwrap();
     vm.write(LOAD_ADDR, &guest("real_mode")).unwrap();
     let vcpu = vm.create_vcpu(0).unwrap();
-    let mut sregs = vcpu.get_sregs().unwrap();
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    vcpu.set_sregs(&sregs).unwrap();
-    vcpu.set_regs(&kvm_regs {
-        rip: LOAD_ADDR,
-        rflags: 2,
-        ..Default::default()
-    })
-    .unwrap();
+    start_in_real_mode(&vcpu, LOAD_ADDR);
     expect_exit(&vcpu, VcpuExit::Io);
     let mut out = None;
     vcpu.handle_io(&mut |p| {

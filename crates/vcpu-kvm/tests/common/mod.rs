@@ -49,23 +49,38 @@ pub fn long_mode(name: &str) -> (KvmVm, std::sync::Arc<KvmVcpu>) {
 /// Runs with a watchdog: a guest that does not exit within `secs` is kicked, and the
 /// test sees `Err(EINTR)` instead of hanging.
 pub fn run_bounded(vcpu: &KvmVcpu, secs: u64) -> vcpu_kvm::Result<VcpuExit> {
+    run_bounded_for(vcpu, Duration::from_secs(secs))
+}
+
+/// [`run_bounded`] with any budget; the kick is taken back afterwards, so the next run
+/// starts clean.
+pub fn run_bounded_for(vcpu: &KvmVcpu, budget: Duration) -> vcpu_kvm::Result<VcpuExit> {
     let handle = vcpu.signal_handle();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        while !flag.load(std::sync::atomic::Ordering::Acquire) {
-            if std::time::Instant::now() > deadline {
-                handle.kick();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if finished.recv_timeout(budget.max(Duration::from_millis(1))).is_err() {
+            handle.kick();
         }
     });
     let exit = vcpu.run();
-    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = done.send(());
     let _ = watchdog.join();
+    vcpu.set_immediate_exit(false);
     exit
+}
+
+/// Puts `vcpu` in 16-bit real mode (KVM's reset state with CS moved to 0) at `rip`.
+pub fn start_in_real_mode(vcpu: &KvmVcpu, rip: u64) {
+    let mut sregs = vcpu.get_sregs().expect("sregs");
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.set_sregs(&sregs).expect("sregs");
+    vcpu.set_regs(&kvm_bindings::kvm_regs {
+        rip,
+        rflags: 2,
+        ..Default::default()
+    })
+    .expect("regs");
 }
 
 /// Runs and expects a specific exit.

@@ -25,12 +25,10 @@
 //! memory chunk (once per file, key and process: restoring the same file again skips the
 //! read).
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,18 +36,13 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::arch;
 use crate::kvm::memory::PAGE_SIZE;
 
-use super::sign::{digest, key_id, ChunkHasher, Digest32, Signer};
+use super::sign::{key_id, Digest32, Signer};
 
 pub(crate) const MAGIC: [u8; 8] = *b"VCPUSNAP";
 pub(crate) const VERSION: u32 = 2;
 pub(crate) const HEADER_LEN: u64 = PAGE_SIZE;
 /// Pages per checksummed chunk of memory data (2 MiB).
 pub(crate) const CHUNK_PAGES: usize = 512;
-/// The largest state a file may declare: 64 MiB, enough for about 2 TiB of guest memory
-/// (one bit per page) and the VMM's device state. A file declaring more is refused
-/// before anything of it is read.
-pub(crate) const MAX_STATE_LEN: u64 = 64 << 20;
-
 #[cfg(target_arch = "x86_64")]
 const ARCH: u32 = 1;
 #[cfg(target_arch = "aarch64")]
@@ -119,12 +112,13 @@ impl Header {
         if header.state_offset.checked_add(header.state_len) != Some(header.file_len) {
             return Err(bad(path, "is corrupt: its header does not describe its layout"));
         }
-        if header.state_len > MAX_STATE_LEN {
+        if header.state_len > super::limits::MAX_STATE_LEN {
             return Err(bad(
                 path,
                 format!(
-                    "is corrupt: its header's state length is {} bytes (at most {MAX_STATE_LEN})",
-                    header.state_len
+                    "is corrupt: its header's state length is {} bytes (at most {})",
+                    header.state_len,
+                    super::limits::MAX_STATE_LEN
                 ),
             ));
         }
@@ -213,7 +207,7 @@ pub(crate) struct SnapshotFile {
     pub(crate) state: SnapshotState,
     /// The key's fingerprint when it was opened with one (memory is then checked
     /// against the digests too).
-    key_id: Option<Digest32>,
+    pub(super) key_id: Option<Digest32>,
 }
 
 impl SnapshotFile {
@@ -257,11 +251,11 @@ impl SnapshotFile {
         if crc != header.state_crc {
             return Err(bad(path, "is corrupt: the VM state's checksum does not match"));
         }
-        let mut raw = vec![0u8; header.state_len as usize]; // at most MAX_STATE_LEN
+        let mut raw = vec![0u8; header.state_len as usize]; // at most limits::MAX_STATE_LEN
         file.read_exact_at(&mut raw, header.state_offset)
             .map_err(|_| bad(path, "is truncated"))?;
-        let state = decode_state(&raw).map_err(|e| bad(path, format!("is corrupt: {e}")))?;
-        check_state(&state).map_err(|why| bad(path, format!("is corrupt: {why}")))?;
+        let state = super::limits::decode_state(&raw).map_err(|e| bad(path, format!("is corrupt: {e}")))?;
+        super::limits::check_state(&state).map_err(|why| bad(path, format!("is corrupt: {why}")))?;
         Ok(SnapshotFile {
             path: path.to_path_buf(),
             file,
@@ -269,132 +263,6 @@ impl SnapshotFile {
             state,
             key_id: key.map(key_id),
         })
-    }
-
-    /// Checks every memory chunk against its CRC (and, opened with a key, its
-    /// SHA-256), and that the holes of each image hold nothing but zeros. Once per file
-    /// (its identity, see [`FileKey`]), key and process.
-    pub(crate) fn verify_memory(&self) -> Result<()> {
-        let id = file_key(&self.file).map(|f| (f, self.key_id));
-        if id.is_some_and(|k| verified().contains(&k)) {
-            return Ok(());
-        }
-        for region in &self.state.regions {
-            self.verify_region(region)?;
-        }
-        if let Some((f, key)) = id {
-            let mut set = verified();
-            set.insert((f, key));
-            set.insert((f, None));
-        }
-        Ok(())
-    }
-
-    fn verify_region(&self, region: &SavedRegion) -> Result<()> {
-        let pages = (region.size / PAGE_SIZE) as usize;
-        let in_file = |offset: u64, n: usize| {
-            offset
-                .checked_add(n as u64 * PAGE_SIZE)
-                .is_some_and(|end| end <= self.header.state_offset)
-        };
-        let corrupt = |what: &str| {
-            bad(
-                &self.path,
-                format!("is corrupt: {what} of the region at {:#x}", region.guest_address),
-            )
-        };
-        match &region.pages {
-            SavedPages::Image {
-                offset,
-                present,
-                crcs,
-                digests,
-            } => {
-                if !in_file(*offset, pages)
-                    || present.len() != pages.div_ceil(64)
-                    || crcs.len() != pages.div_ceil(CHUNK_PAGES)
-                    || (self.key_id.is_some() && digests.len() != crcs.len())
-                {
-                    return Err(corrupt("the memory layout"));
-                }
-                let is_present = |p: usize| present[p / 64] >> (p % 64) & 1 == 1;
-                let mut buf = vec![0u8; CHUNK_PAGES * PAGE_SIZE as usize];
-                for (chunk, want) in crcs.iter().enumerate() {
-                    let first = chunk * CHUNK_PAGES;
-                    let n = CHUNK_PAGES.min(pages - first);
-                    let start = offset + first as u64 * PAGE_SIZE;
-                    let data = &mut buf[..n * PAGE_SIZE as usize];
-                    let mut hasher = crc32fast::Hasher::new();
-                    let mut sha = self.key_id.map(|_| ChunkHasher::new());
-                    if has_data(&self.file, start, n as u64 * PAGE_SIZE) {
-                        self.file
-                            .read_exact_at(data, start)
-                            .map_err(|_| corrupt("unreadable memory"))?;
-                        for (p, page) in data.chunks_exact(PAGE_SIZE as usize).enumerate() {
-                            if is_present(first + p) {
-                                hasher.update(page);
-                                if let Some(sha) = &mut sha {
-                                    sha.update(page);
-                                }
-                            } else if !is_zero(page) {
-                                return Err(corrupt(&format!(
-                                    "data in an empty page ({:#x})",
-                                    (first + p) as u64 * PAGE_SIZE
-                                )));
-                            }
-                        }
-                    }
-                    if hasher.finalize() != *want {
-                        return Err(corrupt(&format!("a memory checksum (chunk {chunk})")));
-                    }
-                    if sha.is_some_and(|sha| !sha.matches(&digests[chunk])) {
-                        return Err(self.forged(region, chunk));
-                    }
-                }
-            }
-            SavedPages::Packed {
-                offset,
-                written,
-                crcs,
-                digests,
-                zero,
-            } => {
-                let ok_pages = written.iter().chain(zero).all(|&p| (p as usize) < pages);
-                if !in_file(*offset, written.len())
-                    || !ok_pages
-                    || crcs.len() != written.len().div_ceil(CHUNK_PAGES)
-                    || (self.key_id.is_some() && digests.len() != crcs.len())
-                {
-                    return Err(corrupt("the memory layout"));
-                }
-                let mut buf = vec![0u8; CHUNK_PAGES * PAGE_SIZE as usize];
-                for (chunk, want) in crcs.iter().enumerate() {
-                    let n = CHUNK_PAGES.min(written.len() - chunk * CHUNK_PAGES);
-                    let data = &mut buf[..n * PAGE_SIZE as usize];
-                    self.file
-                        .read_exact_at(data, offset + (chunk * CHUNK_PAGES) as u64 * PAGE_SIZE)
-                        .map_err(|_| corrupt("unreadable memory"))?;
-                    if crc32fast::hash(data) != *want {
-                        return Err(corrupt(&format!("a memory checksum (chunk {chunk})")));
-                    }
-                    if self.key_id.is_some() && digest(data) != digests[chunk] {
-                        return Err(self.forged(region, chunk));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A chunk whose data is not what the signed state says.
-    fn forged(&self, region: &SavedRegion, chunk: usize) -> Error {
-        bad(
-            &self.path,
-            format!(
-                "fails its signature check: chunk {chunk} of the region at {:#x} was changed",
-                region.guest_address
-            ),
-        )
     }
 }
 
@@ -427,125 +295,4 @@ fn scan_state(
         at += n as u64;
     }
     Ok((crc.finalize(), signer))
-}
-
-/// The state, decoded within bincode's configured limit on what its lengths may claim.
-/// The limit is a constant: the smallest class that holds eight times the encoded state
-/// (each element of a vector takes at least one byte encoded, at most eight in memory),
-/// so what the decoder allocates stays in proportion to the file.
-fn decode_state(raw: &[u8]) -> std::result::Result<SnapshotState, bincode::error::DecodeError> {
-    use bincode::config::standard;
-    const MIB: usize = 1 << 20;
-    let decoded = match raw.len() {
-        0..=MIB => bincode::serde::decode_from_slice(raw, standard().with_limit::<{ 8 * MIB }>()),
-        n if n <= 8 * MIB => bincode::serde::decode_from_slice(raw, standard().with_limit::<{ 64 * MIB }>()),
-        _ => bincode::serde::decode_from_slice(raw, standard().with_limit::<{ 8 * MAX_STATE_LEN as usize }>()),
-    };
-    decoded.map(|(state, _)| state)
-}
-
-/// What the state says, checked before any of it is used: each region's size and place,
-/// all of guest memory against what this host could hold, and the VM and vcpu state.
-fn check_state(state: &SnapshotState) -> std::result::Result<(), String> {
-    let mut total: u64 = 0;
-    for r in &state.regions {
-        let end = r.guest_address.checked_add(r.size);
-        if r.size == 0
-            || !r.size.is_multiple_of(PAGE_SIZE)
-            || !r.guest_address.is_multiple_of(PAGE_SIZE)
-            || end.is_none_or(|end| end > 1 << crate::kvm::MAX_GUEST_ADDRESS_BITS)
-        {
-            return Err(format!(
-                "a region's guest address {:#x} and size {:#x} are not a page-aligned range of guest memory",
-                r.guest_address, r.size
-            ));
-        }
-        total = total.saturating_add(r.size);
-    }
-    let host = host_memory();
-    if total > host {
-        return Err(format!(
-            "its regions' sizes add up to {total:#x} bytes of guest memory, more than this host has ({host:#x} bytes of RAM and swap)"
-        ));
-    }
-    state.vm.check(state.config.irqchip)?;
-    for v in &state.vcpus {
-        v.check()?;
-    }
-    Ok(())
-}
-
-/// The host's RAM and swap, in bytes (what guest memory restored from a file must fit).
-fn host_memory() -> u64 {
-    // SAFETY: sysinfo fills the struct we pass, nothing else.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; a valid pointer to our own struct.
-    if unsafe { libc::sysinfo(&mut info) } != 0 {
-        return u64::MAX;
-    }
-    let unit = u64::from(info.mem_unit.max(1));
-    (info.totalram as u64)
-        .saturating_add(info.totalswap as u64)
-        .saturating_mul(unit)
-}
-
-/// Whether `file` has data (not only a hole) in `[start, start + len)`; true when the
-/// file system cannot tell.
-fn has_data(file: &File, start: u64, len: u64) -> bool {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: lseek on a descriptor we hold; it moves only this descriptor's offset,
-    // which every read here ignores (pread).
-    let data = unsafe { libc::lseek(file.as_raw_fd(), start as libc::off_t, libc::SEEK_DATA) };
-    if data < 0 {
-        // ENXIO: no data at or after `start`; anything else: no SEEK_DATA here.
-        return std::io::Error::last_os_error().raw_os_error() != Some(libc::ENXIO);
-    }
-    (data as u64) < start + len
-}
-
-/// Whether `page` is all zero bytes.
-pub(crate) fn is_zero(page: &[u8]) -> bool {
-    // SAFETY: any bit pattern is a valid u64; align_to leaves unaligned ends in the
-    // outer slices, which are checked bytewise.
-    let (head, words, tail) = unsafe { page.align_to::<u64>() };
-    head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
-}
-
-/// What identifies one version of a file: device, inode, size, modification and
-/// change times (a process that writes the file in place can set its modification time
-/// back, not its change time).
-type FileKey = (u64, u64, u64, i64, i64, i64, i64);
-
-fn file_key(file: &File) -> Option<FileKey> {
-    let m = file.metadata().ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
-}
-
-/// A file version and the fingerprint of the key it was checked with, if any.
-type Checked = (FileKey, Option<Digest32>);
-
-/// Files whose memory passed its checks (or that this process wrote).
-fn verified() -> std::sync::MutexGuard<'static, HashSet<Checked>> {
-    static VERIFIED: LazyLock<Mutex<HashSet<Checked>>> = LazyLock::new(Mutex::default);
-    VERIFIED.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Records that `file` (just written by this process, signed with `key` if given) is
-/// consistent.
-pub(crate) fn mark_verified(file: &File, key: Option<&[u8]>) {
-    if let Some(f) = file_key(file) {
-        let mut set = verified();
-        set.insert((f, None));
-        if let Some(key) = key {
-            set.insert((f, Some(key_id(key))));
-        }
-    }
 }

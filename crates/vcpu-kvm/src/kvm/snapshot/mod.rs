@@ -3,8 +3,10 @@
 //! hold only the pages written since the previous snapshot or restore.
 
 mod format;
+mod limits;
 mod pages;
 mod sign;
+mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -137,7 +139,7 @@ pub(crate) fn save(vm: &KvmVm, path: &Path, options: &SnapshotOptions) -> Result
     })?;
     // Written whole by us: its checksums need no reading back (after the rename, which
     // changes the change time the check is keyed by).
-    format::mark_verified(&file, key);
+    verify::mark_verified(&file, key);
     // From now on this file is the base of the next diff.
     frozen.start_tracking(base_ref(path, id), OP)?;
     Ok(info)

@@ -6,8 +6,9 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 
-use super::format::{bad, is_zero, SavedPages, SavedRegion, SnapshotFile, CHUNK_PAGES};
+use super::format::{bad, SavedPages, SavedRegion, SnapshotFile, CHUNK_PAGES};
 use super::sign::{digest, ChunkDigests, Digest32};
+use super::verify::is_zero;
 use crate::error::{Error, Result};
 use crate::kvm::memory::{GuestRegion, Mapping, PAGE_SIZE};
 

@@ -13,27 +13,23 @@ use crate::vcpu::NativeVcpu;
 /// 256 + exit code, phase 0 = handle this exit (return true to go on), 1 = the final exit.
 pub const PHASE_FINAL: u32 = 256;
 
-/// Runs `once` until it gives an exit or an error; an interruption someone asked for is
-/// the exit `Intr` (`intr`: what `once` gives for it), while a stray signal or the
-/// liveness tick enters the guest again, unless `alive` says the thread is going away.
+/// [`KvmVcpu::run_until_settled`] as the binding runs a vcpu: `intr` for a requested
+/// interruption, a stray one retried while `alive` says the JS thread is still there,
+/// and every entry refused while the process exits (the run returns at once, as an
+/// interrupted run, so the vcpu's record says `Intr` too).
 pub fn run_to_exit<T>(
     vcpu: &KvmVcpu,
     alive: &dyn Fn() -> bool,
     mut once: impl FnMut() -> vcpu_kvm::Result<T>,
     intr: T,
 ) -> vcpu_kvm::Result<T> {
-    loop {
+    let entry = || {
         if crate::handles::shutting_down() {
-            // The process is exiting: the run returns at once, as an interrupted run (so
-            // the vcpu's record says `Intr` too).
             vcpu.set_immediate_exit(true);
         }
-        match once() {
-            Err(e) if e.is_interrupted() && vcpu.interrupted_by_request() => return Ok(intr),
-            Err(e) if e.is_interrupted() && alive() => continue,
-            other => return other,
-        }
-    }
+        once()
+    };
+    vcpu.run_until_settled(alive, entry, intr)
 }
 
 /// A vcpu thread's last word to JS: the final exit, or the error, whose `code` the

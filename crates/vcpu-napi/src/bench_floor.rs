@@ -12,13 +12,7 @@ use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Result, Vcpu, VcpuExit, VmConfig};
 pub fn exit_loop(vcpu: &KvmVcpu, n: u64) -> Result<u64> {
     let start = Instant::now();
     for _ in 0..n {
-        let exit = loop {
-            match vcpu.run() {
-                // A stray signal (not an exit anyone asked for): enter the guest again.
-                Err(e) if e.is_interrupted() && !vcpu.interrupted_by_request() => continue,
-                other => break other?,
-            }
-        };
+        let exit = vcpu.run_until_settled(&|| true, || vcpu.run(), VcpuExit::Intr)?;
         match exit {
             VcpuExit::Io => vcpu.handle_io(&mut |p| {
                 if let IoOperation::Read(d) = p.operation {

@@ -6,9 +6,9 @@
 mod aarch64;
 mod args;
 mod async_runner;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "bench", target_arch = "x86_64"))]
 pub mod bench;
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "bench", target_arch = "x86_64"))]
 mod bench_floor;
 mod bound_fns;
 mod error;

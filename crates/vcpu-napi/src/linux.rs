@@ -13,7 +13,7 @@ use crate::async_runner::{report_final, run_to_exit};
 use crate::error::{to_napi, IntoNapi, Result};
 use crate::js_callback::JsCallback;
 use crate::vcpu::NativeVcpu;
-use crate::vm::{snapshot, NativeVm, SnapshotInfo};
+use crate::vm::{NativeVm, SnapshotInfo};
 
 /// Where a loaded kernel starts (see `vcpu_kvm::vmm::x86_64::linux::LinuxBoot`).
 #[napi(object)]
@@ -152,28 +152,25 @@ impl NativeVm {
         boot: LinuxBootInfo,
         key: Option<&[u8]>,
     ) -> Result<SnapshotInfo> {
-        let machine = MachineState {
-            boot: LinuxBoot::from(&boot),
-            devices: devices.devices.state(),
-        };
-        snapshot(&self.vm, &path, diff, Some(&machine.encode().js()?), key)
+        let machine = MachineState::new(LinuxBoot::from(&boot), &devices.devices);
+        let info = machine
+            .snapshot(&self.vm, std::path::Path::new(&path), diff, key)
+            .js()?;
+        Ok(info.into())
     }
 
     /// A restored Linux machine's devices, in their saved state.
     #[napi]
     pub fn restore_devices(&self) -> Result<NativeDevices> {
-        let machine = MachineState::decode(self.vm.restored_devices().as_deref()).js()?;
+        let machine = MachineState::restored(&self.vm).js()?;
         Ok(NativeDevices {
-            devices: Arc::new(LegacyDevices::with_state(&self.vm, &machine.devices).js()?),
+            devices: Arc::new(machine.devices(&self.vm).js()?),
         })
     }
 
     /// Where a restored Linux machine's kernel was loaded.
     #[napi]
     pub fn restored_boot(&self) -> Result<LinuxBootInfo> {
-        Ok(MachineState::decode(self.vm.restored_devices().as_deref())
-            .js()?
-            .boot
-            .into())
+        Ok(MachineState::restored(&self.vm).js()?.boot.into())
     }
 }

@@ -39,20 +39,13 @@ pub struct SnapshotInfo {
     pub pages: f64,
 }
 
-/// `vm.snapshot`, for JS; `devices`: the VMM's own device state; `key`: sign it.
-pub fn snapshot(
-    vm: &KvmVm,
-    path: &str,
-    diff: bool,
-    devices: Option<&[u8]>,
-    key: Option<&[u8]>,
-) -> Result<SnapshotInfo> {
-    let options = vcpu_kvm::kvm::SnapshotOptions { diff, devices, key };
-    let info = vm.snapshot_with(std::path::Path::new(path), &options).js()?;
-    Ok(SnapshotInfo {
-        bytes: info.bytes as f64,
-        pages: info.pages as f64,
-    })
+impl From<vcpu_kvm::kvm::SnapshotInfo> for SnapshotInfo {
+    fn from(info: vcpu_kvm::kvm::SnapshotInfo) -> Self {
+        SnapshotInfo {
+            bytes: info.bytes as f64,
+            pages: info.pages as f64,
+        }
+    }
 }
 
 /// VMs that a handle can name, process-wide; weak, so a handle keeps nothing alive.
@@ -204,7 +197,16 @@ impl NativeVm {
     /// Writes the VM to a snapshot file, signed with `key` if given.
     #[napi]
     pub fn snapshot(&self, path: String, diff: bool, key: Option<&[u8]>) -> Result<SnapshotInfo> {
-        snapshot(&self.vm, &path, diff, None, key)
+        let options = vcpu_kvm::kvm::SnapshotOptions {
+            diff,
+            devices: None,
+            key,
+        };
+        Ok(self
+            .vm
+            .snapshot_with(std::path::Path::new(&path), &options)
+            .js()?
+            .into())
     }
 
     /// The vcpu ids of the snapshot this VM was restored from.

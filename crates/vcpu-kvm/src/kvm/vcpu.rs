@@ -315,6 +315,30 @@ impl KvmVcpu {
     }
 }
 
+impl KvmVcpu {
+    /// The one place that decides what an interrupted run means, for every loop that
+    /// runs a vcpu (the binding's `run`, its native threads, the benchmarks): calls
+    /// `once` (one run, however that loop runs) until it gives an exit or an error. An
+    /// interruption someone asked for (a kick, the immediate exit) ends it as
+    /// `requested`; a stray one (a signal for another purpose, a liveness tick, a
+    /// debugger's wake-up) enters the guest again, while `go_on()` says the caller
+    /// still wants it run, and is given back as the error otherwise.
+    pub fn run_until_settled<T>(
+        &self,
+        go_on: &dyn Fn() -> bool,
+        mut once: impl FnMut() -> Result<T>,
+        requested: T,
+    ) -> Result<T> {
+        loop {
+            match once() {
+                Err(e) if e.is_interrupted() && self.interrupted_by_request() => return Ok(requested),
+                Err(e) if e.is_interrupted() && go_on() => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
 impl Vcpu for KvmVcpu {
     fn run(&self) -> Result<VcpuExit> {
         self.run_in_place().map(|()| self.last_exit())

@@ -17,6 +17,10 @@ pub trait VcpuSignalHandleInner: Send + Sync {
     /// The number of the run in progress (runs are counted from 1), or `None` when no
     /// thread is inside the guest: two equal answers some time apart mean one long run.
     fn current_run(&self) -> Option<u64>;
+
+    /// Makes this run and every later one return `EINTR` at once, for good (as an
+    /// immediate exit nobody takes back): for a process that is exiting.
+    fn stop_for_good(&self);
 }
 
 /// Makes a vcpu's `run()` return `EINTR` from any thread or a signal handler. Cheap to
@@ -60,6 +64,13 @@ impl VcpuSignalHandle {
     /// ```
     pub fn kick(&self) {
         self.inner.signal_immediate_exit();
+        self.inner.wake_thread();
+    }
+
+    /// Stops the vcpu for good: this run and every later one return `EINTR` at once;
+    /// see [`VcpuSignalHandleInner::stop_for_good`].
+    pub fn stop_for_good(&self) {
+        self.inner.stop_for_good();
         self.inner.wake_thread();
     }
 

@@ -14,22 +14,16 @@ use crate::vcpu::NativeVcpu;
 pub const PHASE_FINAL: u32 = 256;
 
 /// [`KvmVcpu::run_until_settled`] as the binding runs a vcpu: `intr` for a requested
-/// interruption, a stray one retried while `alive` says the JS thread is still there,
-/// and every entry refused while the process exits (the run returns at once, as an
-/// interrupted run, so the vcpu's record says `Intr` too).
+/// interruption, a stray one retried while `alive` says the JS thread is still there.
+/// (When the process exits, `handles::shutdown` stops every vcpu for good: each run then
+/// returns at once, as an interrupted run.)
 pub fn run_to_exit<T>(
     vcpu: &KvmVcpu,
     alive: &dyn Fn() -> bool,
-    mut once: impl FnMut() -> vcpu_kvm::Result<T>,
+    once: impl FnMut() -> vcpu_kvm::Result<T>,
     intr: T,
 ) -> vcpu_kvm::Result<T> {
-    let entry = || {
-        if crate::handles::shutting_down() {
-            vcpu.set_immediate_exit(true);
-        }
-        once()
-    };
-    vcpu.run_until_settled(alive, entry, intr)
+    vcpu.run_until_settled(alive, once, intr)
 }
 
 /// A vcpu thread's last word to JS: the final exit, or the error, whose `code` the

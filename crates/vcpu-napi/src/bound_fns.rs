@@ -143,7 +143,14 @@ unsafe extern "C" fn call<const ACTION: u8>(env: sys::napi_env, info: sys::napi_
     let js_env = Env::from_raw(env);
     let state = &bound.state;
     let closed = || vcpu_kvm::Error::closed(op::<ACTION>(), "vcpu");
-    if let Err(e) = state.with_open(|v| act::<ACTION>(state, v, &js_env), closed) {
+    let act = |v: &std::sync::Arc<KvmVcpu>| act::<ACTION>(state, v, &js_env);
+    let result = if ACTION == RUN {
+        // A run refuses a closed vcpu by itself (ECLOSED, from its lifecycle).
+        state.with_vcpu::<false, _, _>(act, closed)
+    } else {
+        state.with_vcpu::<true, _, _>(act, closed)
+    };
+    if let Err(e) = result {
         let code = CString::new(e.code_name()).unwrap_or_default();
         let message = CString::new(e.message().replace('\0', " ")).unwrap_or_default();
         // SAFETY: valid C strings that outlive the call; the exception is pending when

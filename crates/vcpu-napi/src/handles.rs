@@ -30,6 +30,10 @@ pub fn register(handle: &VcpuSignalHandle) -> u64 {
     let mut all = registry();
     all.retain(|_, h| h.upgrade().is_some());
     all.insert(id, handle.downgrade());
+    if SHUTDOWN.load(Ordering::Acquire) {
+        // Made while the process exits: stopped as every other vcpu was.
+        handle.stop_for_good();
+    }
     TICKER.call_once(|| {
         // Best effort: without the thread, runs are simply never woken.
         let _ = std::thread::Builder::new().name("vcpu-tick".into()).spawn(tick);
@@ -48,17 +52,12 @@ pub fn kick(id: u64) -> bool {
     handle.map(|h| h.kick()).is_some()
 }
 
-/// Whether [`shutdown`] was called.
-pub fn shutting_down() -> bool {
-    SHUTDOWN.load(Ordering::Acquire)
-}
-
-/// For process exit: kicks every vcpu out of the guest and makes every later run return
-/// at once, so no thread stays inside `KVM_RUN` (Node joins its worker threads on exit).
+/// For process exit: stops every vcpu for good, so no thread stays inside `KVM_RUN`
+/// (Node joins its worker threads on exit): every later run returns at once.
 pub fn shutdown() {
     SHUTDOWN.store(true, Ordering::Release);
     for handle in registry().values().filter_map(WeakVcpuSignalHandle::upgrade) {
-        handle.kick();
+        handle.stop_for_good();
     }
 }
 

@@ -73,11 +73,22 @@ impl VcpuState {
         f: impl FnOnce(&Arc<KvmVcpu>) -> std::result::Result<R, E>,
         closed: impl FnOnce() -> E,
     ) -> std::result::Result<R, E> {
+        self.with_vcpu::<true, R, E>(f, closed)
+    }
+
+    /// `with_open`; `CHECK = false` for a call that refuses a closed vcpu itself with the
+    /// same `ECLOSED` (a run: its lifecycle does), which then pays no check of its own.
+    #[inline]
+    pub(crate) fn with_vcpu<const CHECK: bool, R, E>(
+        &self,
+        f: impl FnOnce(&Arc<KvmVcpu>) -> std::result::Result<R, E>,
+        closed: impl FnOnce() -> E,
+    ) -> std::result::Result<R, E> {
         let guard = self.vcpu.borrow();
         let Some(v) = guard.as_ref() else {
             return Err(closed());
         };
-        if v.is_closed() {
+        if CHECK && v.is_closed() {
             drop(guard);
             self.release();
             return Err(closed());

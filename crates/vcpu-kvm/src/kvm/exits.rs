@@ -11,7 +11,7 @@ use kvm_bindings::*;
 
 use super::arch;
 use super::vcpu::KvmVcpu;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::record::{ExitRecord, Pending};
 use crate::{HypercallAbi, IoOperation, IoParams, VcpuExit};
 
@@ -140,9 +140,8 @@ impl KvmVcpu {
     }
 
     /// Whether a handler of this vcpu's is running now (`run()` would be refused).
-    /// (`Handling` is set and cleared by `begin`/`end` alone: `answered` plays no part.)
     pub fn in_handler(&self) -> bool {
-        self.field(offset_of!(ExitRecord, pending)).load(Ordering::Acquire) == Pending::Handling as u32
+        self.run_shared().lifecycle.is_handling()
     }
 
     /// Fills the record from `kvm_run` after a successful `KVM_RUN`.
@@ -262,11 +261,13 @@ impl KvmVcpu {
             ));
         }
         self.set_pending(Pending::Handling);
+        self.run_shared().lifecycle.set_handling(true);
         Ok(())
     }
 
     /// A handler finished (or failed): nothing is pending any more.
     pub(crate) fn end(&self) {
+        self.run_shared().lifecycle.set_handling(false);
         self.set_pending(Pending::None);
     }
 
@@ -333,15 +334,5 @@ impl KvmVcpu {
             return arch::complete_kvm_hypercall(self, &abi);
         }
         arch::write_hypercall_results(self, &abi)
-    }
-
-    /// The refusal of a `run()` from inside one of this vcpu's own handlers.
-    #[cold]
-    pub(crate) fn refuse_in_handler(&self, op: &'static str) -> Error {
-        Error::new(
-            ErrorCode::Errno(libc::EBUSY),
-            op,
-            format!("{op}: called from inside one of this vcpu's own handlers; return from the handler first"),
-        )
     }
 }

@@ -29,6 +29,8 @@ pub(crate) enum Want {
     /// A run hook's kick (a debugger's): `run()` hands it to the hook, never to its
     /// caller.
     Hook = 4,
+    /// For good (the process is exiting): never taken back.
+    Stop = 8,
 }
 
 /// Offset from `SIGRTMIN` of the signal that wakes vcpu threads. Neither Node, libuv nor
@@ -184,7 +186,7 @@ impl KickState {
     /// After a run that returned `EINTR`: whether an exit was asked for (the user's wish,
     /// or a kick, which this consumes) rather than a stray signal.
     pub(crate) fn take_interruption(&self) -> bool {
-        self.withdraw(Want::Kick) || self.wanted_by(Want::User)
+        self.withdraw(Want::Kick) || self.wanted_by(Want::User) || self.wanted_by(Want::Stop)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `Lifecycle`: the one writer of a vcpu's lifecycle: idle, running (inside `run()` on
-//! one thread), held out of `run()` (a snapshot reads it), closed.
+//! one thread), held out of `run()` (a snapshot reads it), in one of its exit handlers
+//! (a run from there is refused), closed.
 //!
 //! `run()` enters through [`Lifecycle::enter`] and leaves through [`Lifecycle::leave`];
 //! closing sets a bit that no later entry passes, so once a closed vcpu is seen idle no
@@ -12,6 +13,9 @@ use crate::error::{Error, ErrorCode, Result};
 const RUNNING: u8 = 1;
 const HELD: u8 = 2;
 const CLOSED: u8 = 4;
+/// A handler of the vcpu's runs (`KvmVcpu::begin`/`end`): `run()` and holds are refused
+/// by the one compare-exchange they make anyway.
+const HANDLING: u8 = 8;
 
 #[derive(Default)]
 pub(crate) struct Lifecycle {
@@ -33,7 +37,21 @@ impl Lifecycle {
     /// Out of `run()` (or the hold).
     #[inline]
     pub(crate) fn leave(&self) {
-        self.state.fetch_and(CLOSED, SeqCst);
+        self.state.fetch_and(!(RUNNING | HELD), SeqCst);
+    }
+
+    /// A handler of the vcpu's starts (`true`) or ends (`false`).
+    pub(crate) fn set_handling(&self, handling: bool) {
+        if handling {
+            self.state.fetch_or(HANDLING, SeqCst);
+        } else {
+            self.state.fetch_and(!HANDLING, SeqCst);
+        }
+    }
+
+    /// Whether a handler of the vcpu's is running.
+    pub(crate) fn is_handling(&self) -> bool {
+        self.state.load(SeqCst) & HANDLING != 0
     }
 
     /// Holds the vcpu out of `run()` whether or not it is closed, for as long as the
@@ -80,7 +98,9 @@ fn refusal(op: &'static str, id: usize, now: u8) -> Error {
     if now & CLOSED != 0 {
         return Error::closed(op, "vcpu");
     }
-    let why = if now & HELD != 0 {
+    let why = if now & HANDLING != 0 {
+        "is inside one of its own exit handlers; return from the handler first"
+    } else if now & HELD != 0 {
         "is held (a snapshot is reading it)"
     } else {
         "is inside run() on another thread"
@@ -106,5 +126,20 @@ mod tests {
         l.leave();
         assert!(!l.is_busy());
         assert_eq!(l.enter("run", 0, false).unwrap_err().code(), crate::ErrorCode::Closed);
+    }
+
+    #[test]
+    fn no_run_or_hold_from_inside_a_handler() {
+        let l = Lifecycle::default();
+        l.set_handling(true);
+        let err = l.enter("run", 3, false).unwrap_err();
+        assert_eq!(err.errno_value(), Some(libc::EBUSY));
+        assert!(err.to_string().contains("own exit handlers"), "{err}");
+        assert!(l.enter("snapshot", 3, true).is_err());
+        // A hold for closing may come meanwhile, and leaving it keeps the handler's bit.
+        drop(l.hold_any().expect("not running"));
+        assert!(l.is_handling());
+        l.set_handling(false);
+        l.enter("run", 3, false).unwrap();
     }
 }

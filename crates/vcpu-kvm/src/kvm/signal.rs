@@ -47,4 +47,8 @@ impl VcpuSignalHandleInner for KvmSignalHandle {
     fn current_run(&self) -> Option<u64> {
         self.0.kick.current_run()
     }
+
+    fn stop_for_good(&self) {
+        self.0.kick.request(Want::Stop);
+    }
 }

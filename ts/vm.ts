@@ -293,6 +293,52 @@ export class Vm {
   }
 
   /**
+   * Marks the VM as it is now as its reset point, for {@link Vm.reset}: guest memory,
+   * the VM's devices and every vcpu's state. Every vcpu must be outside `run()` with no
+   * exit waiting (else `EBUSY`). It keeps a copy of each page that holds data (a sparse
+   * guest keeps little). A VM restored from a (full) snapshot has that snapshot as its
+   * reset point already.
+   *
+   * @example
+   * ```ts
+   * vm.markResetPoint(); // after the guest's initialisation
+   * ```
+   */
+  markResetPoint(): void {
+    call('markResetPoint', () => this.#native.markResetPoint());
+  }
+
+  /**
+   * Returns the VM to its reset point ({@link Vm.markResetPoint}, or the snapshot it was
+   * restored from) in place, without a new VM: only the pages written since are put
+   * back (KVM's dirty log and the host's writes), and the VM's devices and every vcpu's
+   * registers come back. Every vcpu must be outside `run()` (else `EBUSY`); an exit
+   * waiting for its handler is dropped. `EINVAL` without a reset point or after the
+   * memory layout changed; `ENOTSUP` for a VM restored from a diff snapshot.
+   *
+   * @example
+   * ```ts
+   * vcpu.runUntil(handlers); // the guest writes what it likes
+   * vm.reset();              // and it is gone
+   * ```
+   */
+  reset(): void {
+    call('reset', () => this.#native.reset());
+  }
+
+  /**
+   * Whether the VM has a reset point.
+   *
+   * @example
+   * ```ts
+   * kvm.restoreVm('/tmp/ready.snap').hasResetPoint; // true
+   * ```
+   */
+  get hasResetPoint(): boolean {
+    return this.#native.hasResetPoint;
+  }
+
+  /**
    * Serves the GDB remote protocol for this VM on a native thread (the `gdbstub`
    * crate), whatever loop runs its vcpus (`run()`, `runUntil`, `runAsync`, the Linux
    * device loop) on any thread. While gdb is attached, breakpoint and single-step exits

@@ -209,6 +209,24 @@ impl NativeVm {
             .into())
     }
 
+    /// Marks the VM as it is now as its reset point.
+    #[napi]
+    pub fn mark_reset_point(&self) -> Result<()> {
+        self.vm.mark_reset_point().js()
+    }
+
+    /// Returns the VM to its reset point.
+    #[napi]
+    pub fn reset(&self) -> Result<()> {
+        self.vm.reset().js()
+    }
+
+    /// Whether the VM has a reset point.
+    #[napi(getter)]
+    pub fn has_reset_point(&self) -> bool {
+        self.vm.has_reset_point()
+    }
+
     /// The vcpu ids of the snapshot this VM was restored from.
     #[napi(getter)]
     pub fn snapshot_vcpu_ids(&self) -> Vec<u32> {

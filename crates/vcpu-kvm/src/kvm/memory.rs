@@ -193,6 +193,10 @@ pub struct GuestRegion {
     mapping: Arc<Mapping>,
     guest_address: u64,
     readonly: bool,
+    /// Whether dropping a page of the mapping brings back what a reset returns to for
+    /// it: the snapshot file's page (a region restored from a full snapshot, nothing
+    /// copied into it), or zero (the memory file, whose pages are removed).
+    revertible: bool,
     pub(crate) written: WriteLog,
 }
 
@@ -213,18 +217,59 @@ impl GuestRegion {
             mapping,
             guest_address,
             readonly,
+            revertible: true,
             written: WriteLog::default(),
         })
     }
 
-    /// A region over `mapping` (memory restored from a snapshot).
-    pub(crate) fn restored(mapping: Mapping, guest_address: u64, readonly: bool) -> Self {
+    /// A region over `mapping` (memory restored from a snapshot); `from_file`: a private
+    /// mapping of the file's image with nothing copied into it.
+    pub(crate) fn restored(mapping: Mapping, guest_address: u64, readonly: bool, from_file: bool) -> Self {
         GuestRegion {
             extent: None,
             mapping: Arc::new(mapping),
             guest_address,
             readonly,
+            revertible: from_file,
             written: WriteLog::default(),
+        }
+    }
+
+    /// Whether a reset can bring pages back by dropping them (see the field).
+    pub(crate) fn revertible(&self) -> bool {
+        self.revertible
+    }
+
+    /// Drops pages `[first, first + count)`: a restored region's come back from its file
+    /// on the next touch, a memory-file region's read as zero (and free their memory).
+    pub(crate) fn drop_pages(&self, first: usize, count: usize) {
+        let advice = if self.extent.is_some() {
+            libc::MADV_REMOVE
+        } else {
+            libc::MADV_DONTNEED
+        };
+        // SAFETY: the range lies inside our own live mapping (callers pass pages of the
+        // region); madvise changes only what backs those pages, which no Rust reference
+        // borrows (the VM's vcpus are held out of the guest meanwhile).
+        unsafe {
+            libc::madvise(
+                self.host_ptr().add(first * PAGE_SIZE as usize).cast(),
+                count * PAGE_SIZE as usize,
+                advice,
+            );
+        }
+    }
+
+    /// Copies `pages` (whole pages, from page `first`) into the region, unlogged (a reset
+    /// puts back what was there).
+    pub(crate) fn put_pages(&self, first: usize, pages: &[u8]) {
+        // SAFETY: as in read_at; the caller passes whole pages of the region.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                pages.as_ptr(),
+                self.host_ptr().add(first * PAGE_SIZE as usize),
+                pages.len(),
+            )
         }
     }
 

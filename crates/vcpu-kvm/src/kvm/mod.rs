@@ -8,6 +8,7 @@ mod kick;
 mod lifecycle;
 mod memory;
 mod memory_map;
+mod reset;
 mod run;
 pub(crate) mod run_hook;
 mod signal;

@@ -98,6 +98,15 @@ impl KvmVcpu {
         }
     }
 
+    /// As [`KvmVcpu::hold`], for a reset: an exit waiting for its handler is dropped
+    /// (answered as given up) instead of refused. A handler running still refuses it.
+    pub(crate) fn hold_dropping_exit(self: &Arc<Self>, op: &'static str) -> Result<HeldVcpu> {
+        self.shared.lifecycle.enter(op, self.id, true)?;
+        let held = HeldVcpu(self.clone());
+        self.new_exit();
+        Ok(held)
+    }
+
     #[cold]
     fn busy(&self, op: &'static str, why: String) -> Error {
         Error::new(

@@ -10,7 +10,7 @@ use std::sync::{Arc, MutexGuard};
 use super::arch::{self, VcpuSnapshot, VmSnapshot};
 use super::memory::GuestRegion;
 use super::snapshot::{self, BaseRef, SnapshotInfo, SnapshotOptions};
-use super::vcpu::HeldVcpu;
+use super::vcpu::{HeldVcpu, KvmVcpu};
 use super::vm::{KvmVm, VmConfig, VmState};
 use super::vm_memory::fetch_dirty_log;
 use super::Kvm;
@@ -21,19 +21,21 @@ use crate::MemSlot;
 #[derive(Default)]
 pub(crate) struct Restored {
     /// The file a diff would apply to.
-    base: Option<BaseRef>,
+    pub(super) base: Option<BaseRef>,
     /// Saved vcpus that `create_vcpu` has not brought back yet.
     vcpus: BTreeMap<u32, VcpuSnapshot>,
     /// Every vcpu id the restored snapshot holds.
     ids: Vec<u32>,
     /// The VMM's device state from the restored snapshot.
     devices: Option<Vec<u8>>,
+    /// What `reset()` returns to, if anything.
+    pub(crate) reset: Option<super::reset::ResetPoint>,
 }
 
 impl Restored {
-    /// Whether writes are being tracked for a diff.
+    /// Whether writes are being tracked (for a diff, or a reset).
     pub(crate) fn tracking(&self) -> bool {
-        self.base.is_some()
+        self.base.is_some() || self.reset.is_some()
     }
 
     /// The saved state of vcpu `id`, once: it is being created.
@@ -93,6 +95,18 @@ impl KvmVm {
         Ok(Frozen { vm: self, state, held })
     }
 
+    /// As [`KvmVm::freeze`], for a reset: an exit waiting for its handler is dropped
+    /// rather than refused (the state it belongs to goes).
+    pub(crate) fn freeze_dropping_exits(&self, op: &'static str) -> Result<Frozen<'_>> {
+        let state = self.lock(op)?;
+        let held = state
+            .live_vcpus()
+            .iter()
+            .map(|v| v.hold_dropping_exit(op))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Frozen { vm: self, state, held })
+    }
+
     /// Puts a snapshot's memory, VM state and saved vcpus into this new VM (no vcpu
     /// yet); the file restored from becomes the base of the next diff.
     pub(crate) fn restore_parts(
@@ -123,6 +137,9 @@ impl KvmVm {
             KvmVm::insert_slot(state, r.slot, r.region, r.dirty_log, op)?;
         }
         arch::restore_vm(state.fd(op)?, &parts.vm)?;
+        // The snapshot is the reset point, when every region can drop back to the file.
+        state.restored.reset =
+            super::reset::ResetPoint::at_restore(state, parts.vm.clone(), parts.vcpus.clone(), parts.base.clone());
         state.restored.ids = parts.vcpus.iter().map(|v| v.id).collect();
         state.restored.vcpus = parts.vcpus.into_iter().map(|v| (v.id, v)).collect();
         state.restored.devices = parts.devices;
@@ -236,7 +253,24 @@ impl Frozen<'_> {
     /// The file just written becomes the base of the next diff: the logs restart while
     /// the vcpus are still held, so no guest write falls between the two.
     pub(crate) fn start_tracking(&mut self, base: BaseRef, op: &'static str) -> Result<()> {
+        if let Some(reset) = self.state.restored.reset.as_mut() {
+            // What the logs held still counts for the next reset.
+            reset.fold_written();
+        }
         start_tracking(&mut self.state, base, op)
+    }
+
+    /// Runs `f` over the VM's state (for a reset).
+    pub(super) fn with_state<T>(&mut self, f: impl FnOnce(&mut VmState) -> Result<T>) -> Result<T> {
+        f(&mut self.state)
+    }
+
+    /// Runs `f` for each held vcpu, with the VM's state.
+    pub(super) fn restore_vcpus(&mut self, mut f: impl FnMut(&KvmVcpu, &VmState) -> Result<()>) -> Result<()> {
+        for v in &self.held {
+            f(v, &self.state)?;
+        }
+        Ok(())
     }
 }
 

@@ -104,7 +104,7 @@ pub(crate) fn on_suspend(_fd: &VcpuFd) -> Result<()> {
 
 /// Snapshots are not implemented for arm64 yet: the device and vcpu state (GIC, timers,
 /// the ONE_REG registers) is a different set.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct VmSnapshot;
 
 /// See [`VmSnapshot`].

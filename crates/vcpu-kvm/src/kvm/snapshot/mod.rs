@@ -4,7 +4,7 @@
 
 mod format;
 mod limits;
-mod pages;
+pub(crate) mod pages;
 mod sign;
 mod verify;
 
@@ -164,7 +164,12 @@ pub(crate) fn restore(kvm: &Kvm, path: &Path, key: Option<&[u8]>) -> Result<KvmV
         .into_iter()
         .map(|r: LoadedRegion| RegionToRestore {
             slot: r.slot,
-            region: Arc::new(GuestRegion::restored(r.mapping, r.guest_address, r.readonly)),
+            region: Arc::new(GuestRegion::restored(
+                r.mapping,
+                r.guest_address,
+                r.readonly,
+                r.from_file,
+            )),
             dirty_log: r.dirty_log,
         })
         .collect();

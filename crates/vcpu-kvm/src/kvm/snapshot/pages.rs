@@ -154,7 +154,7 @@ fn io_error(e: &std::io::Error) -> Error {
 
 /// The pages of `region` that may hold data: for memory-file regions, the file's data
 /// extents (guest RAM never touched is a hole there, and costs no scan); else all.
-fn candidate_pages(region: &GuestRegion) -> Vec<Range<usize>> {
+pub(crate) fn candidate_pages(region: &GuestRegion) -> Vec<Range<usize>> {
     let pages = region.len() / PAGE;
     let Some((file, base)) = region.file_range() else {
         return std::iter::once(0..pages).collect();
@@ -190,6 +190,8 @@ fn candidate_pages(region: &GuestRegion) -> Vec<Range<usize>> {
 
 /// A region rebuilt from a snapshot.
 pub(crate) struct LoadedRegion {
+    /// A private mapping of the file's image with nothing copied into it.
+    pub(crate) from_file: bool,
     pub(crate) slot: u32,
     pub(crate) guest_address: u64,
     pub(crate) readonly: bool,
@@ -223,6 +225,7 @@ pub(crate) fn load(snap: &SnapshotFile, mut base: Vec<LoadedRegion>) -> Result<V
             }
         };
         loaded.push(LoadedRegion {
+            from_file: matches!(r.pages, SavedPages::Image { .. }),
             slot: r.slot,
             guest_address: r.guest_address,
             readonly: r.readonly,

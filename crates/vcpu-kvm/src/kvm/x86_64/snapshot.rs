@@ -16,7 +16,7 @@ use crate::Vcpu;
 const MSR_BATCH: usize = KVM_MAX_MSR_ENTRIES;
 
 /// The VM-wide devices KVM emulates.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct VmSnapshot {
     /// PIC master, PIC slave, IOAPIC (with the in-kernel irqchip).
     irqchip: Option<[kvm_irqchip; 3]>,

@@ -3,7 +3,8 @@
 //! VM. Only the pages written since are touched (KVM's dirty log and the host's writes):
 //! each is copied back from what the reset point kept of it, or dropped (a restored
 //! region's page comes back from the snapshot file, a memory-file page reads as zero).
-//! The VM's devices (irqchip, PIT, clock) and every saved vcpu's state come back too.
+//! The VM's irqchip and PIT and every saved vcpu's state come back too (its CPUID and
+//! the VM's clock cannot change or run on).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -188,7 +189,7 @@ impl KvmVm {
                 r.folded.clear();
                 put_back(r, &bits(&written));
             }
-            arch::restore_vm(fd, &point.vm)?;
+            arch::reset_vm(fd, &point.vm)?;
             state.restored.base = point.base.clone();
             Ok(())
         })?;
@@ -199,7 +200,7 @@ impl KvmVm {
                 .as_ref()
                 .and_then(|p| p.vcpus.iter().find(|v| v.id as usize == vcpu.id()));
             match saved {
-                Some(saved) => arch::restore_vcpu(vcpu, saved),
+                Some(saved) => arch::reset_vcpu(vcpu, saved),
                 None => Ok(()),
             }
         })?;

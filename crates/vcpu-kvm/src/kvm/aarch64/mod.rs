@@ -150,3 +150,11 @@ pub(crate) fn save_vcpu(_vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot>
 pub(crate) fn restore_vcpu(_vcpu: &KvmVcpu, _state: &VcpuSnapshot) -> Result<()> {
     Err(no_snapshots("restoreVm"))
 }
+
+pub(crate) fn reset_vcpu(_vcpu: &KvmVcpu, _state: &VcpuSnapshot) -> Result<()> {
+    Err(no_snapshots("reset"))
+}
+
+pub(crate) fn reset_vm(_fd: &VmFd, _vm: &VmSnapshot) -> Result<()> {
+    Err(no_snapshots("reset"))
+}

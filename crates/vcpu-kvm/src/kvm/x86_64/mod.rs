@@ -11,7 +11,9 @@ mod state;
 pub use msr_exits::MsrAccess;
 
 pub use debug::GuestDebug;
-pub(crate) use snapshot::{restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuSnapshot, VmSnapshot};
+pub(crate) use snapshot::{
+    reset_vcpu, reset_vm, restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuSnapshot, VmSnapshot,
+};
 
 use std::sync::OnceLock;
 

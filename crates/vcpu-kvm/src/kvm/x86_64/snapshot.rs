@@ -114,6 +114,17 @@ pub(crate) fn save_vm(fd: &VmFd, irqchip: bool) -> Result<VmSnapshot> {
 }
 
 pub(crate) fn restore_vm(fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
+    reset_vm(fd, vm)?;
+    let mut clock = vm.clock;
+    // KVM_SET_CLOCK takes only the flags it defines for setting; "TSC stable" is a
+    // property it reports.
+    clock.flags &= !KVM_CLOCK_TSC_STABLE;
+    fd.set_clock(&clock).op(RESTORE)
+}
+
+/// What a reset in place restores of the VM: the irqchip and PIT. (The clock runs on:
+/// a guest's time does not go back.)
+pub(crate) fn reset_vm(fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
     if let Some(chips) = &vm.irqchip {
         for chip in chips {
             fd.set_irqchip(chip).op(RESTORE)?;
@@ -122,11 +133,7 @@ pub(crate) fn restore_vm(fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
     if let Some(pit) = &vm.pit {
         fd.set_pit2(pit).op(RESTORE)?;
     }
-    let mut clock = vm.clock;
-    // KVM_SET_CLOCK takes only the flags it defines for setting; "TSC stable" is a
-    // property it reports.
-    clock.flags &= !KVM_CLOCK_TSC_STABLE;
-    fd.set_clock(&clock).op(RESTORE)
+    Ok(())
 }
 
 /// The MSRs KVM can save and restore (`KVM_GET_MSR_INDEX_LIST`), asked once per process.
@@ -191,6 +198,13 @@ pub(crate) fn restore_vcpu(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
     let fd = vcpu.fd(RESTORE)?;
     let cpuid = CpuId::from_entries(&s.cpuid).map_err(|_| Error::invalid(RESTORE, "too many CPUID entries"))?;
     fd.set_cpuid2(&cpuid).op(RESTORE)?;
+    reset_vcpu(vcpu, s)
+}
+
+/// What a reset in place restores of a vcpu: everything but its CPUID, which a vcpu
+/// that has run keeps (KVM refuses another).
+pub(crate) fn reset_vcpu(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
+    let fd = vcpu.fd(RESTORE)?;
     fd.set_mp_state(s.mp_state).op(RESTORE)?;
     vcpu.set_regs(&s.regs)?;
     fd.set_sregs(&s.sregs).op(RESTORE)?;

@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use vcpu_kvm::kvm::SnapshotOptions;
-use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Vcpu, VcpuExit};
+use vcpu_kvm::Kvm;
 
 /// The tests of this file take turns: the matrix measures the process's peak memory.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -25,20 +25,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// What refusing one forged file may cost.
 const MAX_PEAK_GROWTH: u64 = 8 << 20;
 const MAX_TIME: Duration = Duration::from_millis(250);
-
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        TempPath(std::env::temp_dir().join(format!("vcpu-forged-{}-{name}.snap", std::process::id())))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// A snapshot file's bytes, and how to forge them with every checksum fixed up (the
 /// header layout is in `src/kvm/snapshot/format.rs`).
@@ -97,21 +83,6 @@ fn peak() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
-fn next_count(vcpu: &KvmVcpu) -> u32 {
-    match run_bounded(vcpu, 10).expect("run") {
-        VcpuExit::Io => {}
-        other => panic!("expected Io, got {other:?}"),
-    }
-    let mut count = 0;
-    vcpu.handle_io(&mut |p| {
-        if let IoOperation::Write(data) = p.operation {
-            count = u32::from_le_bytes(data[..4].try_into().unwrap());
-        }
-    })
-    .unwrap();
-    count
 }
 
 #[test]

@@ -4,27 +4,7 @@
 mod common;
 
 use common::*;
-use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Vcpu, VcpuExit};
-
-const COUNTER: u64 = 0x5000; // where guests/counter.asm keeps its count
-
-fn next_count(vcpu: &KvmVcpu) -> u32 {
-    assert!(matches!(run_bounded(vcpu, 10), Ok(VcpuExit::Io)));
-    let mut count = 0;
-    vcpu.handle_io(&mut |p| {
-        if let IoOperation::Write(d) = p.operation {
-            count = u32::from_le_bytes(d[..4].try_into().unwrap());
-        }
-    })
-    .unwrap();
-    count
-}
-
-fn read_u64(vm: &vcpu_kvm::KvmVm, gpa: u64) -> u64 {
-    let mut b = [0u8; 8];
-    vm.read(gpa, &mut b).unwrap();
-    u64::from_le_bytes(b)
-}
+use vcpu_kvm::Kvm;
 
 #[test]
 fn a_marked_vm_goes_back_to_its_mark_memory_and_registers() {
@@ -41,9 +21,9 @@ fn a_marked_vm_goes_back_to_its_mark_memory_and_registers() {
     for page in 0..1000u64 {
         vm.write(0x100_0000 + page * 4096 + 8, &[0xab; 16]).unwrap();
     }
-    assert_eq!(read_u64(&vm, COUNTER), 6);
+    assert_eq!(counter_at(&vm), 6);
     vm.reset().unwrap();
-    assert_eq!(read_u64(&vm, COUNTER), 1, "the guest's write is undone");
+    assert_eq!(counter_at(&vm), 1, "the guest's write is undone");
     assert_eq!(vcpu.get_regs().unwrap().rip, rip, "the registers are the mark's");
     let mut b = [0u8; 24];
     vm.read(0x100_0000, &mut b).unwrap();
@@ -75,7 +55,7 @@ fn a_restored_vm_resets_to_its_snapshot() {
         assert_eq!(next_count(&vcpu), want);
     }
     restored.reset().unwrap();
-    assert_eq!(read_u64(&restored, COUNTER), 1);
+    assert_eq!(counter_at(&restored), 1);
     assert_eq!(next_count(&vcpu), 2);
     // A snapshot in between does not lose what was written before it.
     assert_eq!(next_count(&vcpu), 3);

@@ -4,50 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-use vcpu_kvm::{IoOperation, Kvm, KvmVcpu, Vcpu, VcpuExit};
-
-const COUNT_PORT: u64 = 0x10;
-
-/// A fresh path in the temp directory (removed with its partial files when dropped).
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        TempPath(std::env::temp_dir().join(format!("vcpu-test-{}-{name}.snap", std::process::id())))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Runs the counting guest to its next port write and returns the number it wrote.
-fn next_count(vcpu: &KvmVcpu) -> u32 {
-    match run_bounded(vcpu, 10).expect("run") {
-        VcpuExit::Io => {}
-        other => panic!("expected Io, got {other:?}"),
-    }
-    let mut count = 0;
-    vcpu.handle_io(&mut |p| {
-        assert_eq!(p.address, COUNT_PORT);
-        if let IoOperation::Write(data) = p.operation {
-            count = u32::from_le_bytes(data[..4].try_into().unwrap());
-        }
-    })
-    .unwrap();
-    count
-}
-
-fn counter_at(vm: &vcpu_kvm::KvmVm) -> u64 {
-    let mut b = [0u8; 8];
-    vm.read(0x5000, &mut b).unwrap();
-    u64::from_le_bytes(b)
-}
+use vcpu_kvm::{Kvm, Vcpu, VcpuExit};
 
 #[test]
 fn a_counting_guest_resumes_with_the_next_number() {

@@ -86,23 +86,26 @@ impl KvmVm {
     /// Holds every vcpu out of `run()` (`EBUSY` if one runs or has an exit waiting for
     /// its handler: nothing may be half-done in a saved state) and locks the VM.
     pub(crate) fn freeze(&self, op: &'static str) -> Result<Frozen<'_>> {
-        let state = self.lock(op)?;
-        let held = state
-            .live_vcpus()
-            .iter()
-            .map(|v| v.hold(op))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Frozen { vm: self, state, held })
+        self.freeze_each(op, KvmVcpu::hold)
     }
 
     /// As [`KvmVm::freeze`], for a reset: an exit waiting for its handler is dropped
     /// rather than refused (the state it belongs to goes).
     pub(crate) fn freeze_dropping_exits(&self, op: &'static str) -> Result<Frozen<'_>> {
+        self.freeze_each(op, KvmVcpu::hold_dropping_exit)
+    }
+
+    /// Locks the VM and holds each live vcpu with `hold`.
+    fn freeze_each(
+        &self,
+        op: &'static str,
+        hold: fn(&Arc<KvmVcpu>, &'static str) -> Result<HeldVcpu>,
+    ) -> Result<Frozen<'_>> {
         let state = self.lock(op)?;
         let held = state
             .live_vcpus()
             .iter()
-            .map(|v| v.hold_dropping_exit(op))
+            .map(|v| hold(v, op))
             .collect::<Result<Vec<_>>>()?;
         Ok(Frozen { vm: self, state, held })
     }

@@ -88,3 +88,46 @@ pub fn expect_exit(vcpu: &KvmVcpu, want: VcpuExit) {
     let got = run_bounded(vcpu, 10).expect("run");
     assert_eq!(got, want);
 }
+
+/// The port `guests/counter.asm` writes its count to, and where it keeps it.
+pub const COUNT_PORT: u64 = 0x10;
+pub const COUNTER: u64 = 0x5000;
+
+/// Runs the counting guest to its next port write and returns the number it wrote.
+pub fn next_count(vcpu: &KvmVcpu) -> u32 {
+    match run_bounded(vcpu, 10).expect("run") {
+        VcpuExit::Io => {}
+        other => panic!("expected Io, got {other:?}"),
+    }
+    let mut count = 0;
+    vcpu.handle_io(&mut |p| {
+        assert_eq!(p.address, COUNT_PORT);
+        if let vcpu_kvm::IoOperation::Write(data) = p.operation {
+            count = u32::from_le_bytes(data[..4].try_into().unwrap());
+        }
+    })
+    .unwrap();
+    count
+}
+
+/// The counting guest's count, read from its memory.
+pub fn counter_at(vm: &KvmVm) -> u64 {
+    let mut b = [0u8; 8];
+    vm.read(COUNTER, &mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// A fresh path in the temp directory, removed when dropped.
+pub struct TempPath(pub std::path::PathBuf);
+
+impl TempPath {
+    pub fn new(name: &str) -> Self {
+        TempPath(std::env::temp_dir().join(format!("vcpu-test-{}-{name}.snap", std::process::id())))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

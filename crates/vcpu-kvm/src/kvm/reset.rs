@@ -106,6 +106,10 @@ impl KvmVm {
         let vcpus = frozen.save_vcpus()?;
         frozen.with_state(|state| {
             let fd = state.fd.as_ref().ok_or_else(|| Error::closed(OP, "VM"))?;
+            // What differs from the file since an earlier reset point (the restore, or an
+            // earlier mark) is known to it: its kept pages, and the pages written before
+            // a snapshot restarted the logs.
+            let earlier = state.restored.reset.take();
             let mut regions = Vec::new();
             for s in state.memory.iter_mut() {
                 if !s.region.revertible() {
@@ -123,7 +127,19 @@ impl KvmVm {
                 // restore are kept.
                 let candidates: Vec<usize> = match region.file_range() {
                     Some(_) => candidate_pages(region).into_iter().flatten().collect(),
-                    None => bits(&region.written.written().unwrap_or_default()),
+                    None => {
+                        let mut written = region.written.written().unwrap_or_default();
+                        let before = earlier
+                            .as_ref()
+                            .and_then(|e| e.regions.iter().find(|r| Arc::ptr_eq(&r.region, region)));
+                        if let Some(before) = before {
+                            merge(&mut written, &before.folded);
+                            for &p in before.kept.keys() {
+                                merge(&mut written, &page_bit(p));
+                            }
+                        }
+                        bits(&written)
+                    }
                 };
                 let mut kept = BTreeMap::new();
                 for p in candidates {
@@ -230,6 +246,13 @@ fn put_back(r: &RegionPoint, pages: &[usize]) {
         }
         i += n;
     }
+}
+
+/// A bitmap with page `p`'s bit set.
+fn page_bit(p: usize) -> Vec<u64> {
+    let mut words = vec![0; p / 64 + 1];
+    words[p / 64] = 1 << (p % 64);
+    words
 }
 
 /// The page numbers whose bits are set.

@@ -31,6 +31,7 @@ export { VcpuX86State, type DeepPartial } from './vcpu_state';
 export { VcpuX86_64, type LongModeOptions, type Translation } from './vcpu_x86';
 export { VcpuAArch64, type El1Options } from './vcpu_arm64';
 export type { HostVcpu, HostRegs } from './host_arch';
+export { IoEvent, IrqEvent, type IoEventOptions } from './vm_events';
 import type { HostVcpu } from './host_arch';
 import { Vcpu as VcpuTrait } from './vcpu';
 export { VcpuTrait };

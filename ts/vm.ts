@@ -7,6 +7,7 @@ import { checkOptions } from './options';
 import { call, VcpuError } from './errors';
 import { startGdbServer, type GdbServer, type GdbServerOptions } from './gdb';
 import { GuestMemory, type MemoryOptions } from './memory';
+import { IoEvent, IrqEvent, type IoEventOptions } from './vm_events';
 import native, { type NativeVm } from './native';
 import type { HostVcpu } from './host_arch';
 import type { Vcpu } from './vcpu';
@@ -290,6 +291,61 @@ export class Vm {
     checkPath('snapshot', path);
     const bytes = keyBytes('snapshot', key);
     return call('snapshot', () => this.#native.snapshot(path, !!diff, bytes));
+  }
+
+  /**
+   * Registers an ioevent (`KVM_IOEVENTFD`): guest writes to `address` (a port with
+   * `port: true`) of `length` bytes (0: any), and of value `datamatch` if given,
+   * complete in the kernel without an exit and are counted on the returned
+   * {@link IoEvent}. `EINVAL` for a bad length, a datamatch that does not fit it, or a
+   * port above 0xffff; `EEXIST` for the same address, length and datamatch twice.
+   *
+   * @example
+   * ```ts
+   * const doorbell = vm.registerIoevent({ address: 0x700, length: 1, port: true });
+   * await doorbell.wait(); // the guest's `out 0x700, al` never left the kernel
+   * ```
+   */
+  registerIoevent(options: IoEventOptions): IoEvent {
+    const { address, length, datamatch, port } = checkOptions<IoEventOptions>('registerIoevent', options, [
+      'address',
+      'length',
+      'datamatch',
+      'port',
+    ]);
+    if (datamatch !== undefined && typeof datamatch !== 'bigint') {
+      throw new VcpuError('EINVAL', 'registerIoevent', 'registerIoevent: datamatch must be a bigint');
+    }
+    return new IoEvent(
+      call('registerIoevent', () => this.#native.registerIoevent({ address, length, datamatch, port: port === true })),
+    );
+  }
+
+  /**
+   * Registers an irqfd (`KVM_IRQFD`) for interrupt line `gsi` of the in-kernel irqchip
+   * (`createVm({ irqchip: true })`): {@link IrqEvent.trigger} raises it.
+   *
+   * @example
+   * ```ts
+   * const irq = vm.registerIrqfd(10);
+   * irq.trigger();
+   * ```
+   */
+  registerIrqfd(gsi: number): IrqEvent {
+    return new IrqEvent(call('registerIrqfd', () => this.#native.registerIrqfd(gsi)));
+  }
+
+  /**
+   * Sets interrupt line `gsi` of the in-kernel irqchip high or low (`KVM_IRQ_LINE`).
+   *
+   * @example
+   * ```ts
+   * vm.setIrqLine(10, true);
+   * vm.setIrqLine(10, false);
+   * ```
+   */
+  setIrqLine(gsi: number, level: boolean): void {
+    call('setIrqLine', () => this.#native.setIrqLine(gsi, level === true));
   }
 
   /**

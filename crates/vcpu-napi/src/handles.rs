@@ -52,6 +52,11 @@ pub fn kick(id: u64) -> bool {
     handle.map(|h| h.kick()).is_some()
 }
 
+/// Whether the process is exiting (a wait on a guest event gives up then).
+pub fn exiting() -> bool {
+    SHUTDOWN.load(Ordering::Acquire)
+}
+
 /// For process exit: stops every vcpu for good, so no thread stays inside `KVM_RUN`
 /// (Node joins its worker threads on exit): every later run returns at once.
 pub fn shutdown() {

@@ -24,6 +24,7 @@ mod kvm;
 mod linux;
 mod vcpu;
 mod vm;
+mod vm_events;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -3,11 +3,12 @@
 //! `VcpuFd::run` takes `&mut self` and keeps the `kvm_run` mapping to itself, so an
 //! immediate exit cannot be requested soundly from another thread (rust-vmm/kvm#373);
 //! like crosvm and Firecracker we issue `KVM_RUN` ourselves over our own mapping.
-//! kvm-ioctls has no `KVM_INTERRUPT` wrapper.
+//! kvm-ioctls has no `KVM_INTERRUPT` wrapper, and its `KVM_IOEVENTFD` ties the length to
+//! the datamatch's type (no length without a datamatch).
 
 use std::os::unix::io::AsRawFd;
 
-use kvm_bindings::{kvm_enable_cap, kvm_interrupt, KVMIO};
+use kvm_bindings::{kvm_enable_cap, kvm_interrupt, kvm_ioeventfd, KVMIO};
 use vmm_sys_util::errno;
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_ref};
 use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
@@ -15,6 +16,7 @@ use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
+ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_ioeventfd);
 
 /// `KVM_RUN`: enters the guest until it exits; the exit is described in `kvm_run`.
 ///
@@ -76,6 +78,18 @@ pub fn enable_cap(fd: &impl AsRawFd, cap: &kvm_enable_cap) -> errno::Result<()> 
     // SAFETY: the kernel reads one `kvm_enable_cap`, which outlives the call; what its
     // `args` mean is the caller's contract (see `Vcpu::enable_raw_capability`).
     let ret = unsafe { ioctl_with_ref(fd, KVM_ENABLE_CAP(), cap) };
+    if ret < 0 {
+        return Err(errno::Error::last());
+    }
+    Ok(())
+}
+
+/// `KVM_IOEVENTFD` with every field the caller's: assigns (or, with the deassign flag,
+/// removes) an ioeventfd.
+pub fn ioeventfd(vm: &impl AsRawFd, event: &kvm_ioeventfd) -> errno::Result<()> {
+    // SAFETY: the kernel reads one `kvm_ioeventfd` from our reference; the eventfd in it
+    // is the caller's, alive for the call.
+    let ret = unsafe { ioctl_with_ref(vm, KVM_IOEVENTFD(), event) };
     if ret < 0 {
         return Err(errno::Error::last());
     }

@@ -15,6 +15,7 @@ mod signal;
 mod snapshot;
 mod vcpu;
 mod vm;
+mod vm_events;
 mod vm_memory;
 mod vm_persist;
 mod write_log;
@@ -35,6 +36,7 @@ pub use run::RunShared;
 pub use snapshot::{SnapshotInfo, SnapshotOptions};
 pub use vcpu::KvmVcpu;
 pub use vm::{KvmVm, VmConfig, WeakVm, CLOSE_WAIT, DEFAULT_HYPERCALL_PORT, MAX_GUEST_ADDRESS_BITS};
+pub use vm_events::{IoEvent, IoEventSpec, IrqEvent};
 pub use vm_memory::MAX_COPY;
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::{GuestDebug, MsrAccess, HYPERCALL_ARG_REGS, HYPERCALL_RESULT_REGS};

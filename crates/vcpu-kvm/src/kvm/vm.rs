@@ -166,6 +166,12 @@ impl KvmVm {
         Ok(state)
     }
 
+    /// Runs `f` with the VM fd (under the VM's lock), or `ECLOSED`.
+    pub(crate) fn with_fd<T>(&self, op: &'static str, f: impl FnOnce(&VmFd) -> Result<T>) -> Result<T> {
+        let state = self.lock(op)?;
+        f(state.fd(op)?)
+    }
+
     /// A reference that does not keep the VM alive.
     pub fn downgrade(&self) -> WeakVm {
         WeakVm(Arc::downgrade(&self.shared))

@@ -26,12 +26,40 @@ pub struct IoEventSpec {
     pub port: bool,
 }
 
+/// A registration with a VM that ends once, on `close` or drop (and only does
+/// something while the VM is open).
+struct Registration {
+    vm: WeakVm,
+    live: AtomicBool,
+}
+
+impl Registration {
+    fn new(vm: &KvmVm) -> Self {
+        Registration {
+            vm: vm.downgrade(),
+            live: AtomicBool::new(true),
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Ends it: `undo` runs with the VM, the first time only and if the VM is open.
+    fn end(&self, undo: impl FnOnce(&KvmVm)) {
+        if self.live.swap(false, Ordering::AcqRel) {
+            if let Some(vm) = self.vm.upgrade() {
+                undo(&vm);
+            }
+        }
+    }
+}
+
 /// An ioeventfd: counts the guest's writes that match it, which complete in the kernel.
 pub struct IoEvent {
     event: EventFd,
     raw: kvm_ioeventfd,
-    vm: WeakVm,
-    registered: AtomicBool,
+    registration: Registration,
 }
 
 impl IoEvent {
@@ -43,16 +71,13 @@ impl IoEvent {
 
     /// Stops watching (the guest's writes exit to user space again). Idempotent.
     pub fn close(&self) {
-        if !self.registered.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        if let Some(vm) = self.vm.upgrade() {
-            let raw = kvm_ioeventfd {
-                flags: self.raw.flags | (1 << kvm_ioeventfd_flag_nr_deassign),
-                ..self.raw
-            };
+        let raw = kvm_ioeventfd {
+            flags: self.raw.flags | (1 << kvm_ioeventfd_flag_nr_deassign),
+            ..self.raw
+        };
+        self.registration.end(|vm| {
             let _ = vm.with_fd("ioevent", |fd| super::ioctls::ioeventfd(fd, &raw).op("ioevent"));
-        }
+        });
     }
 }
 
@@ -66,14 +91,13 @@ impl Drop for IoEvent {
 pub struct IrqEvent {
     event: EventFd,
     gsi: u32,
-    vm: WeakVm,
-    registered: AtomicBool,
+    registration: Registration,
 }
 
 impl IrqEvent {
     /// Raises the line once.
     pub fn trigger(&self) -> Result<()> {
-        if !self.registered.load(Ordering::Acquire) {
+        if !self.registration.is_live() {
             return Err(Error::closed("trigger", "IrqEvent"));
         }
         self.event
@@ -88,14 +112,11 @@ impl IrqEvent {
 
     /// Unregisters the irqfd. Idempotent.
     pub fn close(&self) {
-        if !self.registered.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        if let Some(vm) = self.vm.upgrade() {
+        self.registration.end(|vm| {
             let _ = vm.with_fd("irqEvent", |fd| {
                 fd.unregister_irqfd(&self.event, self.gsi).op("irqEvent")
             });
-        }
+        });
     }
 }
 
@@ -180,8 +201,7 @@ impl KvmVm {
         Ok(IoEvent {
             event,
             raw,
-            vm: self.downgrade(),
-            registered: AtomicBool::new(true),
+            registration: Registration::new(self),
         })
     }
 
@@ -197,8 +217,7 @@ impl KvmVm {
         Ok(IrqEvent {
             event,
             gsi,
-            vm: self.downgrade(),
-            registered: AtomicBool::new(true),
+            registration: Registration::new(self),
         })
     }
 

@@ -16,14 +16,8 @@
  * @packageDocumentation
  */
 export { Kvm, DEFAULT_HYPERCALL_PORT, type VmOptions } from './kvm';
-export {
-  Vm,
-  type VmHandle,
-  type SnapshotOptions,
-  type SnapshotInfo,
-  type RestoreOptions,
-  type SnapshotKey,
-} from './vm';
+export { Vm, type VmHandle } from './vm';
+export type { SnapshotOptions, SnapshotInfo, RestoreOptions, SnapshotKey } from './snapshot_options';
 export type { GdbServer, GdbServerOptions } from './gdb';
 export { GuestMemory, type MemoryOptions } from './memory';
 export { type ExitHandlers, type MsrAccess, type MsrHandler } from './vcpu';

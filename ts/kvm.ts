@@ -7,7 +7,8 @@ import { checkOptions } from './options';
 import { call } from './errors';
 import native, { type NativeKvm } from './native';
 import type { CpuidEntry } from './types';
-import { checkPath, keyBytes, type RestoreOptions, Vm } from './vm';
+import { checkPath, keyBytes, type RestoreOptions } from './snapshot_options';
+import { Vm } from './vm';
 
 /** The hypercall port a VM uses unless {@link VmOptions.hypercallPort} says otherwise. */
 export const DEFAULT_HYPERCALL_PORT: number = native.defaultHypercallPort();

@@ -15,7 +15,8 @@ import { exitFor } from './exit';
 import type { HostVcpu } from './host_arch';
 import { internalsOf } from './vcpu';
 import type { GdbServer, GdbServerOptions } from './gdb';
-import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions, type Vm } from './vm';
+import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
+import type { Vm } from './vm';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
 export const DEFAULT_CMDLINE =

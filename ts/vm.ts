@@ -7,7 +7,8 @@ import { checkOptions } from './options';
 import { call, VcpuError } from './errors';
 import { startGdbServer, type GdbServer, type GdbServerOptions } from './gdb';
 import { GuestMemory, type MemoryOptions } from './memory';
-import { IoEvent, IrqEvent, type IoEventOptions } from './vm_events';
+import { checkPath, keyBytes, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
+import { ioeventArgs, IoEvent, IrqEvent, type IoEventOptions } from './vm_events';
 import native, { type NativeVm } from './native';
 import type { HostVcpu } from './host_arch';
 import type { Vcpu } from './vcpu';
@@ -33,56 +34,6 @@ function toBytes(bytes: Uint8Array | ArrayLike<number>): Uint8Array {
 export interface VmHandle {
   /** Process-wide number of the VM. */
   readonly id: number;
-}
-
-/** Options of {@link Vm.snapshot}. */
-export interface SnapshotOptions {
-  /** Only the pages written since the VM's previous snapshot or restore. */
-  diff?: boolean;
-  /**
-   * Sign the file with this key (HMAC-SHA-256; a string is taken as UTF-8): a restore
-   * given the same key refuses a file anyone without it changed. Not empty; 32 random
-   * bytes are a good key. See SECURITY.md.
-   */
-  key?: SnapshotKey;
-}
-
-/** How to restore a snapshot. */
-export interface RestoreOptions {
-  /** The file must be signed with this key ({@link SnapshotOptions.key}). */
-  key?: SnapshotKey;
-}
-
-/** A snapshot signing key: bytes, or a string taken as UTF-8. */
-export type SnapshotKey = Uint8Array | string;
-
-/** `key` as bytes, or a VcpuError naming what is wrong. @internal */
-export function keyBytes(op: string, key: unknown): Uint8Array | undefined {
-  if (key === undefined) return undefined;
-  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
-  if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
-    throw new VcpuError('EINVAL', op, `${op}: key must be a non-empty Uint8Array or string`);
-  }
-  return bytes;
-}
-
-/** What {@link Vm.snapshot} wrote. */
-export interface SnapshotInfo {
-  /** Bytes of data written: header, state and memory pages (zero pages take none). */
-  bytes: number;
-  /** Guest memory pages written. */
-  pages: number;
-}
-
-/** `path` must be a non-empty string; else `EINVAL` from `op`. @internal */
-export function checkPath(op: string, path: unknown): asserts path is string {
-  if (typeof path !== 'string' || path === '') {
-    throw new VcpuError(
-      'EINVAL',
-      op,
-      `${op}: path must be a file name, got ${typeof path === 'string' ? "''" : typeof path}`,
-    );
-  }
 }
 
 /**
@@ -307,18 +258,8 @@ export class Vm {
    * ```
    */
   registerIoevent(options: IoEventOptions): IoEvent {
-    const { address, length, datamatch, port } = checkOptions<IoEventOptions>('registerIoevent', options, [
-      'address',
-      'length',
-      'datamatch',
-      'port',
-    ]);
-    if (datamatch !== undefined && typeof datamatch !== 'bigint') {
-      throw new VcpuError('EINVAL', 'registerIoevent', 'registerIoevent: datamatch must be a bigint');
-    }
-    return new IoEvent(
-      call('registerIoevent', () => this.#native.registerIoevent({ address, length, datamatch, port: port === true })),
-    );
+    const args = ioeventArgs(options);
+    return new IoEvent(call('registerIoevent', () => this.#native.registerIoevent(args)));
   }
 
   /**

@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 import { call, toVcpuError, VcpuError } from './errors';
+import { checkOptions } from './options';
 import type { NativeIoEvent, NativeIrqEvent } from '../native/index';
 
 /** What {@link Vm.registerIoevent} watches. */
@@ -17,6 +18,20 @@ export interface IoEventOptions {
   datamatch?: bigint;
   /** Port I/O rather than MMIO (default false). */
   port?: boolean;
+}
+
+/** `options` checked, as the native call takes them. @internal */
+export function ioeventArgs(options: unknown): { address: number; length: number; datamatch?: bigint; port: boolean } {
+  const { address, length, datamatch, port } = checkOptions<IoEventOptions>('registerIoevent', options, [
+    'address',
+    'length',
+    'datamatch',
+    'port',
+  ]);
+  if (datamatch !== undefined && typeof datamatch !== 'bigint') {
+    throw new VcpuError('EINVAL', 'registerIoevent', 'registerIoevent: datamatch must be a bigint');
+  }
+  return { address, length, datamatch, port: port === true };
 }
 
 /** An ioevent (`KVM_IOEVENTFD`): counts the guest's matching writes, which cause no exit. */

@@ -183,20 +183,22 @@ unsafe fn invoke(
                 ok(sys::napi_create_uint32(env, *event, &mut args[1]))?;
             }
             Err((code, message)) => {
-                let (mut c, mut m) = (std::ptr::null_mut(), std::ptr::null_mut());
-                ok(sys::napi_create_string_utf8(
+                let string = |text: &str| {
+                    let mut value = std::ptr::null_mut();
+                    ok(sys::napi_create_string_utf8(
+                        env,
+                        text.as_ptr().cast(),
+                        text.len() as isize,
+                        &mut value,
+                    ))
+                    .map(|()| value)
+                };
+                ok(sys::napi_create_error(
                     env,
-                    code.as_ptr().cast(),
-                    code.len() as isize,
-                    &mut c,
+                    string(code)?,
+                    string(message)?,
+                    &mut args[0],
                 ))?;
-                ok(sys::napi_create_string_utf8(
-                    env,
-                    message.as_ptr().cast(),
-                    message.len() as isize,
-                    &mut m,
-                ))?;
-                ok(sys::napi_create_error(env, c, m, &mut args[0]))?;
                 ok(sys::napi_get_undefined(env, &mut args[1]))?;
             }
         }

@@ -6,12 +6,13 @@
  * Ctrl-A sends Ctrl-A, as in QEMU) and, with `--web`, in a browser too.
  * `npx vcpu restore PATH [--web …] [--snapshot PATH] [--gdb …]` continues a snapshot the
  * same way. `--gdb [HOST:]PORT` serves the GDB remote protocol (waiting for gdb's continue
- * unless `--gdb-nowait`).
+ * unless `--gdb-nowait`). `npx vcpu build-guest a.c -o fn.elf` builds a sandbox guest.
  * @internal
  * @packageDocumentation
  */
 import { parseArgs } from 'node:util';
 
+import { buildGuest } from './build_guest';
 import { VcpuError } from './errors';
 import type { GdbServerOptions } from './gdb';
 import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type LinuxMachine } from './linux';
@@ -19,12 +20,14 @@ import { serveConsole } from './web_console';
 
 const USAGE = `Usage: vcpu boot --kernel PATH [options]
        vcpu restore PATH [--web [HOST:]PORT] [--snapshot PATH] [--gdb [HOST:]PORT]
+       vcpu build-guest a.c [b.c …] -o fn.elf [-- compiler flags]
 
 boot: boots a Linux kernel (bzImage or ELF vmlinux) on /dev/kvm with its serial
 console (COM1) in this terminal. restore: continues a machine from a snapshot file
 (written by Ctrl-A s), console and all, in this or any later process.
 Ctrl-A x quits; Ctrl-A s writes the snapshot (with --snapshot); Ctrl-A Ctrl-A sends
-Ctrl-A.
+Ctrl-A. build-guest: compiles a sandbox guest (C, with <vcpu_guest.h>) with gcc or
+clang and links it with the SDK's runtime, for Sandbox.create({ guest }).
 
 Options:
   --kernel PATH     the kernel (required)
@@ -202,17 +205,40 @@ function address(option: string, value: string): { host?: string; port: number }
   return host === undefined ? { port: Number(m[3]) } : { host, port: Number(m[3]) };
 }
 
+/** `build-guest a.c [b.c …] -o fn.elf [-- flags]`. */
+function buildGuestCommand(argv: string[]): number {
+  const dash = argv.indexOf('--');
+  const flags = dash < 0 ? [] : argv.slice(dash + 1);
+  const { values, positionals } = parseArgs({
+    args: dash < 0 ? argv : argv.slice(0, dash),
+    options: { output: { type: 'string', short: 'o' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!values.output || positionals.length === 0) {
+    process.stderr.write(`vcpu: build-guest takes sources and -o OUTPUT\n\n${USAGE}\n`);
+    return 2;
+  }
+  buildGuest(positionals, values.output, flags);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  if (command !== 'boot' && command !== 'restore') {
+  if (command !== 'boot' && command !== 'restore' && command !== 'build-guest') {
     process.stderr.write(`vcpu: unknown command '${command}'\n\n${USAGE}\n`);
     return 2;
   }
   try {
+    if (command === 'build-guest') return buildGuestCommand(rest);
     return await (command === 'boot' ? boot(rest) : restore(rest));
   } catch (e) {
     const usage = (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');

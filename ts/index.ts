@@ -34,7 +34,18 @@ export { VcpuError } from './errors';
 export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';
 export type * from './types';
-export { bootLinux, restoreLinux, parseSize, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
+export { parseSize } from './options';
+export {
+  Sandbox,
+  SandboxError,
+  SandboxPool,
+  type SandboxOptions,
+  type SandboxPoolOptions,
+  type SandboxRestoreOptions,
+  type SandboxValue,
+  type HostFunction,
+} from './sandbox';
+export { bootLinux, restoreLinux, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
 export {
   serveConsole,
   ConsoleHub,

@@ -3,11 +3,10 @@
  * Hypervisor do (rust-vmm's linux-loader) and runs it with a serial console.
  * @packageDocumentation
  */
-import { readFileSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 
 import { call, VcpuError } from './errors';
-import { checkOptions } from './options';
+import { bytesOf, checkOptions, parseSize } from './options';
 import { Kvm } from './kvm';
 import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
@@ -40,32 +39,6 @@ export interface LinuxOptions {
    * continues.
    */
   gdb?: GdbServerOptions;
-}
-
-/**
- * Parses `'512M'`, `'1G'`, `'65536K'` or a byte count.
- *
- * @example
- * ```ts
- * parseSize('512M'); // 536870912
- * ```
- */
-export function parseSize(size: number | string): number {
-  if (typeof size === 'number') return size;
-  const m = /^(\d+)([KMG]?)i?B?$/i.exec(String(size).trim());
-  if (!m) throw new VcpuError('EINVAL', 'bootLinux', `not a size: ${size} (use e.g. 512M or 1G)`);
-  const unit = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return Number(m[1]) * unit;
-}
-
-function bytesOf(what: string, source: Uint8Array | string): Uint8Array {
-  if (typeof source !== 'string') return source;
-  try {
-    return readFileSync(source);
-  } catch (e) {
-    const code = (e as { code?: string }).code ?? 'EIO';
-    throw new VcpuError(code, 'bootLinux', `cannot read the ${what} ${source}: ${(e as Error).message}`);
-  }
 }
 
 /**
@@ -308,9 +281,9 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
     throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);
   }
-  const kernelBytes = bytesOf('kernel', kernel);
-  const initrdBytes = initrd === undefined ? undefined : bytesOf('initrd', initrd);
-  const size = parseSize(memory);
+  const kernelBytes = bytesOf('bootLinux', 'kernel', kernel);
+  const initrdBytes = initrd === undefined ? undefined : bytesOf('bootLinux', 'initrd', initrd);
+  const size = parseSize(memory, 'bootLinux');
   if (size < 16 << 20) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: give the guest at least 16M of memory');
   const vm = Kvm.open().createVm({ irqchip: true, hypercallPort: null });
   try {

@@ -4,6 +4,8 @@
  * @internal
  * @packageDocumentation
  */
+import { readFileSync } from 'node:fs';
+
 import { VcpuError } from './errors';
 
 /** `value` as an object, or a VcpuError naming `name`. `undefined` is `{}` when allowed. */
@@ -65,4 +67,32 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'bigint') return `${v}n`;
   return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}
+
+/**
+ * Parses `'512M'`, `'1G'`, `'65536K'` or a byte count; `op` names the caller in the
+ * error.
+ *
+ * @example
+ * ```ts
+ * parseSize('512M'); // 536870912
+ * ```
+ */
+export function parseSize(size: number | string, op = 'parseSize'): number {
+  if (typeof size === 'number') return size;
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(String(size).trim());
+  if (!m) throw new VcpuError('EINVAL', op, `${op}: not a size: ${size} (use e.g. 512M or 1G)`);
+  const unit = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * unit;
+}
+
+/** `source` itself, or the bytes of the file it names (a VcpuError with fs's code if unreadable). */
+export function bytesOf(op: string, what: string, source: Uint8Array | string): Uint8Array {
+  if (typeof source !== 'string') return source;
+  try {
+    return readFileSync(source);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? 'EIO';
+    throw new VcpuError(code, op, `${op}: cannot read the ${what} ${source}: ${(e as Error).message}`);
+  }
 }

@@ -11,6 +11,7 @@ pub mod bench;
 #[cfg(all(feature = "bench", target_arch = "x86_64"))]
 mod bench_floor;
 mod bound_fns;
+mod deadline;
 mod error;
 pub mod exits;
 mod external;

@@ -165,6 +165,8 @@ pub fn js_err(e: napi::Error) -> napi::Error<String> {
 #[napi]
 pub struct NativeVcpu {
     state: Rc<VcpuState>,
+    /// The deadline armed on the vcpu's runs, if any (`deadline.rs`).
+    pub(crate) deadline: RefCell<Option<vcpu_kvm::kvm::RunDeadline>>,
 }
 
 impl NativeVcpu {
@@ -179,6 +181,7 @@ impl NativeVcpu {
                 run_view: RefCell::new(None),
                 thread: vcpu_kvm::kvm::VcpuThread::current(),
             }),
+            deadline: RefCell::new(None),
         }
     }
 

@@ -1,9 +1,10 @@
 //! `KickState`: the one writer of `kvm_run.immediate_exit` and of the thread a kick
 //! signals.
 //!
-//! Three parties may want a vcpu out of the guest: its user (`set_immediate_exit`), a kick
-//! from any thread or a signal handler (consumed by the run it interrupts), and a run
-//! hook such as a debugger (`run()` hands the interruption to it). Each has one bit in
+//! Four parties may want a vcpu out of the guest: its user (`set_immediate_exit`), a kick
+//! from any thread or a signal handler (consumed by the run it interrupts), a run
+//! hook such as a debugger (`run()` hands the interruption to it), and a run deadline
+//! that passed (until disarmed); process exit stops every vcpu for good. Each has one bit in
 //! `wants`; `immediate_exit` is 1 exactly while some bit is set. Setting a bit stores 1;
 //! clearing the last one stores 0 and then looks again, so a bit set meanwhile always
 //! leaves 1 behind (all SeqCst): no interleaving loses a kick.
@@ -31,6 +32,8 @@ pub(crate) enum Want {
     Hook = 4,
     /// For good (the process is exiting): never taken back.
     Stop = 8,
+    /// A run deadline that passed: every run is interrupted until it is disarmed.
+    Deadline = 16,
 }
 
 /// Offset from `SIGRTMIN` of the signal that wakes vcpu threads. Neither Node, libuv nor
@@ -186,7 +189,10 @@ impl KickState {
     /// After a run that returned `EINTR`: whether an exit was asked for (the user's wish,
     /// or a kick, which this consumes) rather than a stray signal.
     pub(crate) fn take_interruption(&self) -> bool {
-        self.withdraw(Want::Kick) || self.wanted_by(Want::User) || self.wanted_by(Want::Stop)
+        self.withdraw(Want::Kick)
+            || self.wanted_by(Want::User)
+            || self.wanted_by(Want::Stop)
+            || self.wanted_by(Want::Deadline)
     }
 }
 

@@ -2,6 +2,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod deadline;
 mod exits;
 pub mod ioctls;
 mod kick;
@@ -30,6 +31,7 @@ use x86_64 as arch;
 
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
+pub use deadline::RunDeadline;
 pub use kick::{kick_signal, VcpuThread, KICK_SIGNAL_OFFSET};
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};
 pub use run::RunShared;

@@ -4,6 +4,7 @@
 mod cpuid;
 mod events;
 mod regs;
+mod sandbox;
 mod state;
 
 use napi::bindgen_prelude::*;

@@ -3,3 +3,4 @@
 
 pub mod layout;
 pub mod long_mode;
+pub mod sandbox;

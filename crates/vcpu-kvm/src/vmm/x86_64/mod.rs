@@ -4,3 +4,4 @@
 pub mod linux;
 pub mod machine_state;
 pub mod mptable;
+pub mod sandbox;

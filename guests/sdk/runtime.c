@@ -26,6 +26,8 @@ struct vcpu_mailbox {
   uint32_t index;         /* CMD_CALL: which export */
   uint32_t argc;          /* CMD_CALL: how many arguments */
   uint64_t args;          /* CMD_CALL: the arguments; CMD_RESULT: the one result */
+  uint64_t reserved;
+  vcpu_value returned;    /* a call's result, where the host reads it at the RETURN exit */
 };
 
 #define MAILBOX ((volatile struct vcpu_mailbox *)VCPU_MAILBOX)
@@ -44,10 +46,6 @@ __attribute__((noinline)) static void hypercall(uint32_t id, uint64_t a, uint64_
                    : "memory");
 }
 
-/* A call's result, where the host reads it at the RETURN exit (before anything can
- * overwrite it). */
-static vcpu_value returned;
-
 /* Makes hypercall `id` and then serves the host's commands: calls, until a result
  * comes (returned), or forever. */
 static const vcpu_value *serve(uint32_t id, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
@@ -62,8 +60,13 @@ static const vcpu_value *serve(uint32_t id, uint64_t a, uint64_t b, uint64_t c, 
       const vcpu_value *args = (const vcpu_value *)(uintptr_t)MAILBOX->args;
       int argc = (int)MAILBOX->argc;
       size_t count = (size_t)(__stop_vcpu_exports - __start_vcpu_exports);
-      returned = i < count ? __start_vcpu_exports[i].fn(args, argc) : vcpu_void();
-      id = HC_RETURN, a = (uintptr_t)&returned, b = c = d = 0;
+      /* In the mailbox's page, which the call touches anyway: one page fewer to fault
+       * in after a reset or a restore. The host reads it before anything overwrites it. */
+      vcpu_value r = i < count ? __start_vcpu_exports[i].fn(args, argc) : vcpu_void();
+      MAILBOX->returned.type = r.type;
+      MAILBOX->returned.len = r.len;
+      MAILBOX->returned.u.i64 = r.u.i64;
+      id = HC_RETURN, a = (uintptr_t)&MAILBOX->returned, b = c = d = 0;
       continue;
     }
     id = HC_WAIT, a = b = c = d = 0;

@@ -23,6 +23,9 @@ pub struct Mapping {
     /// The part of the memory file it maps (none for a private mapping), kept while the
     /// mapping lives.
     _extent: Option<Arc<Extent>>,
+    /// For a private mapping of a file: the file and the offset it maps from, where a
+    /// page's original bytes can be read again.
+    source: Option<(File, u64)>,
 }
 
 // SAFETY: plain shared memory; concurrent guest and host accesses are the VMM's protocol
@@ -44,6 +47,7 @@ impl Mapping {
             ptr,
             len: extent.len,
             _extent: Some(extent.clone()),
+            source: None,
         })
     }
 
@@ -56,10 +60,14 @@ impl Mapping {
             None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
         };
         let ptr = map(len, flags, fd, offset, op)?;
+        // Without a second descriptor the mapping still works; only a reset's copy-back
+        // of its pages falls back to dropping them.
+        let source = file.and_then(|f| f.try_clone().ok()).map(|f| (f, offset));
         Ok(Mapping {
             ptr,
             len,
             _extent: None,
+            source,
         })
     }
 
@@ -257,6 +265,38 @@ impl GuestRegion {
                 count * PAGE_SIZE as usize,
                 advice,
             );
+        }
+    }
+
+    /// Puts page `p` back as a drop would bring it (see [`Self::drop_pages`]) but by
+    /// writing it: zeros for a memory-file region, the file's bytes for one restored
+    /// from a file. The page stays mapped, so the guest's next touch does not fault
+    /// (dear under a nested KVM), and stays the region's own memory. Falls back to a
+    /// drop where the bytes cannot be had.
+    pub(crate) fn rewrite_page(&self, p: usize) {
+        let at = p * PAGE_SIZE as usize;
+        // SAFETY: page `p` lies inside our own live mapping (callers pass pages of the
+        // region); no Rust reference borrows guest memory and the vcpus are held out of
+        // the guest meanwhile.
+        let page = unsafe { self.host_ptr().add(at) };
+        if self.extent.is_some() {
+            // SAFETY: as above.
+            unsafe { std::ptr::write_bytes(page, 0, PAGE_SIZE as usize) };
+            return;
+        }
+        let read = self.mapping.source.as_ref().map(|(file, offset)| {
+            // SAFETY: as above; pread writes at most PAGE_SIZE bytes into the page.
+            unsafe {
+                libc::pread(
+                    file.as_raw_fd(),
+                    page.cast(),
+                    PAGE_SIZE as usize,
+                    (offset + at as u64) as libc::off_t,
+                )
+            }
+        });
+        if read != Some(PAGE_SIZE as isize) {
+            self.drop_pages(p, 1);
         }
     }
 

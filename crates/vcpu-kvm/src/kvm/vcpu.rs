@@ -36,7 +36,8 @@ pub struct KvmVcpu {
 }
 
 impl KvmVcpu {
-    pub(crate) fn new(id: usize, fd: VcpuFd, vm: KvmVm) -> Result<Self> {
+    /// A vcpu over `fd`; `restoring`: a snapshot's state (CPUID included) follows at once.
+    pub(crate) fn new(id: usize, fd: VcpuFd, vm: KvmVm, restoring: bool) -> Result<Self> {
         install_kick_handler()?;
         let shared = Arc::new(RunShared::map(&fd, vm.shared().run_size)?);
         let vcpu = KvmVcpu {
@@ -49,7 +50,7 @@ impl KvmVcpu {
             handle: Arc::new(KvmSignalHandle(shared.clone())),
             shared,
         };
-        arch::init_vcpu(&vcpu)?;
+        arch::init_vcpu(&vcpu, restoring)?;
         Ok(vcpu)
     }
 

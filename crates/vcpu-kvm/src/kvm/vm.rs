@@ -237,8 +237,17 @@ impl KvmVm {
             ),
             errno => Error::errno(OP, errno),
         })?;
-        let vcpu = Arc::new(KvmVcpu::new(id, vcpu_fd, self.clone())?);
-        if let Some(saved) = state.restored.take_vcpu(id as u32) {
+        let saved = state.restored.take_vcpu(id as u32);
+        let vcpu = match KvmVcpu::new(id, vcpu_fd, self.clone(), saved.is_some()) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                if let Some(saved) = saved {
+                    state.restored.put_back(saved);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(saved) = saved {
             if let Err(e) = super::arch::restore_vcpu(&vcpu, &saved) {
                 // Kept for another try: the vcpu fd goes with `vcpu`.
                 state.restored.put_back(saved);

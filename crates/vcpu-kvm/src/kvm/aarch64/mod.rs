@@ -45,8 +45,9 @@ pub(crate) fn init_vm(_kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch
     Ok(VmArch { init })
 }
 
-/// `KVM_ARM_VCPU_INIT`: the vcpu starts at EL1h with interrupts masked, PC 0.
-pub(crate) fn init_vcpu(vcpu: &KvmVcpu) -> Result<()> {
+/// `KVM_ARM_VCPU_INIT`: the vcpu starts at EL1h with interrupts masked, PC 0 (also
+/// before a restore, which sets registers of an initialised vcpu).
+pub(crate) fn init_vcpu(vcpu: &KvmVcpu, _restoring: bool) -> Result<()> {
     vcpu.fd.vcpu_init(&vcpu.vm.shared().arch.init).op("createVcpu")
 }
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 
 import { main as hypercall } from '../examples/hypercall';
 import { main as mmioDevice } from '../examples/mmio-device';
-import { main as sandboxes } from '../examples/sandboxes';
+import { main as sandbox } from '../examples/sandbox';
+import { main as snapshotClones } from '../examples/snapshot-clones';
 import { main as vmm } from '../examples/vmm';
 import { describeKvm } from './helpers';
 
@@ -23,11 +24,28 @@ describeKvm('examples', () => {
     expect(lines).toEqual(['guest says: HELLO FROM GUEST MEMORY', 'exit: Hlt']);
   });
 
-  test('sandboxes: three restores from one snapshot each go on from 1000 on their own', () => {
+  test('snapshot-clones: three restores from one snapshot each go on from 1000 on their own', () => {
     const lines: string[] = [];
-    sandboxes([], (l) => lines.push(l));
+    snapshotClones([], (l) => lines.push(l));
     expect(lines[0]).toMatch(/^snapshot: counted to 1000, \d+ pages written$/);
     expect(lines.slice(1).map((l) => /at (\d+)/.exec(l)?.[1])).toEqual(['1001', '1010', '1100']);
+  });
+
+  test('sandbox: a C plugin answers, calls the host back, times out, crashes with its rip, and resets', () => {
+    const lines: string[] = [];
+    sandbox([], (l) => lines.push(l));
+    expect(lines).toEqual([
+      'exports: checksum, crash, fib, forever, greet, upper',
+      'fib(50) = 12586269025',
+      "upper('hello, sandbox') = HELLO, SANDBOX",
+      expect.stringMatching(/^checksum = -?\d+$/),
+      "host: the guest logged 'hello from the guest'",
+      'greet() = 42',
+      expect.stringMatching(/^forever\(\): ETIMEDOUT, rip 0x2[0-9a-f]{5}: /),
+      'after reset: fib(10) = 55',
+      expect.stringMatching(/^crash\(\): EFAULT, rip 0x2[0-9a-f]{5}: .*page fault.* writing 0x0$/),
+      'after reset: fib(10) = 55',
+    ]);
   });
 
   test('vmm: boots the test kernel and reports a power-off', async () => {
@@ -49,7 +67,8 @@ describeKvm('examples', () => {
     expect(run('mmio-device')).toContain('guest reports 42 on port 3f9h');
     expect(run('hypercall')).toContain('guest says: HELLO FROM GUEST MEMORY');
     expect(run('hello')).toContain('Hello from a 64-bit guest on /dev/kvm!');
-    expect(run('sandboxes')).toMatch(/^snapshot: counted to 1000/m);
+    expect(run('snapshot-clones')).toMatch(/^snapshot: counted to 1000/m);
+    expect(run('sandbox')).toContain('greet() = 42');
     expect(run('workers')).toContain('counter = 10000 (expected 10000)');
     // The vmm example logs to stderr: its lines, as the README shows them.
     const vmm = spawnSync('npm', ['run', '--silent', 'example', '--', 'vmm', '--', '--seconds', '30'], {

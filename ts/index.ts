@@ -35,6 +35,7 @@ export { VcpuSignalHandle } from './signal';
 export { HypercallAbi, type GuestMemoryAccess } from './hypercall';
 export type * from './types';
 export { parseSize } from './options';
+export { buildGuest } from './build_guest';
 export {
   Sandbox,
   SandboxError,

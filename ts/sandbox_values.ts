@@ -15,7 +15,17 @@ export type SandboxValue = number | bigint | string | Uint8Array | boolean | und
 export const MAILBOX = 0x10_0000;
 export const MAILBOX_SIZE = 0x10_0000;
 /** The mailbox header's fields (see `struct vcpu_mailbox` in `guests/sdk/runtime.c`). */
-export const HEADER = { magic: 0, exports: 8, exportCount: 16, cmd: 20, index: 24, argc: 28, args: 32, returned: 48, size: 64 };
+export const HEADER = {
+  magic: 0,
+  exports: 8,
+  exportCount: 16,
+  cmd: 20,
+  index: 24,
+  argc: 28,
+  args: 32,
+  returned: 48,
+  size: 64,
+};
 export const MAGIC = 0x3158425355504356n; // "VCPUSBX1"
 export const CMD_CALL = 1;
 export const CMD_RESULT = 2;

@@ -2,7 +2,7 @@
 // and each sandbox is restored from that file in about a millisecond, copy-on-write, so
 // what one does never reaches the others or the file (guests/counter.asm: it counts in
 // RBX and at 0x5000, and reports each number on port 0x10). Run with
-// `npm run example -- sandboxes`.
+// `npm run example -- snapshot-clones`.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,7 +20,7 @@ function next(vcpu: Vcpu): number {
 }
 
 export function main(_argv: readonly string[] = [], log: (line: string) => void = console.log): void {
-  const dir = mkdtempSync(join(tmpdir(), 'vcpu-sandboxes-'));
+  const dir = mkdtempSync(join(tmpdir(), 'vcpu-clones-'));
   const file = join(dir, 'ready.snap');
   const kvm = Kvm.open();
   try {

@@ -117,6 +117,7 @@ export class Sandbox {
   static create(options: SandboxOptions): Sandbox {
     const op = 'Sandbox.create';
     const o = checkOptions<SandboxOptions>(op, options, ['guest', 'memory', 'host', 'timeoutMs']);
+    x86Only(op);
     if (o.guest === undefined) throw new VcpuError('EINVAL', op, `${op}: options.guest is required`);
     const elf = bytesOf(op, 'guest', o.guest);
     const size = memorySize(op, o.memory ?? '16M');
@@ -146,6 +147,7 @@ export class Sandbox {
   static restore(path: string, options: SandboxRestoreOptions = {}): Sandbox {
     const op = 'Sandbox.restore';
     const o = checkOptions<SandboxRestoreOptions>(op, options, ['host', 'timeoutMs', 'key']);
+    x86Only(op);
     const vm = kvm().restoreVm(path, o.key === undefined ? {} : { key: o.key });
     try {
       const sb = new Sandbox(vm, o.host, o.timeoutMs, op);
@@ -404,6 +406,13 @@ export class Sandbox {
       this.vcpu.setImmediateExit(false);
     }
     this.#unsettled = false;
+  }
+}
+
+/** The sandbox machine and its SDK are x86-64's for now. */
+function x86Only(op: string): void {
+  if (process.arch !== 'x64') {
+    throw new VcpuError('ENOTSUP', op, `${op}: sandboxes run on x86-64 hosts for now (this is ${process.arch})`);
   }
 }
 

@@ -22,3 +22,8 @@ if command -v aarch64-linux-gnu-as >/dev/null; then
   done
   rm -f /tmp/vcpu_guest.o /tmp/vcpu_guest.elf
 fi
+# The virtio test guest, a freestanding C "kernel" (needs gcc).
+gcc -ffreestanding -fno-pic -fno-pie -no-pie -nostdlib -static -O2 -mgeneral-regs-only -mno-red-zone \
+  -fno-stack-protector -fno-asynchronous-unwind-tables -fcf-protection=none -fno-builtin \
+  -Wl,-T,virtio/kernel.ld -Wl,-z,max-page-size=4096 -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
+  -o virtio/virtio_test.elf virtio/virtio_test.c

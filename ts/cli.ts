@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npx vcpu boot --kernel PATH [--initrd PATH] [--cmdline STR] [--mem 512M] [--cpus N]
- * [--web [HOST:]PORT] [--snapshot PATH]`: boots a Linux kernel with its serial console
+ * [--disk PATH[,ro]]… [--rng] [--web [HOST:]PORT] [--snapshot PATH]`: boots a Linux kernel with its serial console
  * in this terminal (raw mode; Ctrl-A x quits, Ctrl-A s writes the snapshot, Ctrl-A
  * Ctrl-A sends Ctrl-A, as in QEMU) and, with `--web`, in a browser too.
  * `npx vcpu restore PATH [--web …] [--snapshot PATH] [--gdb …]` continues a snapshot the
@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { buildGuest } from './build_guest';
 import { VcpuError } from './errors';
 import type { GdbServerOptions } from './gdb';
-import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type LinuxMachine } from './linux';
+import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type DiskOptions, type LinuxMachine } from './linux';
 import { serveConsole } from './web_console';
 
 const USAGE = `Usage: vcpu boot --kernel PATH [options]
@@ -36,6 +36,9 @@ Options:
                     (default: ${DEFAULT_CMDLINE})
   --mem SIZE        guest memory, e.g. 256M or 1G (default: 512M)
   --cpus N          virtual CPUs (default: 1)
+  --disk PATH[,ro]  a virtio-blk disk over a raw image (repeat for more: /dev/vda,
+                    /dev/vdb, …); ',ro' makes it read-only
+  --rng             a virtio-rng device (the host's getrandom)
   --web [HOST:]PORT also serve the console as a web page (xterm.js) on HOST (default
                     127.0.0.1) and PORT (0 picks one); the URL, with its secret token,
                     is printed on stderr. The terminal keeps its console: both see the
@@ -70,6 +73,8 @@ async function boot(argv: string[]): Promise<number> {
       cmdline: { type: 'string' },
       mem: { type: 'string', default: '512M' },
       cpus: { type: 'string', default: '1' },
+      disk: { type: 'string', multiple: true },
+      rng: { type: 'boolean' },
       ...CONSOLE_OPTIONS,
     },
     strict: true,
@@ -89,6 +94,8 @@ async function boot(argv: string[]): Promise<number> {
     memory: values.mem,
     cpus: Number(values.cpus),
     gdb: gdbOptions(values),
+    disks: (values.disk ?? []).map(diskOption),
+    rng: values.rng,
   });
   return attach(linux, values, values.kernel);
 }
@@ -189,6 +196,12 @@ async function attach(
     await web?.close();
     linux.close();
   }
+}
+
+/** `--disk PATH[,ro]` as a disk. */
+function diskOption(value: string): DiskOptions {
+  const ro = value.endsWith(',ro');
+  return { path: ro ? value.slice(0, -3) : value, readOnly: ro };
 }
 
 /** `--gdb [HOST:]PORT` and `--gdb-nowait` as the stub's options. */

@@ -46,7 +46,7 @@ export {
   type SandboxValue,
   type HostFunction,
 } from './sandbox';
-export { bootLinux, restoreLinux, LinuxMachine, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
+export { bootLinux, restoreLinux, LinuxMachine, type DiskOptions, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
 export {
   serveConsole,
   ConsoleHub,

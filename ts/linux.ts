@@ -16,6 +16,9 @@ import { internalsOf } from './vcpu';
 import type { GdbServer, GdbServerOptions } from './gdb';
 import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
 import type { Vm } from './vm';
+import { announceVirtio, attachVirtio, virtioSpecs, type DiskOptions } from './linux_devices';
+
+export type { DiskOptions } from './linux_devices';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
 export const DEFAULT_CMDLINE =
@@ -39,6 +42,18 @@ export interface LinuxOptions {
    * continues.
    */
   gdb?: GdbServerOptions;
+  /** virtio-blk disks over raw image files, in order `/dev/vda`, `/dev/vdb`, … */
+  disks?: DiskOptions[];
+  /** A virtio-rng device fed by the host's `getrandom` (default false). */
+  rng?: boolean;
+  /** Not available yet: `ENOTSUP`. */
+  vsock?: unknown;
+  /** Not available yet: `ENOTSUP`. */
+  net?: unknown;
+  /** `'serial'` (COM1, the default); `'virtio'` is not available yet (`ENOTSUP`). */
+  console?: 'serial' | 'virtio';
+  /** Not available yet: `ENOTSUP`. */
+  devices?: unknown;
 }
 
 /**
@@ -193,6 +208,9 @@ export class LinuxMachine {
         'snapshot: the machine is running; stop() it and wait for start() first',
       );
     }
+    if (this.#devices.virtioCount > 0) {
+      throw new VcpuError('ENOTSUP', 'snapshot', "snapshot: a machine's virtio devices cannot be saved yet");
+    }
     this.#drain();
     return call('snapshot', () => this.vm.native.snapshotLinux(path, !!diff, this.#devices, this.boot, bytes));
   }
@@ -275,7 +293,21 @@ export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } &
  * too big for the memory) throw a `VcpuError` saying which.
  */
 export function bootLinux(options: LinuxOptions): LinuxMachine {
-  const o = checkOptions<LinuxOptions>('bootLinux', options, ['kernel', 'initrd', 'cmdline', 'memory', 'cpus', 'gdb']);
+  const o = checkOptions<LinuxOptions>('bootLinux', options, [
+    'kernel',
+    'initrd',
+    'cmdline',
+    'memory',
+    'cpus',
+    'gdb',
+    'disks',
+    'rng',
+    'vsock',
+    'net',
+    'console',
+    'devices',
+  ]);
+  const virtio = virtioSpecs('bootLinux', o);
   const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1, gdb } = o;
   if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
@@ -288,8 +320,10 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
   const vm = Kvm.open().createVm({ irqchip: true, hypercallPort: null });
   try {
     vm.addMemory({ guestAddress: 0, size });
-    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline, cpus));
+    const line = announceVirtio(vm, virtio.length, cmdline);
+    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, line, cpus));
     const devices = call('bootLinux', () => vm.native.createDevices());
+    attachVirtio(vm, devices, virtio);
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
     call('startLinux', () => internalsOf(vcpus[0]).native.startLinux(boot));
     const server = gdb === undefined ? undefined : vm.gdbServer(gdb);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
+use vcpu_kvm::vmm::virtio::{mmio_slot, Block, MmioTransport, Rng, VirtioDevice};
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
@@ -60,6 +61,13 @@ pub fn load(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str, cpu
     Ok(load_linux(vm, kernel, initrd, cmdline, cpus).js()?.into())
 }
 
+/// Where a virtio device sits: its MMIO window and interrupt line.
+#[napi(object)]
+pub struct VirtioSlot {
+    pub address: f64,
+    pub irq: u32,
+}
+
 /// COM1, the i8042 and the port sink of one VM.
 #[napi]
 pub struct NativeDevices {
@@ -80,6 +88,12 @@ impl NativeDevices {
     #[napi]
     pub fn take_output(&self) -> Buffer {
         self.devices.output().take().into()
+    }
+
+    /// How many virtio devices the machine has.
+    #[napi(getter)]
+    pub fn virtio_count(&self) -> u32 {
+        self.devices.virtio_count() as u32
     }
 
     /// Queues console input; returns how many bytes the UART took (its FIFO is small:
@@ -140,6 +154,52 @@ impl NativeVm {
     #[napi]
     pub fn create_devices(&self) -> Result<NativeDevices> {
         NativeDevices::new(&self.vm)
+    }
+
+    /// Where the first `count` virtio devices of the machine go.
+    #[napi]
+    pub fn virtio_slots(&self, count: u32) -> Result<Vec<VirtioSlot>> {
+        (0..count as usize)
+            .map(|i| {
+                let (address, irq) = mmio_slot(&self.vm, i).js()?;
+                Ok(VirtioSlot {
+                    address: address as f64,
+                    irq,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts a virtio device (`kind` 'block' over the image at `path`, or 'rng') on the
+    /// machine's MMIO bus, in the next slot.
+    #[napi]
+    pub fn attach_virtio(
+        &self,
+        devices: &NativeDevices,
+        kind: String,
+        path: Option<String>,
+        read_only: Option<bool>,
+    ) -> Result<VirtioSlot> {
+        const OP: &str = "bootLinux";
+        let device: Box<dyn VirtioDevice> = match (kind.as_str(), path) {
+            ("block", Some(path)) => {
+                Box::new(Block::open(std::path::Path::new(&path), read_only.unwrap_or(false)).js()?)
+            }
+            ("rng", None) => Box::new(Rng::default()),
+            _ => {
+                return Err(crate::error::invalid(
+                    OP,
+                    format!("{OP}: no virtio device '{kind}' with these options"),
+                ))
+            }
+        };
+        let (address, irq) = mmio_slot(&self.vm, devices.devices.virtio_count()).js()?;
+        let transport = MmioTransport::new(&self.vm, address, irq, device).js()?;
+        devices.devices.attach(Arc::new(transport));
+        Ok(VirtioSlot {
+            address: address as f64,
+            irq,
+        })
     }
 
     /// A snapshot of a Linux machine: the VM with its devices and boot information.

@@ -1,8 +1,9 @@
 //! A 16550A UART on COM1 (vm-superio's `Serial`), the i8042 controller's reset line
-//! (vm-superio's `I8042Device`), and a sink for every other port a kernel probes.
+//! (vm-superio's `I8042Device`), a sink for every other port a kernel probes, and the
+//! machine's virtio devices on the MMIO bus.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 use vm_superio::serial::SerialState;
@@ -11,6 +12,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::error::{Context, Error, Result};
 use crate::kvm::KvmVm;
+use crate::vmm::virtio::MmioTransport;
 use crate::{IoOperation, IoParams, KvmVcpu, Vcpu, VcpuExit};
 
 /// COM1's first port.
@@ -119,12 +121,14 @@ impl SavedSerial {
     }
 }
 
-/// COM1, the i8042 reset line and a port sink, shared by every vcpu of a VM.
+/// COM1, the i8042 reset line, a port sink and the virtio devices, shared by every vcpu
+/// of a VM.
 pub struct LegacyDevices {
     serial: Mutex<Serial<EventTrigger, vm_superio::serial::NoEvents, SerialOutput>>,
     i8042: Mutex<I8042Device<EventTrigger>>,
     reset: EventFd,
     output: SerialOutput,
+    virtio: RwLock<Vec<Arc<MmioTransport>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,7 +163,33 @@ impl LegacyDevices {
             i8042: Mutex::new(I8042Device::new(EventTrigger(reset.try_clone().op(OP)?))),
             reset,
             output,
+            virtio: RwLock::new(Vec::new()),
         })
+    }
+
+    /// Puts a virtio device on the MMIO bus.
+    pub fn attach(&self, device: Arc<MmioTransport>) {
+        self.virtio.write().unwrap_or_else(|p| p.into_inner()).push(device);
+    }
+
+    /// How many virtio devices are on the bus.
+    pub fn virtio_count(&self) -> usize {
+        self.virtio.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// An MMIO access: a virtio device's, or else nothing there (reads all ones, writes
+    /// dropped).
+    pub fn handle_mmio(&self, p: IoParams) {
+        let address = p.address;
+        let bus = self.virtio.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = bus
+            .iter()
+            .find(|d| address.wrapping_sub(d.base()) < crate::vmm::virtio::MMIO_SIZE)
+        {
+            d.handle(p);
+        } else if let IoOperation::Read(data) = p.operation {
+            data.fill(0xff);
+        }
     }
 
     /// The devices' state, for a snapshot.
@@ -219,10 +249,10 @@ impl LegacyDevices {
         }
     }
 
-    /// Runs `vcpu` until something other than port I/O happens: port I/O goes to the
-    /// devices here, and an i8042 reset ends the run as `SystemEventReset`. MMIO reads
-    /// return all ones and writes are dropped (there is no MMIO device). An interrupted
-    /// run is `Err(EINTR)`, as from `run()`.
+    /// Runs `vcpu` until something other than port I/O or MMIO happens: both go to the
+    /// devices here (MMIO outside a virtio device reads all ones), and an i8042 reset
+    /// ends the run as `SystemEventReset`. An interrupted run is `Err(EINTR)`, as from
+    /// `run()`.
     ///
     /// # Example
     ///
@@ -246,9 +276,7 @@ impl LegacyDevices {
             match vcpu.run()? {
                 VcpuExit::Io => vcpu.handle_io(&mut |p| self.handle_io(p))?,
                 VcpuExit::Mmio => vcpu.handle_mmio(&mut |p| {
-                    if let IoOperation::Read(d) = p.operation {
-                        d.fill(0xff);
-                    }
+                    self.handle_mmio(p);
                     Ok(())
                 })?,
                 VcpuExit::InternalError { suberror: 1 } if vcpu.finish_unemulated_instruction()? => {}

@@ -1,0 +1,132 @@
+// virtio devices on a Linux machine: a freestanding C guest (guests/virtio/), booted by
+// bootLinux as its kernel, finds the devices the loader announced on its command line
+// and drives each through its MMIO registers as a driver would: a read-write disk and a
+// read-only one (read sector 0, write sector 1, flush, get-id, a read past the end)
+// and an entropy device, its requests served by the devices' own threads.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { bootLinux, type LinuxOptions, VcpuError } from '../ts';
+import { describeKvm } from './helpers';
+
+const GUEST = join(__dirname, '..', 'guests', 'virtio', 'virtio_test.elf');
+const CLI = join(__dirname, '..', 'dist', 'cli.js');
+let dir: string;
+
+beforeAll(() => (dir = mkdtempSync(join(tmpdir(), 'vcpu-virtio-'))));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A 64 KiB image whose sector 0 starts with `text`. */
+function image(name: string, text: string): string {
+  const path = join(dir, name);
+  const bytes = Buffer.alloc(64 << 10);
+  bytes.write(text);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** Boots the test guest with `options` and returns its console output. */
+async function run(options: Partial<LinuxOptions>): Promise<string> {
+  const linux = bootLinux({ kernel: GUEST, memory: '32M', cmdline: 'console=ttyS0', ...options });
+  let out = '';
+  linux.output.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => linux.stop(), 20_000);
+  try {
+    expect((await linux.start()).kind).toBe('SystemEventReset');
+  } finally {
+    clearTimeout(timer);
+    linux.close();
+  }
+  return out;
+}
+
+function thrown(f: () => unknown): VcpuError {
+  try {
+    f();
+  } catch (e) {
+    return e as VcpuError;
+  }
+  throw new Error('it did not throw');
+}
+
+describeKvm('virtio devices', () => {
+  test('a guest driver reads, writes, flushes and names two disks, one read-only, and reads random bytes', async () => {
+    const rw = image('rw.img', 'sector zero of the rw disk');
+    const ro = image('ro.img', 'sector zero of the ro disk');
+    const out = await run({ disks: [{ path: rw }, { path: ro, readOnly: true }], rng: true });
+    const sections = out.split(/^(?=virtio-)/m);
+    expect(sections[0]).toBe('virtio test guest\n');
+    expect(sections[1]).toBe(
+      'virtio-blk at 0xd0000000: 128 sectors\n' +
+        '  read sector 0: status 0, "sector zero of the rw disk"\n' +
+        '  write sector 1: status 0\n' +
+        '  flush: status 0\n' +
+        '  get-id: status 0, "rw.img"\n' +
+        '  read past the end: status 1\n',
+    );
+    expect(sections[2]).toBe(
+      'virtio-blk at 0xd0001000: 128 sectors, read-only\n' +
+        '  read sector 0: status 0, "sector zero of the ro disk"\n' +
+        '  write sector 1: status 1\n' +
+        '  flush: status 0\n' +
+        '  get-id: status 0, "ro.img"\n' +
+        '  read past the end: status 1\n',
+    );
+    expect(sections[3]).toMatch(/^virtio-rng at 0xd0002000: 16 bytes [0-9a-f]{32}, used-buffer interrupt\n/);
+    expect(sections[3]).not.toMatch(/bytes 0{32}/);
+    expect(out).toMatch(/virtio test guest: done\n$/);
+    // The write reached the file; the read-only image is untouched.
+    expect(readFileSync(rw).subarray(512, 544).toString()).toBe('written by the virtio test guest');
+    expect(readFileSync(ro).subarray(512, 1024)).toEqual(Buffer.alloc(512));
+  });
+
+  test('the loader announces each device on the command line, in order', async () => {
+    const a = image('a.img', 'first');
+    const b = image('b.img', 'second');
+    const out = await run({ disks: [{ path: b }, { path: a }] });
+    expect(out).toMatch(/0xd0000000[^\n]*\n[^\n]*"second"[\s\S]*0xd0001000[^\n]*\n[^\n]*"first"/);
+  });
+
+  test('bad disks and options not built yet are refused before the guest runs', () => {
+    const odd = join(dir, 'odd.img');
+    writeFileSync(odd, Buffer.alloc(1000));
+    const boot = (o: Partial<LinuxOptions>) => () => bootLinux({ kernel: GUEST, memory: '32M', ...o } as LinuxOptions);
+    expect(thrown(boot({ disks: [{ path: odd }] })).message).toMatch(/not a multiple of 512/);
+    expect(thrown(boot({ disks: [{ path: join(dir, 'missing.img') }] })).code).toBe('ENOENT');
+    expect(thrown(boot({ disks: [{ path: odd, bogus: 1 } as never] })).code).toBe('EINVAL');
+    expect(thrown(boot({ vsock: { cid: 3 } })).code).toBe('ENOTSUP');
+    expect(thrown(boot({ console: 'virtio' })).code).toBe('ENOTSUP');
+    const linux = bootLinux({ kernel: GUEST, memory: '32M', rng: true });
+    expect(thrown(() => linux.snapshot(join(dir, 'x.snap'))).code).toBe('ENOTSUP');
+    linux.close();
+  });
+
+  test('npx vcpu boot --disk PATH[,ro] --rng', () => {
+    const rw = image('cli.img', 'from the command line');
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'boot',
+        '--kernel',
+        GUEST,
+        '--mem',
+        '32M',
+        '--cmdline',
+        'console=ttyS0',
+        '--disk',
+        rw,
+        '--disk',
+        `${rw},ro`,
+        '--rng',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.stdout).toContain('"from the command line"');
+    expect(r.stdout).toContain('128 sectors, read-only');
+    expect(r.stdout).toMatch(/virtio-rng at 0xd0002000/);
+    expect(r.status).toBe(0);
+  });
+});

@@ -1,0 +1,236 @@
+/*
+ * The virtio test guest: booted by bootLinux as an ELF kernel, it reads the devices the
+ * loader announced on its command line (virtio_mmio.device=4K@ADDR:IRQ) and drives each
+ * through its MMIO registers as a driver would: negotiate, set up queue 0, DRIVER_OK,
+ * then requests, polling the used ring. It reports on COM1 and resets through the
+ * i8042. Freestanding, general registers only (it runs in kernel mode, where this
+ * project's test host emulates every instruction).
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#define COM1 0x3f8
+#define QSIZE 8
+
+static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline uint8_t inb(uint16_t port) {
+  uint8_t v;
+  __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
+static inline uint32_t rd(uint64_t base, uint32_t off) { return *(volatile uint32_t *)(base + off); }
+static inline void wr(uint64_t base, uint32_t off, uint32_t v) { *(volatile uint32_t *)(base + off) = v; }
+
+static void putc(char c) {
+  while (!(inb(COM1 + 5) & 0x20)) {
+  }
+  outb(COM1, (uint8_t)c);
+}
+static void puts(const char *s) {
+  while (*s) putc(*s++);
+}
+static void hex(uint64_t v, int digits) {
+  for (int i = digits - 1; i >= 0; i--) putc("0123456789abcdef"[(v >> (i * 4)) & 15]);
+}
+static void dec(uint64_t v) {
+  char b[21];
+  int i = 20;
+  b[i] = 0;
+  do b[--i] = (char)('0' + v % 10); while ((v /= 10) && i > 0);
+  puts(&b[i]);
+}
+
+struct desc {
+  uint64_t addr;
+  uint32_t len;
+  uint16_t flags, next;
+};
+struct __attribute__((aligned(4096))) ring {
+  struct desc desc[QSIZE];
+  uint16_t avail_flags, avail_idx, avail_ring[QSIZE];
+  uint16_t used_flags __attribute__((aligned(4)));
+  volatile uint16_t used_idx;
+  struct { uint32_t id, len; } used_ring[QSIZE];
+};
+static struct ring rings[4] __attribute__((aligned(4096)));
+static uint8_t buffers[4][4096] __attribute__((aligned(4096)));
+
+/* Negotiates VERSION_1 plus `want` (of what the device offers) and sets up queue 0. */
+static int start(uint64_t base, struct ring *r, uint32_t want) {
+  wr(base, 0x70, 0);
+  wr(base, 0x70, 1);
+  wr(base, 0x70, 3);
+  wr(base, 0x14, 0);
+  uint32_t offered = rd(base, 0x10);
+  wr(base, 0x24, 0);
+  wr(base, 0x20, offered & want);
+  wr(base, 0x24, 1);
+  wr(base, 0x20, 1); /* VIRTIO_F_VERSION_1 */
+  wr(base, 0x70, 11);
+  if (!(rd(base, 0x70) & 8)) return 0;
+  wr(base, 0x30, 0);
+  if (rd(base, 0x34) < QSIZE) return 0;
+  wr(base, 0x38, QSIZE);
+  uint64_t d = (uint64_t)r->desc, a = (uint64_t)&r->avail_flags, u = (uint64_t)&r->used_flags;
+  wr(base, 0x80, (uint32_t)d);
+  wr(base, 0x84, (uint32_t)(d >> 32));
+  wr(base, 0x90, (uint32_t)a);
+  wr(base, 0x94, (uint32_t)(a >> 32));
+  wr(base, 0xa0, (uint32_t)u);
+  wr(base, 0xa4, (uint32_t)(u >> 32));
+  wr(base, 0x44, 1);
+  wr(base, 0x70, 15);
+  return (rd(base, 0x70) & 64) == 0;
+}
+
+/* Makes the chain at descriptor 0 available, notifies, and waits for it to be used. */
+static int submit(uint64_t base, struct ring *r) {
+  uint16_t before = r->used_idx;
+  r->avail_ring[r->avail_idx % QSIZE] = 0;
+  __asm__ volatile("" ::: "memory");
+  r->avail_idx++;
+  __asm__ volatile("mfence" ::: "memory");
+  wr(base, 0x50, 0);
+  for (long spins = 0; spins < 2000000; spins++)
+    if (r->used_idx != before) {
+      uint32_t isr = rd(base, 0x60);
+      wr(base, 0x64, isr);
+      return (int)(isr & 1);
+    }
+  return -1;
+}
+
+static void desc(struct ring *r, int i, void *p, uint32_t len, uint16_t flags, uint16_t next) {
+  r->desc[i].addr = (uint64_t)p;
+  r->desc[i].len = len;
+  r->desc[i].flags = flags;
+  r->desc[i].next = next;
+}
+
+/* One block request: header, data (writable for reads), status. */
+static uint8_t block_request(uint64_t base, struct ring *r, uint8_t *buf, uint32_t type, uint64_t sector, uint32_t len) {
+  uint32_t *h = (uint32_t *)buf;
+  h[0] = type;
+  h[1] = 0;
+  *(uint64_t *)(buf + 8) = sector;
+  buf[4095] = 0xee;
+  int writable = type == 0 || type == 8;
+  desc(r, 0, buf, 16, 1, 1);
+  desc(r, 1, buf + 512, len, 1 | (writable ? 2 : 0), 2);
+  desc(r, 2, buf + 4095, 1, 2, 0);
+  if (submit(base, r) < 0) return 0xff;
+  return buf[4095];
+}
+
+static void block(uint64_t base, struct ring *r, uint8_t *buf) {
+  puts("virtio-blk at 0x");
+  hex(base, 8);
+  puts(": ");
+  uint32_t features = rd(base, 0x10);
+  int ro = (features >> 5) & 1;
+  if (!start(base, r, 1u << 5 | 1u << 9)) {
+    puts("set-up failed\n");
+    return;
+  }
+  dec(rd(base, 0x100));
+  puts(" sectors");
+  puts(ro ? ", read-only\n" : "\n");
+  uint8_t s = block_request(base, r, buf, 0, 0, 512);
+  puts("  read sector 0: status ");
+  dec(s);
+  puts(", \"");
+  for (int i = 0; i < 32 && buf[512 + i] >= 32 && buf[512 + i] < 127; i++) putc((char)buf[512 + i]);
+  puts("\"\n");
+  const char *msg = "written by the virtio test guest";
+  for (int i = 0; i < 512; i++) buf[512 + i] = 0;
+  for (int i = 0; msg[i]; i++) buf[512 + i] = (uint8_t)msg[i];
+  puts("  write sector 1: status ");
+  dec(block_request(base, r, buf, 1, 1, 512));
+  puts("\n  flush: status ");
+  dec(block_request(base, r, buf, 4, 0, 0));
+  puts("\n  get-id: status ");
+  for (int i = 0; i < 21; i++) buf[512 + i] = 0;
+  dec(block_request(base, r, buf, 8, 0, 20));
+  puts(", \"");
+  puts((const char *)buf + 512);
+  puts("\"\n  read past the end: status ");
+  dec(block_request(base, r, buf, 0, rd(base, 0x100), 512));
+  puts("\n");
+}
+
+static void rng(uint64_t base, struct ring *r, uint8_t *buf) {
+  puts("virtio-rng at 0x");
+  hex(base, 8);
+  puts(": ");
+  if (!start(base, r, 0)) {
+    puts("set-up failed\n");
+    return;
+  }
+  for (int i = 0; i < 16; i++) buf[i] = 0;
+  desc(r, 0, buf, 16, 2, 0);
+  int isr = submit(base, r);
+  puts("16 bytes ");
+  for (int i = 0; i < 16; i++) hex(buf[i], 2);
+  puts(isr == 1 ? ", used-buffer interrupt\n" : ", no interrupt status\n");
+}
+
+/* The value after `key` in the command line, parsed as hex (with 0x) or decimal. */
+static uint64_t number(const char **p) {
+  uint64_t v = 0;
+  const char *s = *p;
+  if (s[0] == '0' && s[1] == 'x') {
+    for (s += 2;; s++) {
+      int d = (*s >= '0' && *s <= '9') ? *s - '0' : (*s >= 'a' && *s <= 'f') ? *s - 'a' + 10 : -1;
+      if (d < 0) break;
+      v = v * 16 + (uint64_t)d;
+    }
+  } else {
+    for (; *s >= '0' && *s <= '9'; s++) v = v * 10 + (uint64_t)(*s - '0');
+  }
+  *p = s;
+  return v;
+}
+
+void main(const uint8_t *zero_page) {
+  const char *cmdline = (const char *)(uint64_t) * (const uint32_t *)(zero_page + 0x228);
+  puts("virtio test guest\n");
+  int n = 0;
+  for (const char *p = cmdline; *p && n < 4; p++) {
+    const char *key = "virtio_mmio.device=4K@";
+    int i = 0;
+    while (key[i] && p[i] == key[i]) i++;
+    if (key[i]) continue;
+    p += i;
+    uint64_t base = number(&p);
+    if (*p == ':') p++;
+    uint64_t irq = number(&p);
+    (void)irq;
+    if (rd(base, 0) != 0x74726976 || rd(base, 4) != 2) {
+      puts("not a virtio-mmio version 2 device\n");
+      continue;
+    }
+    switch (rd(base, 8)) {
+    case 2: block(base, &rings[n], buffers[n]); break;
+    case 4: rng(base, &rings[n], buffers[n]); break;
+    default: puts("an unknown device\n");
+    }
+    n++;
+  }
+  puts("virtio test guest: done\n");
+}
+
+/* bootLinux enters here in 64-bit mode with RSI at the zero page. */
+__asm__(".section .text.startup_64, \"ax\"\n"
+        ".globl startup_64\n"
+        "startup_64:\n"
+        "  mov %rsi, %rdi\n"
+        "  lea stack_top(%rip), %rsp\n"
+        "  call main\n"
+        "  mov $0xfe, %al\n"
+        "  out %al, $0x64\n"
+        "1: hlt\n"
+        "  jmp 1b\n"
+        ".previous\n");
+
+static uint8_t stack[16384] __attribute__((aligned(16), used));
+__asm__(".set stack_top, stack + 16384\n");

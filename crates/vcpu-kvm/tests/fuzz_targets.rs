@@ -3,7 +3,9 @@
 //! - `snapshot_file`: snapshot decoding, from raw files and from edits of real
 //!   snapshots (full, diff, signed) with their checksums fixed up;
 //! - `hypercall_buffers`: the hypercall ABI's buffer helpers, a guest's pointer and
-//!   length arguments read from guest memory as `readBuffer` does.
+//!   length arguments read from guest memory as `readBuffer` does;
+//! - `virtio_queues`: a virtio driver's descriptor tables and available rings, random,
+//!   served by virtio-blk and virtio-rng through the MMIO transport.
 //!
 //! Under plain `cargo test` each target replays its regression corpus
 //! (`tests/__fuzz__/<target>/corpus/`, one input per file) and then random inputs for
@@ -12,6 +14,9 @@
 //! `VcpuError` with the documented code: never a panic, an abort or a hang.
 
 mod common;
+
+#[path = "common/virtio_driver.rs"]
+mod virtio_driver;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -240,4 +245,89 @@ fn hypercall_buffers() {
         }
     });
     eprintln!("fuzz hypercall_buffers: {} inputs", ran.load(Ordering::Relaxed));
+}
+
+/// A disk of 8 sectors and an entropy device, each on its transport, in one VM.
+struct VirtioRig {
+    vm: KvmVm,
+    devices: [vcpu_kvm::vmm::virtio::MmioTransport; 2],
+    _disk: TempPath,
+}
+
+fn virtio_rig() -> &'static VirtioRig {
+    static RIG: OnceLock<VirtioRig> = OnceLock::new();
+    RIG.get_or_init(|| {
+        use vcpu_kvm::vmm::virtio::{Block, MmioTransport, Rng};
+        let vm = irqchip_vm(4 << 20);
+        let disk = TempPath::new("fuzz-disk");
+        std::fs::write(&disk.0, vec![0x5a; 8 * 512]).unwrap();
+        let blk = MmioTransport::new(&vm, 0xd000_0000, 5, Box::new(Block::open(&disk.0, false).unwrap())).unwrap();
+        let rng = MmioTransport::new(&vm, 0xd000_1000, 6, Box::new(Rng::default())).unwrap();
+        VirtioRig {
+            vm,
+            devices: [blk, rng],
+            _disk: disk,
+        }
+    })
+}
+
+#[test]
+fn virtio_queues() {
+    use virtio_driver::*;
+    let rig = virtio_rig();
+    let ran = AtomicU64::new(0);
+    let reset = AtomicU64::new(0);
+    let outside = vec![0xa5u8; 4096];
+    // Twice the others' time: a CI-sized run (2 s, debug build) serves 100k+ tables.
+    bolero::check!().with_test_time(budget() * 2).for_each(|input: &[u8]| {
+        // Byte 0: which device, and how many chains the available index offers (0 to
+        // 16; an index further ahead is tests/virtio.rs's, as a device reset costs
+        // milliseconds of KVM's ioeventfd bookkeeping); then up to 16 descriptors (16
+        // bytes each, as the driver writes them), then the available ring's entries.
+        let Some((&pick, rest)) = input.split_first() else {
+            return;
+        };
+        let which = (pick & 1) as usize;
+        let mut d = Driver::with_rings_at(&rig.vm, &rig.devices[which], which as u64 * 0x8000);
+        if d.read(STATUS) & DRIVER_OK == 0 || d.read(STATUS) & NEEDS_RESET != 0 {
+            reset.fetch_add(1, Ordering::Relaxed);
+            d.start(0);
+        }
+        let (table, ring) = rest.split_at(rest.len().min(16 * 16));
+        let mut desc = [0u8; 16 * 16];
+        desc[..table.len()].copy_from_slice(table);
+        // Buffers point anywhere; what lies outside RAM must stay untouched, and the
+        // page after the rings is a canary for writes the driver did not ask for.
+        d.set_table(&desc);
+        rig.vm.write(BUFFERS + 0x10_0000, &outside).unwrap();
+        let used_before = d.used_idx();
+        for (i, e) in ring.chunks(2).take(16).enumerate() {
+            let head = u16::from_le_bytes([e[0], *e.get(1).unwrap_or(&0)]);
+            d.set_avail(used_before.wrapping_add(i as u16), head);
+        }
+        let ahead = (pick >> 1) as u16 % 17;
+        d.set_avail_idx(used_before.wrapping_add(ahead));
+        d.write(0x50, 0);
+        ran.fetch_add(1, Ordering::Relaxed);
+        let status = d.read(STATUS);
+        assert_eq!(status & NEEDS_RESET, 0, "bad chains are dropped, not fatal");
+        assert_eq!(
+            d.used_idx(),
+            used_before.wrapping_add(ahead),
+            "every available chain used"
+        );
+        let mut canary = vec![0u8; 4096];
+        rig.vm.read(BUFFERS + 0x10_0000, &mut canary).unwrap();
+        let in_table = desc.chunks(16).any(|e| {
+            let addr = u64::from_le_bytes(e[..8].try_into().unwrap());
+            let len = u32::from_le_bytes(e[8..12].try_into().unwrap()) as u64;
+            addr < BUFFERS + 0x10_1000 && addr.saturating_add(len) > BUFFERS + 0x10_0000
+        });
+        assert!(in_table || canary == outside, "a page no descriptor named was written");
+    });
+    eprintln!(
+        "fuzz virtio_queues: {} descriptor tables, {} device resets",
+        ran.load(Ordering::Relaxed),
+        reset.load(Ordering::Relaxed)
+    );
 }

@@ -22,15 +22,23 @@ pub struct Driver<'a> {
     pub dev: &'a MmioTransport,
     pub size: u16,
     avail_idx: u16,
+    /// Added to the ring addresses: drivers of two devices in one VM keep theirs apart.
+    rings: u64,
 }
 
 impl<'a> Driver<'a> {
     pub fn new(vm: &'a KvmVm, dev: &'a MmioTransport) -> Self {
+        Self::with_rings_at(vm, dev, 0)
+    }
+
+    /// A driver whose rings sit `offset` bytes past the usual addresses.
+    pub fn with_rings_at(vm: &'a KvmVm, dev: &'a MmioTransport, offset: u64) -> Self {
         Driver {
             vm,
             dev,
             size: 16,
             avail_idx: 0,
+            rings: offset,
         }
     }
 
@@ -64,15 +72,18 @@ impl<'a> Driver<'a> {
         self.read(STATUS)
     }
 
-    /// Sets up queue 0 with `size` entries at the fixed ring addresses.
+    /// Sets up queue 0 with `size` entries at the fixed ring addresses, its rings new.
     pub fn queue(&mut self, size: u32) {
+        self.vm.write(AVAIL + self.rings, &[0; 4]).unwrap();
+        self.vm.write(USED + self.rings, &[0; 4]).unwrap();
+        self.avail_idx = 0;
         self.write(0x30, 0);
         self.write(0x38, size);
-        self.write(0x80, DESC as u32);
+        self.write(0x80, (DESC + self.rings) as u32);
         self.write(0x84, 0);
-        self.write(0x90, AVAIL as u32);
+        self.write(0x90, (AVAIL + self.rings) as u32);
         self.write(0x94, 0);
-        self.write(0xa0, USED as u32);
+        self.write(0xa0, (USED + self.rings) as u32);
         self.write(0xa4, 0);
         self.write(0x44, 1);
         self.size = size as u16;
@@ -91,23 +102,27 @@ impl<'a> Driver<'a> {
         d[8..12].copy_from_slice(&len.to_le_bytes());
         d[12..14].copy_from_slice(&flags.to_le_bytes());
         d[14..16].copy_from_slice(&next.to_le_bytes());
-        self.vm.write(DESC + i as u64 * 16, &d).unwrap();
+        self.vm.write(DESC + self.rings + i as u64 * 16, &d).unwrap();
     }
 
     /// Makes descriptor `head` available and notifies; the used length, if the device
     /// used it.
     pub fn submit(&mut self, head: u16) -> Option<u32> {
         let slot = self.avail_idx % self.size;
-        self.vm.write(AVAIL + 4 + slot as u64 * 2, &head.to_le_bytes()).unwrap();
+        self.vm
+            .write(AVAIL + self.rings + 4 + slot as u64 * 2, &head.to_le_bytes())
+            .unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.vm.write(AVAIL + 2, &self.avail_idx.to_le_bytes()).unwrap();
+        self.vm
+            .write(AVAIL + self.rings + 2, &self.avail_idx.to_le_bytes())
+            .unwrap();
         let before = self.used_idx();
         self.write(0x50, 0);
         (self.used_idx() != before).then(|| {
             let mut e = [0u8; 8];
             self.vm
                 .read(
-                    USED + 4 + ((self.used_idx().wrapping_sub(1)) % self.size) as u64 * 8,
+                    USED + self.rings + 4 + ((self.used_idx().wrapping_sub(1)) % self.size) as u64 * 8,
                     &mut e,
                 )
                 .unwrap();
@@ -117,13 +132,28 @@ impl<'a> Driver<'a> {
 
     pub fn used_idx(&self) -> u16 {
         let mut b = [0u8; 2];
-        self.vm.read(USED + 2, &mut b).unwrap();
+        self.vm.read(USED + self.rings + 2, &mut b).unwrap();
         u16::from_le_bytes(b)
     }
 
     /// Sets the available index directly (a driver that lies about it).
     pub fn set_avail_idx(&mut self, idx: u16) {
         self.avail_idx = idx;
-        self.vm.write(AVAIL + 2, &idx.to_le_bytes()).unwrap();
+        self.vm.write(AVAIL + self.rings + 2, &idx.to_le_bytes()).unwrap();
+    }
+
+    /// Writes available-ring entry `slot`.
+    pub fn set_avail(&self, slot: u16, head: u16) {
+        self.vm
+            .write(
+                AVAIL + self.rings + 4 + (slot % self.size) as u64 * 2,
+                &head.to_le_bytes(),
+            )
+            .unwrap();
+    }
+
+    /// Writes the whole descriptor table.
+    pub fn set_table(&self, table: &[u8]) {
+        self.vm.write(DESC + self.rings, table).unwrap();
     }
 }

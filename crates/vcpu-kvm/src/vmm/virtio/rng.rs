@@ -7,8 +7,9 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use super::device::{BadRequest, Chain, VirtioDevice};
 use super::guest_ram::GuestRam;
 
-/// The most one request gets: a driver asking for more gets this much.
-const MAX_REQUEST: usize = 64 << 10;
+/// The most one request gets (Linux asks for a page at most): a driver asking for more
+/// gets this much.
+const MAX_REQUEST: usize = 4096;
 
 /// A virtio entropy device.
 #[derive(Default)]

@@ -236,3 +236,83 @@ fn registers_answer_only_in_their_window_and_only_at_their_width() {
     assert_eq!(two, [0, 0], "a 2-byte register read gets nothing");
     assert_eq!(dev.cmdline(), "virtio_mmio.device=4K@0xd0000000:5");
 }
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The device's side of virtio-blk reads, as `bench/virtio.js` reports it: batches of
+/// requests of `size` bytes at `offsets`, served by the transport's `serve` on this
+/// thread (what the device thread runs), against `pread`s of the same offsets.
+fn bench_reads(name: &str, size: u32, offsets: &[u64]) -> String {
+    use std::os::unix::fs::FileExt;
+    const BATCH: u16 = 64;
+    let disk_mib = 64;
+    let file = TempPath::new(&format!("bench-{name}"));
+    std::fs::write(&file.0, vec![0x5a; disk_mib << 20]).unwrap();
+    let vm = irqchip_vm(64 << 20);
+    let dev = MmioTransport::new(&vm, BASE, 5, Box::new(Block::open(&file.0, false).unwrap())).unwrap();
+    let mut d = Driver::new(&vm, &dev);
+    assert_ne!(d.negotiate(0) & FEATURES_OK, 0);
+    d.queue(256);
+    d.write(STATUS, 3 | FEATURES_OK | DRIVER_OK);
+    const DATA: u64 = 0x40_0000;
+    let (mut cpu, mut wall, mut done) = (0u64, std::time::Duration::ZERO, 0usize);
+    for batch in offsets.chunks(BATCH as usize) {
+        for (i, &at) in batch.iter().enumerate() {
+            let i = i as u16;
+            let mut header = [0u8; 16];
+            header[8..].copy_from_slice(&(at / 512).to_le_bytes());
+            vm.write(BUFFERS + i as u64 * 16, &header).unwrap();
+            d.set_desc(3 * i, BUFFERS + i as u64 * 16, 16, NEXT, 3 * i + 1);
+            d.set_desc(3 * i + 1, DATA + i as u64 * size as u64, size, NEXT | WRITE, 3 * i + 2);
+            d.set_desc(3 * i + 2, BUFFERS + 0x2000 + i as u64, 1, WRITE, 0);
+            d.set_avail(d.used_idx().wrapping_add(i), 3 * i);
+        }
+        d.set_avail_idx(d.used_idx().wrapping_add(batch.len() as u16));
+        let (c0, w0) = (thread_cpu_ns(), std::time::Instant::now());
+        d.write(0x50, 0);
+        cpu += thread_cpu_ns() - c0;
+        wall += w0.elapsed();
+        done += batch.len();
+    }
+    assert_eq!(d.read(STATUS) & NEEDS_RESET, 0);
+    // The same reads with pread alone.
+    let f = std::fs::File::open(&file.0).unwrap();
+    let mut buf = vec![0u8; size as usize];
+    let c0 = thread_cpu_ns();
+    for &at in offsets {
+        f.read_exact_at(&mut buf, at).unwrap();
+    }
+    let pread = thread_cpu_ns() - c0;
+    format!(
+        "{{\"name\":\"{name}\",\"size\":{size},\"requests\":{done},\"requestsPerSec\":{:.0},\"mbPerSec\":{:.1},\"deviceCpuNsPerRequest\":{:.0},\"preadCpuNsPerRequest\":{:.0}}}",
+        done as f64 / wall.as_secs_f64(),
+        done as f64 * size as f64 / wall.as_secs_f64() / 1e6,
+        cpu as f64 / done as f64,
+        pread as f64 / done as f64,
+    )
+}
+
+/// `cargo test --release --test virtio -- --ignored --nocapture bench` (bench/virtio.js).
+#[test]
+#[ignore]
+fn bench_virtio_blk() {
+    let sectors = (64u64 << 20) / 4096;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u64> = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % sectors) * 4096
+        })
+        .collect();
+    let sequential: Vec<u64> = (0..2_000u64).map(|i| (i * (64 << 10)) % (64 << 20)).collect();
+    println!("BENCH {}", bench_reads("random-4k", 4096, &random));
+    println!("BENCH {}", bench_reads("sequential-64k", 64 << 10, &sequential));
+}

@@ -1,15 +1,18 @@
 //! virtio-blk over a raw image file: read, write, flush and get-id, read-only if asked.
-//! Requests are served with `pread`/`pwrite` through a bounded buffer; a request that
-//! leaves the disk, or writes a read-only one, completes with an error status.
+//! A read is `pread` straight into the guest's buffers (each checked by vm-memory to lie
+//! in guest RAM, and marked written); a write goes through a bounded buffer. A request
+//! that leaves the disk, or writes a read-only one, completes with an error status.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use vm_memory::ByteValued;
+use vm_memory::bitmap::Bitmap;
+use vm_memory::{ByteValued, GuestMemoryBackend};
 
 use super::device::{BadRequest, Chain, VirtioDevice};
 use super::guest_ram::GuestRam;
@@ -94,6 +97,7 @@ impl Block {
     fn request(&mut self, chain: Chain<'_>, mem: &GuestRam) -> std::result::Result<u32, BadRequest> {
         let bad = |why: &str| BadRequest(why.to_string());
         let mut reader = chain.clone().reader(mem).map_err(|e| bad(&format!("{e:?}")))?;
+        let chain_for_reads = chain.clone();
         let mut writer = chain.writer(mem).map_err(|e| bad(&format!("{e:?}")))?;
         let header: RequestHeader = reader.read_obj().map_err(|_| bad("a request without its header"))?;
         let room = writer.available_bytes();
@@ -102,7 +106,7 @@ impl Block {
         }
         let mut status_at = writer.split_at(room - 1).map_err(|e| bad(&format!("{e:?}")))?;
         let (status, written) = match header.kind {
-            VIRTIO_BLK_T_IN => self.read(header.sector, &mut writer),
+            VIRTIO_BLK_T_IN => self.read(header.sector, chain_for_reads, room - 1, mem),
             VIRTIO_BLK_T_OUT => self.write(header.sector, &mut reader),
             VIRTIO_BLK_T_FLUSH => (
                 if self.read_only || self.file.sync_data().is_ok() {
@@ -127,24 +131,45 @@ impl Block {
         Ok(written as u32 + 1)
     }
 
-    /// The sectors from `sector` into the writable buffers.
-    fn read(
-        &mut self,
-        sector: u64,
-        writer: &mut virtio_queue::Writer<'_, vm_memory::bitmap::MS<'_, GuestRam>>,
-    ) -> (u32, usize) {
-        let len = writer.available_bytes();
+    /// `len` bytes from `sector` into the chain's writable buffers (the status byte
+    /// follows them), each read straight from the file into guest memory.
+    fn read(&mut self, sector: u64, chain: Chain<'_>, len: usize, mem: &GuestRam) -> (u32, usize) {
         let Some(mut at) = self.span(sector, len) else {
             return (VIRTIO_BLK_S_IOERR, 0);
         };
         let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK);
-            if self.file.read_exact_at(&mut self.buffer[..n], at).is_err()
-                || writer.write_all(&self.buffer[..n]).is_err()
-            {
-                return (VIRTIO_BLK_S_IOERR, done);
+        for desc in chain.writable() {
+            if done == len {
+                break;
             }
+            let n = (desc.len() as usize).min(len - done);
+            let Ok(slice) = mem.get_slice(desc.addr(), n) else {
+                return (VIRTIO_BLK_S_IOERR, done);
+            };
+            let mut filled = 0;
+            while filled < n {
+                let guard = slice.ptr_guard_mut();
+                // SAFETY: the slice is `n` bytes of guest RAM, checked by vm-memory to lie
+                // in one mapped region; `pread` writes at most `n - filled` bytes at its
+                // `filled`th byte. Guest memory is shared with the guest: its contents are
+                // not Rust data, so racing with the guest is the guest's own business.
+                let got = unsafe {
+                    libc::pread(
+                        self.file.as_raw_fd(),
+                        guard.as_ptr().add(filled).cast(),
+                        n - filled,
+                        (at + filled as u64) as libc::off_t,
+                    )
+                };
+                if got <= 0 {
+                    if got < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
+                    return (VIRTIO_BLK_S_IOERR, done + filled);
+                }
+                filled += got as usize;
+            }
+            slice.bitmap().mark_dirty(0, n);
             done += n;
             at += n as u64;
         }

@@ -95,6 +95,8 @@ pub struct MmioTransport {
     interrupt: Arc<Interrupt>,
     complaint: Arc<Complaint>,
     worker: Mutex<Option<Worker>>,
+    /// Guest RAM as the device saw it at DRIVER_OK, for notifications served here.
+    mem: Mutex<Option<GuestRam>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,6 +137,7 @@ impl MmioTransport {
                 done: AtomicBool::new(false),
             }),
             worker: Mutex::new(None),
+            mem: Mutex::new(None),
         })
     }
 
@@ -336,6 +339,7 @@ impl MmioTransport {
                 events.push((i, event));
             }
         }
+        *lock(&self.mem) = Some(mem.clone());
         let worker = spawn_worker(
             self.state.clone(),
             self.interrupt.clone(),
@@ -352,9 +356,9 @@ impl MmioTransport {
 
     /// Serves queue `index` on this thread (a notification the ioeventfd did not take).
     fn serve_now(&self, index: usize) {
-        match guest_ram(&self.vm, "virtio") {
-            Ok(mem) => serve(&self.state, &self.interrupt, &self.complaint, &mem, index),
-            Err(e) => self.complaint.once(e.message()),
+        let mem = lock(&self.mem).clone();
+        if let Some(mem) = mem {
+            serve(&self.state, &self.interrupt, &self.complaint, &mem, index);
         }
     }
 
@@ -363,6 +367,7 @@ impl MmioTransport {
         if let Some(w) = lock(&self.worker).take() {
             stop(w);
         }
+        *lock(&self.mem) = None;
         let mut s = lock(&self.state);
         for q in &mut s.queues {
             q.reset();

@@ -6,6 +6,7 @@
  * place, touching only the pages written since. docs/sandboxes.md has the design.
  * @packageDocumentation
  */
+import { dispose } from './dispose';
 import { VcpuError } from './errors';
 import type { Kvm } from './kvm';
 import { Kvm as KvmClass } from './kvm';
@@ -260,7 +261,8 @@ export class Sandbox {
     this.vm.close();
   }
 
-  [Symbol.dispose](): void {
+  /** `using sb = …` closes it at the end of the scope. */
+  [dispose](): void {
     this.close();
   }
 

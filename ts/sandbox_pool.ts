@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { dispose } from './dispose';
 import { VcpuError } from './errors';
 import { checkOptions } from './options';
 import type { HostFunction, Sandbox } from './sandbox';
@@ -159,7 +160,8 @@ export class SandboxPool {
     if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
   }
 
-  [Symbol.dispose](): void {
+  /** `using pool = …` closes it at the end of the scope. */
+  [dispose](): void {
     this.close();
   }
 

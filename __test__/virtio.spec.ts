@@ -2,7 +2,8 @@
 // bootLinux as its kernel, finds the devices the loader announced on its command line
 // and drives each through its MMIO registers as a driver would: a read-write disk and a
 // read-only one (read sector 0, write sector 1, flush, get-id, a read past the end)
-// and an entropy device, its requests served by the devices' own threads.
+// an entropy device and a console (hvc0), their requests served by the devices' own
+// threads.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,9 +28,10 @@ function image(name: string, text: string): string {
   return path;
 }
 
-/** Boots the test guest with `options` and returns its console output. */
-async function run(options: Partial<LinuxOptions>): Promise<string> {
+/** Boots the test guest with `options` (and `input` typed at once) and returns its console output. */
+async function run(options: Partial<LinuxOptions>, input?: string): Promise<string> {
   const linux = bootLinux({ kernel: GUEST, memory: '32M', cmdline: 'console=ttyS0', ...options });
+  if (input !== undefined) linux.input.write(input);
   let out = '';
   linux.output.on('data', (d: Buffer) => (out += d.toString()));
   const timer = setTimeout(() => linux.stop(), 20_000);
@@ -82,6 +84,12 @@ describeKvm('virtio devices', () => {
     expect(readFileSync(ro).subarray(512, 1024)).toEqual(Buffer.alloc(512));
   });
 
+  test("console: 'virtio' puts the machine's output and input on hvc0", async () => {
+    const out = await run({ console: 'virtio' }, 'ping from the host\n');
+    expect(out).toContain('virtio-console at 0xd0000000: hello from hvc0\nwrote to hvc0\n');
+    expect(out).toContain('hvc0 got: ping from the host\n  echoed its input\n');
+  });
+
   test('the loader announces each device on the command line, in order', async () => {
     const a = image('a.img', 'first');
     const b = image('b.img', 'second');
@@ -97,7 +105,8 @@ describeKvm('virtio devices', () => {
     expect(thrown(boot({ disks: [{ path: join(dir, 'missing.img') }] })).code).toBe('ENOENT');
     expect(thrown(boot({ disks: [{ path: odd, bogus: 1 } as never] })).code).toBe('EINVAL');
     expect(thrown(boot({ vsock: { cid: 3 } })).code).toBe('ENOTSUP');
-    expect(thrown(boot({ console: 'virtio' })).code).toBe('ENOTSUP');
+    expect(thrown(boot({ console: 'vga' as never })).code).toBe('EINVAL');
+    expect(thrown(boot({ net: [{ tap: 'tap0' }] })).code).toBe('ENOTSUP');
     const linux = bootLinux({ kernel: GUEST, memory: '32M', rng: true });
     expect(thrown(() => linux.snapshot(join(dir, 'x.snap'))).code).toBe('ENOTSUP');
     linux.close();

@@ -39,6 +39,7 @@ Options:
   --disk PATH[,ro]  a virtio-blk disk over a raw image (repeat for more: /dev/vda,
                     /dev/vdb, …); ',ro' makes it read-only
   --rng             a virtio-rng device (the host's getrandom)
+  --console virtio  the console on a virtio console (hvc0) instead of COM1
   --web [HOST:]PORT also serve the console as a web page (xterm.js) on HOST (default
                     127.0.0.1) and PORT (0 picks one); the URL, with its secret token,
                     is printed on stderr. The terminal keeps its console: both see the
@@ -75,6 +76,7 @@ async function boot(argv: string[]): Promise<number> {
       cpus: { type: 'string', default: '1' },
       disk: { type: 'string', multiple: true },
       rng: { type: 'boolean' },
+      console: { type: 'string' },
       ...CONSOLE_OPTIONS,
     },
     strict: true,
@@ -96,6 +98,7 @@ async function boot(argv: string[]): Promise<number> {
     gdb: gdbOptions(values),
     disks: (values.disk ?? []).map(diskOption),
     rng: values.rng,
+    console: values.console as 'serial' | 'virtio' | undefined,
   });
   return attach(linux, values, values.kernel);
 }

@@ -50,7 +50,11 @@ export interface LinuxOptions {
   vsock?: unknown;
   /** Not available yet: `ENOTSUP`. */
   net?: unknown;
-  /** `'serial'` (COM1, the default); `'virtio'` is not available yet (`ENOTSUP`). */
+  /**
+   * `'serial'` (COM1, the default) or `'virtio'`: a virtio console (hvc0) carries
+   * {@link LinuxMachine.output} and {@link LinuxMachine.input}, and the default command
+   * line says `console=hvc0`.
+   */
   console?: 'serial' | 'virtio';
   /** Not available yet: `ENOTSUP`. */
   devices?: unknown;
@@ -308,7 +312,8 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
     'devices',
   ]);
   const virtio = virtioSpecs('bootLinux', o);
-  const { kernel, initrd, cmdline = DEFAULT_CMDLINE, memory = '512M', cpus = 1, gdb } = o;
+  const { kernel, initrd, memory = '512M', cpus = 1, gdb } = o;
+  const cmdline = o.cmdline ?? (o.console === 'virtio' ? DEFAULT_CMDLINE.replace('console=ttyS0', 'console=hvc0') : DEFAULT_CMDLINE);
   if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
     throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);

@@ -20,7 +20,7 @@ export interface DiskOptions {
 
 /** One device to attach. */
 interface VirtioSpec {
-  kind: 'block' | 'rng';
+  kind: 'block' | 'rng' | 'console';
   path?: string;
   readOnly?: boolean;
 }
@@ -32,11 +32,11 @@ export function virtioSpecs(
 ): VirtioSpec[] {
   for (const name of ['vsock', 'net', 'devices'] as const) {
     if (o[name] !== undefined) {
-      throw new VcpuError('ENOTSUP', op, `${op}: the ${name} option is not available yet (disks and rng are)`);
+      throw new VcpuError('ENOTSUP', op, `${op}: the ${name} option is not available yet (disks, rng and console are)`);
     }
   }
-  if (o.console !== undefined && o.console !== 'serial') {
-    throw new VcpuError('ENOTSUP', op, `${op}: console '${String(o.console)}' is not available yet ('serial' is)`);
+  if (o.console !== undefined && o.console !== 'serial' && o.console !== 'virtio') {
+    throw new VcpuError('EINVAL', op, `${op}: console must be 'serial' or 'virtio'`);
   }
   const specs: VirtioSpec[] = [];
   if (o.disks !== undefined) {
@@ -59,6 +59,7 @@ export function virtioSpecs(
     throw new VcpuError('EINVAL', op, `${op}: rng must be true or false`);
   }
   if (o.rng) specs.push({ kind: 'rng' });
+  if (o.console === 'virtio') specs.push({ kind: 'console' });
   return specs;
 }
 

@@ -55,8 +55,25 @@ struct __attribute__((aligned(4096))) ring {
 static struct ring rings[4] __attribute__((aligned(4096)));
 static uint8_t buffers[4][4096] __attribute__((aligned(4096)));
 
-/* Negotiates VERSION_1 plus `want` (of what the device offers) and sets up queue 0. */
-static int start(uint64_t base, struct ring *r, uint32_t want) {
+/* Sets up queue `q` on ring `r`. */
+static int queue(uint64_t base, int q, struct ring *r) {
+  wr(base, 0x30, (uint32_t)q);
+  if (rd(base, 0x34) < QSIZE) return 0;
+  wr(base, 0x38, QSIZE);
+  uint64_t d = (uint64_t)r->desc, a = (uint64_t)&r->avail_flags, u = (uint64_t)&r->used_flags;
+  wr(base, 0x80, (uint32_t)d);
+  wr(base, 0x84, (uint32_t)(d >> 32));
+  wr(base, 0x90, (uint32_t)a);
+  wr(base, 0x94, (uint32_t)(a >> 32));
+  wr(base, 0xa0, (uint32_t)u);
+  wr(base, 0xa4, (uint32_t)(u >> 32));
+  wr(base, 0x44, 1);
+  return 1;
+}
+
+/* Negotiates VERSION_1 plus `want` (of what the device offers), sets up queue 0 on `r`
+ * and, with `r1`, queue 1 on it. */
+static int start2(uint64_t base, struct ring *r, struct ring *r1, uint32_t want) {
   wr(base, 0x70, 0);
   wr(base, 0x70, 1);
   wr(base, 0x70, 3);
@@ -68,30 +85,23 @@ static int start(uint64_t base, struct ring *r, uint32_t want) {
   wr(base, 0x20, 1); /* VIRTIO_F_VERSION_1 */
   wr(base, 0x70, 11);
   if (!(rd(base, 0x70) & 8)) return 0;
-  wr(base, 0x30, 0);
-  if (rd(base, 0x34) < QSIZE) return 0;
-  wr(base, 0x38, QSIZE);
-  uint64_t d = (uint64_t)r->desc, a = (uint64_t)&r->avail_flags, u = (uint64_t)&r->used_flags;
-  wr(base, 0x80, (uint32_t)d);
-  wr(base, 0x84, (uint32_t)(d >> 32));
-  wr(base, 0x90, (uint32_t)a);
-  wr(base, 0x94, (uint32_t)(a >> 32));
-  wr(base, 0xa0, (uint32_t)u);
-  wr(base, 0xa4, (uint32_t)(u >> 32));
-  wr(base, 0x44, 1);
+  if (!queue(base, 0, r) || (r1 && !queue(base, 1, r1))) return 0;
   wr(base, 0x70, 15);
   return (rd(base, 0x70) & 64) == 0;
 }
 
-/* Makes the chain at descriptor 0 available, notifies, and waits for it to be used. */
-static int submit(uint64_t base, struct ring *r) {
+static int start(uint64_t base, struct ring *r, uint32_t want) { return start2(base, r, 0, want); }
+
+/* Makes the chain at descriptor 0 of queue `q` available, notifies, and waits for it
+ * to be used. */
+static int submit_on(uint64_t base, int q, struct ring *r, long patience) {
   uint16_t before = r->used_idx;
   r->avail_ring[r->avail_idx % QSIZE] = 0;
   __asm__ volatile("" ::: "memory");
   r->avail_idx++;
   __asm__ volatile("mfence" ::: "memory");
-  wr(base, 0x50, 0);
-  for (long spins = 0; spins < 2000000; spins++)
+  wr(base, 0x50, (uint32_t)q);
+  for (long spins = 0; spins < patience; spins++)
     if (r->used_idx != before) {
       uint32_t isr = rd(base, 0x60);
       wr(base, 0x64, isr);
@@ -99,6 +109,8 @@ static int submit(uint64_t base, struct ring *r) {
     }
   return -1;
 }
+
+static int submit(uint64_t base, struct ring *r) { return submit_on(base, 0, r, 2000000); }
 
 static void desc(struct ring *r, int i, void *p, uint32_t len, uint16_t flags, uint16_t next) {
   r->desc[i].addr = (uint64_t)p;
@@ -174,6 +186,41 @@ static void rng(uint64_t base, struct ring *r, uint8_t *buf) {
   puts(isr == 1 ? ", used-buffer interrupt\n" : ", no interrupt status\n");
 }
 
+static struct ring console_tx;
+static uint8_t console_out[256];
+
+/* Writes `s` to hvc0 through the transmit queue. */
+static int hvc_write(uint64_t base, const char *s) {
+  int n = 0;
+  while (s[n] && n < (int)sizeof console_out) console_out[n] = (uint8_t)s[n], n++;
+  desc(&console_tx, 0, console_out, (uint32_t)n, 0, 0);
+  return submit_on(base, 1, &console_tx, 2000000);
+}
+
+static void console(uint64_t base, struct ring *r, uint8_t *buf) {
+  puts("virtio-console at 0x");
+  hex(base, 8);
+  puts(": ");
+  if (!start2(base, r, &console_tx, 0)) {
+    puts("set-up failed\n");
+    return;
+  }
+  puts(hvc_write(base, "hello from hvc0\n") >= 0 ? "wrote to hvc0\n" : "write to hvc0 unanswered\n");
+  for (int i = 0; i < 64; i++) buf[i] = 0;
+  desc(r, 0, buf, 63, 2, 0);
+  if (submit_on(base, 0, r, 20000000) < 0) {
+    puts("  no input\n");
+    return;
+  }
+  char line[96] = "hvc0 got: ";
+  int n = 10;
+  for (int i = 0; buf[i] && buf[i] != '\n' && n < 94; i++) line[n++] = (char)buf[i];
+  line[n++] = '\n';
+  line[n] = 0;
+  hvc_write(base, line);
+  puts("  echoed its input\n");
+}
+
 /* The value after `key` in the command line, parsed as hex (with 0x) or decimal. */
 static uint64_t number(const char **p) {
   uint64_t v = 0;
@@ -212,6 +259,7 @@ void main(const uint8_t *zero_page) {
     switch (rd(base, 8)) {
     case 2: block(base, &rings[n], buffers[n]); break;
     case 4: rng(base, &rings[n], buffers[n]); break;
+    case 3: console(base, &rings[n], buffers[n]); break;
     default: puts("an unknown device\n");
     }
     n++;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
-use vcpu_kvm::vmm::virtio::{mmio_slot, Block, MmioTransport, Rng, VirtioDevice};
+use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Rng, VirtioDevice};
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
@@ -170,7 +170,8 @@ impl NativeVm {
             .collect()
     }
 
-    /// Puts a virtio device (`kind` 'block' over the image at `path`, or 'rng') on the
+    /// Puts a virtio device (`kind` 'block' over the image at `path`, 'rng', or
+    /// 'console', which then takes the machine's console input) on the
     /// machine's MMIO bus, in the next slot.
     #[napi]
     pub fn attach_virtio(
@@ -186,6 +187,11 @@ impl NativeVm {
                 Box::new(Block::open(std::path::Path::new(&path), read_only.unwrap_or(false)).js()?)
             }
             ("rng", None) => Box::new(Rng::default()),
+            ("console", None) => {
+                let console = Console::new(Box::new(devices.devices.output().clone())).js()?;
+                devices.devices.route_input(console.input());
+                Box::new(console)
+            }
             _ => {
                 return Err(crate::error::invalid(
                     OP,

@@ -12,7 +12,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::error::{Context, Error, Result};
 use crate::kvm::KvmVm;
-use crate::vmm::virtio::MmioTransport;
+use crate::vmm::virtio::{ConsoleInput, MmioTransport};
 use crate::{IoOperation, IoParams, KvmVcpu, Vcpu, VcpuExit};
 
 /// COM1's first port.
@@ -129,6 +129,8 @@ pub struct LegacyDevices {
     reset: EventFd,
     output: SerialOutput,
     virtio: RwLock<Vec<Arc<MmioTransport>>>,
+    /// The virtio console's input, when the machine's console is hvc0 rather than COM1.
+    console: RwLock<Option<Arc<ConsoleInput>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -164,12 +166,22 @@ impl LegacyDevices {
             reset,
             output,
             virtio: RwLock::new(Vec::new()),
+            console: RwLock::new(None),
         })
     }
 
     /// Puts a virtio device on the MMIO bus.
     pub fn attach(&self, device: Arc<MmioTransport>) {
         self.virtio.write().unwrap_or_else(|p| p.into_inner()).push(device);
+    }
+
+    /// Sends console input to a virtio console instead of COM1 from now on.
+    pub fn route_input(&self, console: Arc<ConsoleInput>) {
+        *self.console.write().unwrap_or_else(|p| p.into_inner()) = Some(console);
+    }
+
+    fn console(&self) -> Option<Arc<ConsoleInput>> {
+        self.console.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// How many virtio devices are on the bus.
@@ -207,6 +219,9 @@ impl LegacyDevices {
     /// Queues `bytes` for the guest to read from COM1 (and raises its interrupt). Returns
     /// how many fit in the UART's FIFO.
     pub fn serial_input(&self, bytes: &[u8]) -> Result<usize> {
+        if let Some(console) = self.console() {
+            return Ok(console.push(bytes));
+        }
         lock(&self.serial)
             .enqueue_raw_bytes(bytes)
             .map_err(|e| Error::invalid("serialInput", format!("{e:?}")))
@@ -214,6 +229,9 @@ impl LegacyDevices {
 
     /// Room left in COM1's input FIFO.
     pub fn serial_input_room(&self) -> usize {
+        if let Some(console) = self.console() {
+            return console.room();
+        }
         lock(&self.serial).fifo_capacity()
     }
 

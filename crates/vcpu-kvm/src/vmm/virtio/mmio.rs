@@ -24,7 +24,7 @@ use vm_memory::GuestAddress;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::device::{BadRequest, VirtioDevice};
+use super::device::{QueueIo, VirtioDevice};
 use super::guest_ram::{guest_ram, GuestRam};
 use crate::error::{Error, Result};
 use crate::io::{IoOperation, IoParams};
@@ -427,14 +427,14 @@ fn set_queue(q: &mut Queue, register: u32, value: u32) -> std::result::Result<()
     result.map_err(|e| format!("the driver set up a queue wrongly ({e:?}, value {value:#x})"))
 }
 
-/// Serves every available chain of queue `index`, then interrupts if any was used.
+/// The driver notified queue `index`: the device serves it, then interrupts if it used
+/// any buffer.
 fn serve(state: &Mutex<State>, interrupt: &Interrupt, complaint: &Complaint, mem: &GuestRam, index: usize) {
-    let mut guard = lock(state);
-    let s = &mut *guard;
-    if s.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 || s.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+    let guard = lock(state);
+    if guard.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 || guard.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
         return;
     }
-    let Some(q) = s.queues.get_mut(index).filter(|q| q.ready()) else {
+    let Some(q) = guard.queues.get(index).filter(|q| q.ready()) else {
         drop(guard);
         return complaint.once(&format!("queue {index} notified, which is not set up"));
     };
@@ -451,32 +451,47 @@ fn serve(state: &Mutex<State>, interrupt: &Interrupt, complaint: &Complaint, mem
             &format!("queue {index}'s available ring is broken"),
         );
     }
-    let mut used = false;
-    while let Some(chain) = q.pop_descriptor_chain(mem) {
-        let head = chain.head_index();
-        let len = match s.device.serve(index, chain, mem) {
-            Ok(n) => n,
-            Err(BadRequest(why)) => {
-                complaint.once(&format!("dropped a request on queue {index}: {why}"));
-                0
-            }
-        };
-        if q.add_used(mem, head, len).is_err() {
-            drop(guard);
-            return needs_reset(
-                state,
-                interrupt,
-                complaint,
-                &format!("queue {index}'s used ring is broken"),
-            );
-        }
-        used = true;
-    }
+    with_queues(guard, state, interrupt, complaint, mem, |device, io| {
+        device.notified(index, io)
+    });
+}
+
+/// Lets the device work on its queues, then interrupts for what it used or marks it
+/// broken.
+fn with_queues(
+    mut guard: MutexGuard<'_, State>,
+    state: &Mutex<State>,
+    interrupt: &Interrupt,
+    complaint: &Complaint,
+    mem: &GuestRam,
+    work: impl FnOnce(&mut dyn VirtioDevice, &mut QueueIo<'_>),
+) {
+    let s = &mut *guard;
+    let complain = |what: &str| complaint.once(what);
+    let mut io = QueueIo::new(&mut s.queues, mem, &complain);
+    work(s.device.as_mut(), &mut io);
+    let (used, broken) = (io.used, io.broken.take());
     drop(guard);
-    if used {
+    if let Some(why) = broken {
+        needs_reset(state, interrupt, complaint, &why);
+    } else if used {
         interrupt.raise(VIRTIO_MMIO_INT_VRING);
     }
 }
+
+/// A device's host-side descriptor is ready.
+fn host_event(state: &Mutex<State>, interrupt: &Interrupt, complaint: &Complaint, mem: &GuestRam, token: u64) {
+    let guard = lock(state);
+    if guard.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 || guard.status & VIRTIO_CONFIG_S_NEEDS_RESET != 0 {
+        return;
+    }
+    with_queues(guard, state, interrupt, complaint, mem, |device, io| {
+        device.host_event(token, io)
+    });
+}
+
+/// The epoll tokens: queue notifications are their index, host descriptors above.
+const HOST: u64 = 1 << 32;
 
 fn spawn_worker(
     state: Arc<Mutex<State>>,
@@ -509,21 +524,37 @@ fn spawn_worker(
     let thread = std::thread::Builder::new()
         .name("vcpu-virtio".into())
         .spawn(move || {
-            let mut ready = vec![EpollEvent::default(); events.len() + 1];
+            let mut watched: Vec<(std::os::unix::io::RawFd, u64)> = Vec::new();
+            let mut ready = vec![EpollEvent::default(); 32];
             loop {
+                // The device's host descriptors, as it wants them watched now.
+                let wanted = lock(&state).device.host_events();
+                for &(fd, token) in watched.iter().filter(|w| !wanted.contains(w)) {
+                    let _ = epoll.ctl(
+                        ControlOperation::Delete,
+                        fd,
+                        EpollEvent::new(EventSet::IN, HOST + token),
+                    );
+                }
+                for &(fd, token) in wanted.iter().filter(|w| !watched.contains(w)) {
+                    let _ = epoll.ctl(ControlOperation::Add, fd, EpollEvent::new(EventSet::IN, HOST + token));
+                }
+                watched = wanted;
                 let n = match epoll.wait(-1, &mut ready) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => return,
                 };
                 for ev in &ready[..n] {
-                    let token = ev.data();
-                    if token == STOP {
-                        return;
-                    }
-                    if let Some((i, e)) = events.iter().find(|(i, _)| *i as u64 == token) {
-                        let _ = e.event().read();
-                        serve(&state, &interrupt, &complaint, &mem, *i);
+                    match ev.data() {
+                        STOP => return,
+                        token if token >= HOST => host_event(&state, &interrupt, &complaint, &mem, token - HOST),
+                        token => {
+                            if let Some((i, e)) = events.iter().find(|(i, _)| *i as u64 == token) {
+                                let _ = e.event().read();
+                                serve(&state, &interrupt, &complaint, &mem, *i);
+                            }
+                        }
                     }
                 }
             }

@@ -3,13 +3,15 @@
 //! (`guest_ram.rs`), what a device implements (`device.rs`), and the devices.
 
 mod block;
+mod console;
 mod device;
 mod guest_ram;
 mod mmio;
 mod rng;
 
 pub use block::Block;
-pub use device::{BadRequest, Chain, VirtioDevice};
+pub use console::{Console, ConsoleInput};
+pub use device::{BadRequest, Chain, QueueIo, VirtioDevice};
 pub use guest_ram::{guest_ram, GuestRam, WrittenPages};
 pub use mmio::{MmioTransport, MMIO_SIZE};
 pub use rng::Rng;

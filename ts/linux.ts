@@ -313,7 +313,8 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
   ]);
   const virtio = virtioSpecs('bootLinux', o);
   const { kernel, initrd, memory = '512M', cpus = 1, gdb } = o;
-  const cmdline = o.cmdline ?? (o.console === 'virtio' ? DEFAULT_CMDLINE.replace('console=ttyS0', 'console=hvc0') : DEFAULT_CMDLINE);
+  const cmdline =
+    o.cmdline ?? (o.console === 'virtio' ? DEFAULT_CMDLINE.replace('console=ttyS0', 'console=hvc0') : DEFAULT_CMDLINE);
   if (kernel === undefined) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: a kernel is required');
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
     throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);

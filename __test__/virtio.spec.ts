@@ -2,8 +2,8 @@
 // bootLinux as its kernel, finds the devices the loader announced on its command line
 // and drives each through its MMIO registers as a driver would: a read-write disk and a
 // read-only one (read sector 0, write sector 1, flush, get-id, a read past the end)
-// an entropy device and a console (hvc0), their requests served by the devices' own
-// threads.
+// an entropy device, a console (hvc0) and a vsock device (both ways, with Firecracker's
+// host convention), their requests served by the devices' own threads.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -90,6 +90,54 @@ describeKvm('virtio devices', () => {
     expect(out).toContain('hvc0 got: ping from the host\n  echoed its input\n');
   });
 
+  test("vsock: the guest reaches a host listener, and the host reaches the guest's port, Firecracker's way", async () => {
+    const uds = join(dir, 'v.sock');
+    const linux = bootLinux({ kernel: GUEST, memory: '32M', cmdline: 'console=ttyS0', vsock: { cid: 7, uds } });
+    expect(linux.vsock?.uds).toBe(uds);
+    let echoed = '';
+    linux.vsock!.listen(1234, (s) => {
+      s.on('error', () => undefined);
+      s.on('data', (d) => ((echoed += d.toString()), s.write(d)));
+    });
+    let out = '';
+    let heard = '';
+    let refused: unknown;
+    const asked = new Promise<void>((resolve) => {
+      linux.output.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (!out.includes('waiting on port 5000') || heard !== '' || refused !== undefined) return;
+        heard = ' ';
+        void (async () => {
+          // A port nobody listens on is refused; then the guest's port 5000 answers.
+          refused = await linux.vsock!.connect(4999).catch((e: VcpuError) => e.code);
+          const s = await linux.vsock!.connect(5000);
+          s.on('error', () => undefined);
+          s.write('hi guest');
+          s.once('data', (d) => ((heard = d.toString()), s.end(), resolve()));
+        })();
+      });
+    });
+    const timer = setTimeout(() => linux.stop(), 60_000);
+    const exit = await linux.start();
+    clearTimeout(timer);
+    await asked;
+    linux.close();
+    expect(exit.kind).toBe('SystemEventReset');
+    expect(out).toContain(
+      'virtio-vsock at 0xd0000000: cid 7\n' +
+        '  connected to host port 1234\n' +
+        '  host port 1234 echoed: hello over vsock\n' +
+        '  closed\n' +
+        '  waiting on port 5000\n' +
+        '  refused port 4999\n' +
+        '  answered on port 5000\n' +
+        '  the host closed port 5000\n',
+    );
+    expect(echoed).toBe('hello over vsock');
+    expect(heard).toBe('guest heard: hi guest');
+    expect(refused).toBe('ECONNRESET');
+  });
+
   test('the loader announces each device on the command line, in order', async () => {
     const a = image('a.img', 'first');
     const b = image('b.img', 'second');
@@ -104,7 +152,8 @@ describeKvm('virtio devices', () => {
     expect(thrown(boot({ disks: [{ path: odd }] })).message).toMatch(/not a multiple of 512/);
     expect(thrown(boot({ disks: [{ path: join(dir, 'missing.img') }] })).code).toBe('ENOENT');
     expect(thrown(boot({ disks: [{ path: odd, bogus: 1 } as never] })).code).toBe('EINVAL');
-    expect(thrown(boot({ vsock: { cid: 3 } })).code).toBe('ENOTSUP');
+    expect(thrown(boot({ vsock: { cid: 2 } })).code).toBe('EINVAL');
+    expect(thrown(boot({ vsock: { cid: 3, uds: join(dir, 'no', 'such', 'dir.sock') } })).code).toBe('ENOENT');
     expect(thrown(boot({ console: 'vga' as never })).code).toBe('EINVAL');
     expect(thrown(boot({ net: [{ tap: 'tap0' }] })).code).toBe('ENOTSUP');
     const linux = bootLinux({ kernel: GUEST, memory: '32M', rng: true });

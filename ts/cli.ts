@@ -16,6 +16,7 @@ import { buildGuest } from './build_guest';
 import { VcpuError } from './errors';
 import type { GdbServerOptions } from './gdb';
 import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type DiskOptions, type LinuxMachine } from './linux';
+import type { VsockOptions } from './vsock';
 import { serveConsole } from './web_console';
 
 const USAGE = `Usage: vcpu boot --kernel PATH [options]
@@ -40,6 +41,8 @@ Options:
                     /dev/vdb, …); ',ro' makes it read-only
   --rng             a virtio-rng device (the host's getrandom)
   --console virtio  the console on a virtio console (hvc0) instead of COM1
+  --vsock CID[,UDS] a virtio-vsock device for guest CID, its host side on the UNIX
+                    socket UDS (Firecracker's convention; default: one in /tmp)
   --web [HOST:]PORT also serve the console as a web page (xterm.js) on HOST (default
                     127.0.0.1) and PORT (0 picks one); the URL, with its secret token,
                     is printed on stderr. The terminal keeps its console: both see the
@@ -77,6 +80,7 @@ async function boot(argv: string[]): Promise<number> {
       disk: { type: 'string', multiple: true },
       rng: { type: 'boolean' },
       console: { type: 'string' },
+      vsock: { type: 'string' },
       ...CONSOLE_OPTIONS,
     },
     strict: true,
@@ -99,7 +103,9 @@ async function boot(argv: string[]): Promise<number> {
     disks: (values.disk ?? []).map(diskOption),
     rng: values.rng,
     console: values.console as 'serial' | 'virtio' | undefined,
+    vsock: values.vsock === undefined ? undefined : vsockOption(values.vsock),
   });
+  if (linux.vsock) process.stderr.write(`vcpu: vsock for guest CID ${linux.vsock.cid} on ${linux.vsock.uds}\r\n`);
   return attach(linux, values, values.kernel);
 }
 
@@ -205,6 +211,12 @@ async function attach(
 function diskOption(value: string): DiskOptions {
   const ro = value.endsWith(',ro');
   return { path: ro ? value.slice(0, -3) : value, readOnly: ro };
+}
+
+/** `--vsock CID[,UDS]` as the vsock option. */
+function vsockOption(value: string): VsockOptions {
+  const [cid, ...uds] = value.split(',');
+  return uds.length > 0 ? { cid: Number(cid), uds: uds.join(',') } : { cid: Number(cid) };
 }
 
 /** `--gdb [HOST:]PORT` and `--gdb-nowait` as the stub's options. */

@@ -46,6 +46,7 @@ export {
   type SandboxValue,
   type HostFunction,
 } from './sandbox';
+export { VsockHost, type VsockOptions } from './vsock';
 export { bootLinux, restoreLinux, LinuxMachine, type DiskOptions, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
 export {
   serveConsole,

@@ -17,6 +17,7 @@ import type { GdbServer, GdbServerOptions } from './gdb';
 import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
 import type { Vm } from './vm';
 import { announceVirtio, attachVirtio, virtioSpecs, type DiskOptions } from './linux_devices';
+import type { VsockHost, VsockOptions } from './vsock';
 
 export type { DiskOptions } from './linux_devices';
 
@@ -46,8 +47,11 @@ export interface LinuxOptions {
   disks?: DiskOptions[];
   /** A virtio-rng device fed by the host's `getrandom` (default false). */
   rng?: boolean;
-  /** Not available yet: `ENOTSUP`. */
-  vsock?: unknown;
+  /**
+   * A virtio-vsock device for guest context id `cid`, its host side on the UNIX socket
+   * `uds` with Firecracker's convention (see {@link LinuxMachine.vsock}).
+   */
+  vsock?: VsockOptions;
   /** Not available yet: `ENOTSUP`. */
   net?: unknown;
   /**
@@ -87,6 +91,8 @@ export class LinuxMachine {
   readonly input: Writable;
   /** The GDB stub, if {@link LinuxOptions.gdb} asked for one (closed with the machine). */
   readonly gdb: GdbServer | undefined;
+  /** The vsock device's host side, if {@link LinuxOptions.vsock} asked for one. */
+  readonly vsock: VsockHost | undefined;
   readonly #devices: NativeDevices;
   /** Input the UART has not taken yet, and the write to complete once it has. */
   #pending: { bytes: Buffer; done: () => void }[] = [];
@@ -94,9 +100,17 @@ export class LinuxMachine {
   #outputEnded = false;
 
   /** @internal */
-  constructor(vm: Vm, vcpus: HostVcpu[], boot: LinuxBootInfo, devices: NativeDevices, gdb?: GdbServer) {
+  constructor(
+    vm: Vm,
+    vcpus: HostVcpu[],
+    boot: LinuxBootInfo,
+    devices: NativeDevices,
+    gdb?: GdbServer,
+    vsock?: VsockHost,
+  ) {
     this.vm = vm;
     this.gdb = gdb;
+    this.vsock = vsock;
     this.vcpus = Object.freeze([...vcpus]);
     this.vcpu = vcpus[0];
     this.boot = boot;
@@ -241,7 +255,9 @@ export class LinuxMachine {
    */
   close(): void {
     this.gdb?.close();
+    this.vsock?.close();
     this.vm.close();
+    this.#devices.closeVirtio();
     this.#endOutput();
   }
 }
@@ -329,11 +345,11 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
     const line = announceVirtio(vm, virtio.length, cmdline);
     const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, line, cpus));
     const devices = call('bootLinux', () => vm.native.createDevices());
-    attachVirtio(vm, devices, virtio);
+    const vsock = attachVirtio(vm, devices, virtio);
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
     call('startLinux', () => internalsOf(vcpus[0]).native.startLinux(boot));
     const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
-    return new LinuxMachine(vm, vcpus, boot, devices, server);
+    return new LinuxMachine(vm, vcpus, boot, devices, server, vsock);
   } catch (e) {
     vm.close();
     throw e;

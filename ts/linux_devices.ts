@@ -5,10 +5,14 @@
  * @internal
  * @packageDocumentation
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { call, VcpuError } from './errors';
 import type { NativeDevices } from './native';
 import { objectArg } from './options';
 import type { Vm } from './vm';
+import { VsockHost } from './vsock';
 
 /** A virtio-blk disk over a raw image file. */
 export interface DiskOptions {
@@ -20,9 +24,10 @@ export interface DiskOptions {
 
 /** One device to attach. */
 interface VirtioSpec {
-  kind: 'block' | 'rng' | 'console';
+  kind: 'block' | 'rng' | 'console' | 'vsock';
   path?: string;
   readOnly?: boolean;
+  cid?: number;
 }
 
 /** The devices the options ask for, checked; ENOTSUP for the ones not built yet. */
@@ -30,9 +35,13 @@ export function virtioSpecs(
   op: string,
   o: { disks?: unknown; rng?: unknown; vsock?: unknown; net?: unknown; console?: unknown; devices?: unknown },
 ): VirtioSpec[] {
-  for (const name of ['vsock', 'net', 'devices'] as const) {
+  for (const name of ['net', 'devices'] as const) {
     if (o[name] !== undefined) {
-      throw new VcpuError('ENOTSUP', op, `${op}: the ${name} option is not available yet (disks, rng and console are)`);
+      throw new VcpuError(
+        'ENOTSUP',
+        op,
+        `${op}: the ${name} option is not available yet (disks, rng, console and vsock are)`,
+      );
     }
   }
   if (o.console !== undefined && o.console !== 'serial' && o.console !== 'virtio') {
@@ -60,6 +69,19 @@ export function virtioSpecs(
   }
   if (o.rng) specs.push({ kind: 'rng' });
   if (o.console === 'virtio') specs.push({ kind: 'console' });
+  if (o.vsock !== undefined) {
+    const v = objectArg(op, 'vsock', o.vsock);
+    for (const key of Object.keys(v)) {
+      if (key !== 'cid' && key !== 'uds')
+        throw new VcpuError('EINVAL', op, `${op}: unknown option 'vsock.${key}' (known: cid, uds)`);
+    }
+    if (!Number.isInteger(v.cid) || (v.cid as number) < 3)
+      throw new VcpuError('EINVAL', op, `${op}: vsock.cid must be an integer of 3 or more`);
+    if (v.uds !== undefined && (typeof v.uds !== 'string' || v.uds === ''))
+      throw new VcpuError('EINVAL', op, `${op}: vsock.uds must be a path`);
+    const uds = (v.uds as string | undefined) ?? join(tmpdir(), `vcpu-vsock-${process.pid}-${++vsockCount}.sock`);
+    specs.push({ kind: 'vsock', cid: v.cid as number, path: uds });
+  }
   return specs;
 }
 
@@ -71,9 +93,14 @@ export function announceVirtio(vm: Vm, count: number, cmdline: string): string {
   return [cmdline, ...entries].join(' ');
 }
 
-/** Attaches the devices, in the slots {@link announceVirtio} named. */
-export function attachVirtio(vm: Vm, devices: NativeDevices, specs: readonly VirtioSpec[]): void {
+/** Attaches the devices, in the slots {@link announceVirtio} named; the vsock device's host side, if any. */
+export function attachVirtio(vm: Vm, devices: NativeDevices, specs: readonly VirtioSpec[]): VsockHost | undefined {
+  let vsock: VsockHost | undefined;
   for (const s of specs) {
-    call('bootLinux', () => vm.native.attachVirtio(devices, s.kind, s.path, s.readOnly));
+    call('bootLinux', () => vm.native.attachVirtio(devices, s.kind, s.path, s.readOnly, s.cid));
+    if (s.kind === 'vsock') vsock = new VsockHost(s.cid!, s.path!);
   }
+  return vsock;
 }
+
+let vsockCount = 0;

@@ -221,6 +221,118 @@ static void console(uint64_t base, struct ring *r, uint8_t *buf) {
   puts("  echoed its input\n");
 }
 
+/* virtio-vsock: the packet header, and a driver for one stream at a time. */
+struct __attribute__((packed)) vhdr {
+  uint64_t src_cid, dst_cid;
+  uint32_t src_port, dst_port, len;
+  uint16_t type, op;
+  uint32_t flags, buf_alloc, fwd_cnt;
+};
+static struct ring vs_rx, vs_tx;
+static uint8_t vs_rxbuf[4][256], vs_txbuf[320], vs_packet[256];
+static uint16_t vs_seen;
+static uint64_t vs_cid;
+
+static void vs_post(int i) {
+  desc(&vs_rx, i, vs_rxbuf[i], 256, 2, 0);
+  vs_rx.avail_ring[vs_rx.avail_idx % QSIZE] = (uint16_t)i;
+  __asm__ volatile("" ::: "memory");
+  vs_rx.avail_idx++;
+}
+
+/* The next packet from the host (copied out; its buffer goes back), or null. */
+static struct vhdr *vs_recv(uint64_t base, long patience) {
+  for (long spins = 0; vs_rx.used_idx == vs_seen; spins++)
+    if (spins > patience) return 0;
+  uint32_t id = vs_rx.used_ring[vs_seen % QSIZE].id;
+  vs_seen++;
+  for (int i = 0; i < 256; i++) vs_packet[i] = vs_rxbuf[id & 3][i];
+  vs_post((int)(id & 3));
+  __asm__ volatile("mfence" ::: "memory");
+  wr(base, 0x50, 0);
+  return (struct vhdr *)vs_packet;
+}
+
+static void vs_send(uint64_t base, uint16_t op, uint32_t flags, uint32_t src, uint32_t dst, const char *data) {
+  struct vhdr *h = (struct vhdr *)vs_txbuf;
+  uint32_t n = 0;
+  while (data && data[n] && n < 256) vs_txbuf[sizeof *h + n] = (uint8_t)data[n], n++;
+  h->src_cid = vs_cid, h->dst_cid = 2, h->src_port = src, h->dst_port = dst, h->len = n;
+  h->type = 1, h->op = op, h->flags = flags, h->buf_alloc = 65536, h->fwd_cnt = 0;
+  desc(&vs_tx, 0, vs_txbuf, (uint32_t)sizeof *h + n, 0, 0);
+  submit_on(base, 1, &vs_tx, 2000000);
+}
+
+static void print_payload(struct vhdr *p) {
+  for (uint32_t i = 0; i < p->len && i < 200; i++) putc((char)vs_packet[sizeof *p + i]);
+}
+
+static void vsock(uint64_t base) {
+  puts("virtio-vsock at 0x");
+  hex(base, 8);
+  vs_cid = rd(base, 0x100);
+  puts(": cid ");
+  dec(vs_cid);
+  puts("\n");
+  if (!start2(base, &vs_rx, &vs_tx, 0)) {
+    puts("  set-up failed\n");
+    return;
+  }
+  for (int i = 0; i < 4; i++) vs_post(i);
+  wr(base, 0x50, 0);
+  /* To the host's port 1234, an echo. */
+  vs_send(base, 1, 0, 10000, 1234, 0);
+  struct vhdr *p = vs_recv(base, 2000000);
+  if (!p || p->op != 2) {
+    puts("  host port 1234 refused\n");
+  } else {
+    puts("  connected to host port 1234\n");
+    vs_send(base, 5, 0, 10000, 1234, "hello over vsock");
+    p = vs_recv(base, 2000000);
+    while (p && p->op != 5) p = vs_recv(base, 2000000);
+    puts("  host port 1234 echoed: ");
+    if (p) print_payload(p);
+    puts("\n");
+    vs_send(base, 4, 3, 10000, 1234, 0);
+    p = vs_recv(base, 2000000);
+    while (p && p->op == 6) p = vs_recv(base, 2000000);
+    puts(p && p->op == 3 ? "  closed\n" : "  no reset after shutdown\n");
+  }
+  /* A connection from the host to the guest's port 5000. */
+  puts("  waiting on port 5000\n");
+  p = vs_recv(base, 200000000);
+  /* Requests for other ports are refused, as a guest with nothing listening there does. */
+  while (p && p->op == 1 && p->dst_port != 5000) {
+    puts("  refused port ");
+    dec(p->dst_port);
+    puts("\n");
+    vs_send(base, 3, 0, p->dst_port, p->src_port, 0);
+    p = vs_recv(base, 200000000);
+  }
+  if (!p || p->op != 1 || p->dst_port != 5000) {
+    puts("  no connection on port 5000\n");
+    return;
+  }
+  uint32_t host_port = p->src_port;
+  vs_send(base, 2, 0, 5000, host_port, 0);
+  p = vs_recv(base, 20000000);
+  while (p && p->op == 6) p = vs_recv(base, 20000000);
+  if (!p || p->op != 5) {
+    puts("  nothing came on port 5000\n");
+    return;
+  }
+  char reply[128] = "guest heard: ";
+  int n = 13;
+  for (uint32_t i = 0; i < p->len && n < 126; i++) reply[n++] = (char)vs_packet[sizeof *p + i];
+  reply[n] = 0;
+  vs_send(base, 5, 0, 5000, host_port, reply);
+  puts("  answered on port 5000\n");
+  p = vs_recv(base, 20000000);
+  while (p && p->op != 4 && p->op != 3) p = vs_recv(base, 20000000);
+  if (p && p->op == 4) vs_send(base, 3, 0, 5000, host_port, 0);
+  puts(p ? "  the host closed port 5000\n" : "  the host never closed\n");
+}
+
 /* The value after `key` in the command line, parsed as hex (with 0x) or decimal. */
 static uint64_t number(const char **p) {
   uint64_t v = 0;
@@ -260,6 +372,7 @@ void main(const uint8_t *zero_page) {
     case 2: block(base, &rings[n], buffers[n]); break;
     case 4: rng(base, &rings[n], buffers[n]); break;
     case 3: console(base, &rings[n], buffers[n]); break;
+    case 19: vsock(base); break;
     default: puts("an unknown device\n");
     }
     n++;

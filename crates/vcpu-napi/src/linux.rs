@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
-use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Rng, VirtioDevice};
+use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Rng, VirtioDevice, Vsock};
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
@@ -90,6 +90,12 @@ impl NativeDevices {
         self.devices.output().take().into()
     }
 
+    /// Stops the virtio devices and lets go of their files and sockets.
+    #[napi]
+    pub fn close_virtio(&self) {
+        self.devices.close_virtio();
+    }
+
     /// How many virtio devices the machine has.
     #[napi(getter)]
     pub fn virtio_count(&self) -> u32 {
@@ -170,8 +176,9 @@ impl NativeVm {
             .collect()
     }
 
-    /// Puts a virtio device (`kind` 'block' over the image at `path`, 'rng', or
-    /// 'console', which then takes the machine's console input) on the
+    /// Puts a virtio device (`kind` 'block' over the image at `path`, 'rng', 'console',
+    /// which then takes the machine's console input, or 'vsock' for guest `cid` with its
+    /// host side on the UNIX socket `path`) on the
     /// machine's MMIO bus, in the next slot.
     #[napi]
     pub fn attach_virtio(
@@ -180,6 +187,7 @@ impl NativeVm {
         kind: String,
         path: Option<String>,
         read_only: Option<bool>,
+        cid: Option<f64>,
     ) -> Result<VirtioSlot> {
         const OP: &str = "bootLinux";
         let device: Box<dyn VirtioDevice> = match (kind.as_str(), path) {
@@ -187,6 +195,10 @@ impl NativeVm {
                 Box::new(Block::open(std::path::Path::new(&path), read_only.unwrap_or(false)).js()?)
             }
             ("rng", None) => Box::new(Rng::default()),
+            ("vsock", Some(uds)) => {
+                let cid = crate::args::uint(OP, "vsock.cid", cid.unwrap_or(3.0), u32::MAX.into())?;
+                Box::new(Vsock::new(cid, std::path::Path::new(&uds)).js()?)
+            }
             ("console", None) => {
                 let console = Console::new(Box::new(devices.devices.output().clone())).js()?;
                 devices.devices.route_input(console.input());

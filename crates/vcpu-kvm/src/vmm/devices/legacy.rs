@@ -184,6 +184,13 @@ impl LegacyDevices {
         self.console.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Takes the virtio devices off the bus: their threads stop and what they hold
+    /// (image files, sockets) is let go, once no vcpu is using one.
+    pub fn close_virtio(&self) {
+        self.virtio.write().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.console.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// How many virtio devices are on the bus.
     pub fn virtio_count(&self) -> usize {
         self.virtio.read().unwrap_or_else(|p| p.into_inner()).len()

@@ -136,8 +136,8 @@ impl VirtioDevice for Console {
         }
     }
 
-    fn host_events(&self) -> Vec<(RawFd, u64)> {
-        vec![(self.input.arrived.as_raw_fd(), 0)]
+    fn host_events(&self) -> Vec<(RawFd, u64, bool)> {
+        vec![(self.input.arrived.as_raw_fd(), 0, false)]
     }
 
     fn host_event(&mut self, _token: u64, io: &mut QueueIo<'_>) {

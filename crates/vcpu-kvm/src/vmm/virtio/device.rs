@@ -2,7 +2,7 @@
 
 use std::os::unix::io::RawFd;
 
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 
 use super::guest_ram::GuestRam;
 
@@ -47,6 +47,13 @@ impl<'a> QueueIo<'a> {
         }
         let q = self.queues.get_mut(queue).filter(|q| q.ready())?;
         q.pop_descriptor_chain(self.mem)
+    }
+
+    /// Puts the chain last taken from `queue` back, unused.
+    pub fn unpop(&mut self, queue: usize) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.go_to_previous_position();
+        }
     }
 
     /// Gives chain `head` of `queue` back with `len` bytes written into it.
@@ -100,11 +107,12 @@ pub trait VirtioDevice: Send {
         Err(BadRequest("this queue takes no requests".into()))
     }
 
-    /// The host-side descriptors the device thread should watch now (each readable one
-    /// is reported through [`VirtioDevice::host_event`] with its token). Asked again
-    /// after each event, so a device leaves out what it cannot serve yet (a socket to
-    /// read while the driver has given no buffers).
-    fn host_events(&self) -> Vec<(RawFd, u64)> {
+    /// The host-side descriptors the device thread should watch now, each with its
+    /// token and whether it waits to write too (else only to read); a ready one is
+    /// reported through [`VirtioDevice::host_event`]. Asked again after each event, so a
+    /// device leaves out what it cannot serve yet (a socket to read while the driver has
+    /// given no buffers).
+    fn host_events(&self) -> Vec<(RawFd, u64, bool)> {
         Vec::new()
     }
 

@@ -524,20 +524,25 @@ fn spawn_worker(
     let thread = std::thread::Builder::new()
         .name("vcpu-virtio".into())
         .spawn(move || {
-            let mut watched: Vec<(std::os::unix::io::RawFd, u64)> = Vec::new();
+            let mut watched: Vec<(std::os::unix::io::RawFd, u64, bool)> = Vec::new();
             let mut ready = vec![EpollEvent::default(); 32];
             loop {
                 // The device's host descriptors, as it wants them watched now.
                 let wanted = lock(&state).device.host_events();
-                for &(fd, token) in watched.iter().filter(|w| !wanted.contains(w)) {
+                for &(fd, token, _) in watched.iter().filter(|w| !wanted.contains(w)) {
                     let _ = epoll.ctl(
                         ControlOperation::Delete,
                         fd,
                         EpollEvent::new(EventSet::IN, HOST + token),
                     );
                 }
-                for &(fd, token) in wanted.iter().filter(|w| !watched.contains(w)) {
-                    let _ = epoll.ctl(ControlOperation::Add, fd, EpollEvent::new(EventSet::IN, HOST + token));
+                for &(fd, token, out) in wanted.iter().filter(|w| !watched.contains(w)) {
+                    let set = if out {
+                        EventSet::IN | EventSet::OUT
+                    } else {
+                        EventSet::IN
+                    };
+                    let _ = epoll.ctl(ControlOperation::Add, fd, EpollEvent::new(set, HOST + token));
                 }
                 watched = wanted;
                 let n = match epoll.wait(-1, &mut ready) {

@@ -8,6 +8,7 @@ mod device;
 mod guest_ram;
 mod mmio;
 mod rng;
+mod vsock;
 
 pub use block::Block;
 pub use console::{Console, ConsoleInput};
@@ -15,6 +16,7 @@ pub use device::{BadRequest, Chain, QueueIo, VirtioDevice};
 pub use guest_ram::{guest_ram, GuestRam, WrittenPages};
 pub use mmio::{MmioTransport, MMIO_SIZE};
 pub use rng::Rng;
+pub use vsock::Vsock;
 
 use crate::error::{Error, Result};
 use crate::kvm::KvmVm;

@@ -195,7 +195,7 @@ impl Vsock {
     }
 
     /// One packet from the guest.
-    fn from_guest(&mut self, h: Header, payload: &[u8]) {
+    fn take_packet(&mut self, h: Header, payload: &[u8]) {
         if h.dst_cid != HOST_CID || h.src_cid != self.cid || h.kind != TYPE_STREAM {
             return self.reset_for(&h);
         }
@@ -455,7 +455,7 @@ impl VirtioDevice for Vsock {
                             let n = (h.len as usize).min(r.available_bytes()).min(BUF_ALLOC as usize);
                             let mut payload = vec![0u8; n];
                             if r.read_exact(&mut payload).is_ok() {
-                                self.from_guest(h, &payload);
+                                self.take_packet(h, &payload);
                             }
                         }
                         Err(_) => io.complain("a transmit packet shorter than its header"),
@@ -543,7 +543,7 @@ mod tests {
     #[test]
     fn strangers_get_resets() {
         let (mut v, _) = device("strangers");
-        v.from_guest(
+        v.take_packet(
             Header {
                 dst_cid: 9,
                 ..from(OP_REQUEST, 1, 2)
@@ -551,7 +551,7 @@ mod tests {
             &[],
         );
         assert_eq!(last_op(&mut v), Some(OP_RST), "a CID that is not the host's");
-        v.from_guest(
+        v.take_packet(
             Header {
                 src_cid: 4,
                 ..from(OP_REQUEST, 1, 2)
@@ -559,11 +559,11 @@ mod tests {
             &[],
         );
         assert_eq!(last_op(&mut v), Some(OP_RST), "a source that is not the guest");
-        v.from_guest(from(OP_RW, 1, 2), b"data");
+        v.take_packet(from(OP_RW, 1, 2), b"data");
         assert_eq!(last_op(&mut v), Some(OP_RST), "data without a connection");
-        v.from_guest(from(OP_REQUEST, 1, 77), &[]);
+        v.take_packet(from(OP_REQUEST, 1, 77), &[]);
         assert_eq!(last_op(&mut v), Some(OP_RST), "nobody listens on uds_77");
-        v.from_guest(from(OP_RST, 1, 2), &[]);
+        v.take_packet(from(OP_RST, 1, 2), &[]);
         assert_eq!(last_op(&mut v), None, "a reset is never answered");
         assert!(v.connections.is_empty());
     }
@@ -572,15 +572,15 @@ mod tests {
     fn a_guest_connection_reaches_the_listener_and_overrunning_credit_resets_it() {
         let (mut v, uds) = device("connect");
         let listener = UnixListener::bind(format!("{}_80", uds.display())).unwrap();
-        v.from_guest(from(OP_REQUEST, 1000, 80), &[]);
+        v.take_packet(from(OP_REQUEST, 1000, 80), &[]);
         assert_eq!(last_op(&mut v), Some(OP_RESPONSE));
         let (mut host, _) = listener.accept().unwrap();
-        v.from_guest(from(OP_RW, 1000, 80), b"hello");
+        v.take_packet(from(OP_RW, 1000, 80), b"hello");
         let mut got = [0u8; 5];
         host.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello");
         // More than the buffer it was given: the connection is reset.
-        v.from_guest(from(OP_RW, 1000, 80), &vec![0u8; BUF_ALLOC as usize + 1]);
+        v.take_packet(from(OP_RW, 1000, 80), &vec![0u8; BUF_ALLOC as usize + 1]);
         assert_eq!(last_op(&mut v), Some(OP_RST));
         assert!(v.connections.is_empty());
         let _ = std::fs::remove_file(format!("{}_80", uds.display()));

@@ -6,6 +6,7 @@ import { main as hypercall } from '../examples/hypercall';
 import { main as mmioDevice } from '../examples/mmio-device';
 import { main as sandbox } from '../examples/sandbox';
 import { main as snapshotClones } from '../examples/snapshot-clones';
+import { main as virtioDevice } from '../examples/virtio-device';
 import { main as vmm } from '../examples/vmm';
 import { describeKvm } from './helpers';
 
@@ -46,6 +47,12 @@ describeKvm('examples', () => {
       expect.stringMatching(/^crash\(\): EFAULT, rip 0x2[0-9a-f]{5}: .*page fault.* writing 0x0$/),
       'after reset: fib(10) = 55',
     ]);
+  });
+
+  test('virtio-device: a TypeScript device upper-cases what the guest driver sends', async () => {
+    const lines: string[] = [];
+    await virtioDevice([], (l) => lines.push(l));
+    expect(lines).toEqual(['echo device at 0xd0000000: 13 bytes back, "HELLO, DEVICE", interrupted']);
   });
 
   test('vmm: boots the test kernel and reports a power-off', async () => {

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { bootLinux, type LinuxOptions, VcpuError } from '../ts';
+import { bootLinux, Kvm, type LinuxOptions, VcpuError } from '../ts';
 import { describeKvm } from './helpers';
 
 const GUEST = join(__dirname, '..', 'guests', 'virtio', 'virtio_test.elf');
@@ -136,6 +136,70 @@ describeKvm('virtio devices', () => {
     expect(echoed).toBe('hello over vsock');
     expect(heard).toBe('guest heard: hi guest');
     expect(refused).toBe('ECONNRESET');
+  });
+
+  test('a device written in TypeScript answers the guest driver, one call per notification', async () => {
+    const calls: number[] = [];
+    const seen: string[] = [];
+    const out = await run({
+      devices: [
+        {
+          type: 0x7fff,
+          queues: [16],
+          onNotify(queue) {
+            calls.push(queue.index);
+            for (let chain; (chain = queue.pop());) {
+              seen.push(Buffer.concat(chain.readable).toString());
+              const n = Buffer.from(chain.writable[0].buffer, chain.writable[0].byteOffset, 64).write('pong');
+              queue.push(chain, n);
+            }
+            queue.interrupt();
+          },
+        },
+      ],
+      rng: true,
+    });
+    expect(out).toContain('echo device at 0xd0001000: 4 bytes back, "pong", interrupted\n');
+    expect(out).toMatch(/virtio-rng at 0xd0000000: 16 bytes/); // disks, rng, console, devices, vsock
+    expect(calls).toEqual([0]);
+    expect(seen).toEqual(['hello, device']);
+  });
+
+  test('a TypeScript device that throws gives its chains back empty, and the machine goes on', async () => {
+    const out = await run({
+      devices: [
+        {
+          type: 0x7fff,
+          queues: [16],
+          onNotify() {
+            throw new Error('a bug in the device');
+          },
+        },
+      ],
+    });
+    expect(out).toContain('echo device at 0xd0000000: 0 bytes back, ""');
+    expect(out).toMatch(/virtio test guest: done\n$/);
+  });
+
+  test('vm.addVirtioDevice: registers through handleMmio for a VM run by hand; bad specs refused', () => {
+    const vm = Kvm.open().createVm({ irqchip: true });
+    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+    const dev = vm.addVirtioDevice({ type: 0x7fff, queues: [8, 4], onNotify: () => undefined });
+    expect([dev.address, dev.irq, dev.cmdline]).toEqual([0xd0000000, 5, 'virtio_mmio.device=4K@0xd0000000:5']);
+    const read = (offset: number) => {
+      const data = new Uint8Array(4);
+      expect(dev.handleMmio({ address: dev.address + offset, size: 4, operation: 'read', data })).toBe(true);
+      return Buffer.from(data).readUInt32LE();
+    };
+    expect([read(0), read(4), read(8)]).toEqual([0x74726976, 2, 0x7fff]);
+    const data = new Uint8Array(4);
+    expect(dev.handleMmio({ address: dev.address + 0x1000, size: 4, operation: 'read', data })).toBe(false);
+    expect(vm.addVirtioDevice({ type: 1, queues: [16], onNotify: () => undefined }).address).toBe(0xd0001000);
+    expect(thrown(() => vm.addVirtioDevice({ type: 1, queues: [3], onNotify: () => undefined })).code).toBe('EINVAL');
+    expect(thrown(() => vm.addVirtioDevice({ type: 0, queues: [4], onNotify: () => undefined })).code).toBe('EINVAL');
+    expect(thrown(() => vm.addVirtioDevice({ type: 1, queues: [4] } as never)).code).toBe('EINVAL');
+    dev.close();
+    vm.close();
   });
 
   test('the loader announces each device on the command line, in order', async () => {

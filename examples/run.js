@@ -1,5 +1,5 @@
 // `npm run example -- <name> [args]`: compiles the TypeScript examples and runs one
-// (hello, workers, mmio-device, hypercall, snapshot-clones, sandbox, vmm). Every TypeScript example
+// (hello, workers, mmio-device, hypercall, snapshot-clones, sandbox, virtio-device, vmm). Every TypeScript example
 // exports `main(argv, log)`; it gets the arguments after the name.
 'use strict';
 const { execFileSync } = require('node:child_process');

@@ -47,6 +47,7 @@ export {
   type HostFunction,
 } from './sandbox';
 export { VsockHost, type VsockOptions } from './vsock';
+export { VirtioDevice, VirtioQueue, type VirtioChain, type VirtioDeviceSpec } from './virtio_device';
 export { bootLinux, restoreLinux, LinuxMachine, type DiskOptions, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
 export {
   serveConsole,

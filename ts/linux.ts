@@ -18,6 +18,7 @@ import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type Snaps
 import type { Vm } from './vm';
 import { announceVirtio, attachVirtio, virtioSpecs, type DiskOptions } from './linux_devices';
 import type { VsockHost, VsockOptions } from './vsock';
+import type { VirtioDevice, VirtioDeviceSpec } from './virtio_device';
 
 export type { DiskOptions } from './linux_devices';
 
@@ -60,8 +61,8 @@ export interface LinuxOptions {
    * line says `console=hvc0`.
    */
   console?: 'serial' | 'virtio';
-  /** Not available yet: `ENOTSUP`. */
-  devices?: unknown;
+  /** virtio devices written in TypeScript (see {@link Vm.addVirtioDevice}), placed and announced like the others. */
+  devices?: VirtioDeviceSpec[];
 }
 
 /**
@@ -94,6 +95,8 @@ export class LinuxMachine {
   /** The vsock device's host side, if {@link LinuxOptions.vsock} asked for one. */
   readonly vsock: VsockHost | undefined;
   readonly #devices: NativeDevices;
+  /** The virtio devices written in TypeScript, closed with the machine. */
+  readonly #jsDevices: VirtioDevice[];
   /** Input the UART has not taken yet, and the write to complete once it has. */
   #pending: { bytes: Buffer; done: () => void }[] = [];
   #running = false;
@@ -107,7 +110,9 @@ export class LinuxMachine {
     devices: NativeDevices,
     gdb?: GdbServer,
     vsock?: VsockHost,
+    jsDevices: VirtioDevice[] = [],
   ) {
+    this.#jsDevices = jsDevices;
     this.vm = vm;
     this.gdb = gdb;
     this.vsock = vsock;
@@ -258,6 +263,7 @@ export class LinuxMachine {
     this.vsock?.close();
     this.vm.close();
     this.#devices.closeVirtio();
+    for (const d of this.#jsDevices) d.close();
     this.#endOutput();
   }
 }
@@ -345,11 +351,11 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
     const line = announceVirtio(vm, virtio.length, cmdline);
     const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, line, cpus));
     const devices = call('bootLinux', () => vm.native.createDevices());
-    const vsock = attachVirtio(vm, devices, virtio);
+    const { vsock, jsDevices } = attachVirtio(vm, devices, virtio);
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
     call('startLinux', () => internalsOf(vcpus[0]).native.startLinux(boot));
     const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
-    return new LinuxMachine(vm, vcpus, boot, devices, server, vsock);
+    return new LinuxMachine(vm, vcpus, boot, devices, server, vsock, jsDevices);
   } catch (e) {
     vm.close();
     throw e;

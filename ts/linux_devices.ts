@@ -13,6 +13,7 @@ import type { NativeDevices } from './native';
 import { objectArg } from './options';
 import type { Vm } from './vm';
 import { VsockHost } from './vsock';
+import { addVirtioDevice, type VirtioDevice, type VirtioDeviceSpec } from './virtio_device';
 
 /** A virtio-blk disk over a raw image file. */
 export interface DiskOptions {
@@ -24,10 +25,11 @@ export interface DiskOptions {
 
 /** One device to attach. */
 interface VirtioSpec {
-  kind: 'block' | 'rng' | 'console' | 'vsock';
+  kind: 'block' | 'rng' | 'console' | 'vsock' | 'js';
   path?: string;
   readOnly?: boolean;
   cid?: number;
+  device?: VirtioDeviceSpec;
 }
 
 /** The devices the options ask for, checked; ENOTSUP for the ones not built yet. */
@@ -35,14 +37,12 @@ export function virtioSpecs(
   op: string,
   o: { disks?: unknown; rng?: unknown; vsock?: unknown; net?: unknown; console?: unknown; devices?: unknown },
 ): VirtioSpec[] {
-  for (const name of ['net', 'devices'] as const) {
-    if (o[name] !== undefined) {
-      throw new VcpuError(
-        'ENOTSUP',
-        op,
-        `${op}: the ${name} option is not available yet (disks, rng, console and vsock are)`,
-      );
-    }
+  if (o.net !== undefined) {
+    throw new VcpuError(
+      'ENOTSUP',
+      op,
+      `${op}: the net option is not available yet (disks, rng, console, vsock and devices are)`,
+    );
   }
   if (o.console !== undefined && o.console !== 'serial' && o.console !== 'virtio') {
     throw new VcpuError('EINVAL', op, `${op}: console must be 'serial' or 'virtio'`);
@@ -69,6 +69,11 @@ export function virtioSpecs(
   }
   if (o.rng) specs.push({ kind: 'rng' });
   if (o.console === 'virtio') specs.push({ kind: 'console' });
+  if (o.devices !== undefined) {
+    if (!Array.isArray(o.devices))
+      throw new VcpuError('EINVAL', op, `${op}: devices must be an array of virtio device specs`);
+    for (const device of o.devices as VirtioDeviceSpec[]) specs.push({ kind: 'js', device });
+  }
   if (o.vsock !== undefined) {
     const v = objectArg(op, 'vsock', o.vsock);
     for (const key of Object.keys(v)) {
@@ -93,14 +98,26 @@ export function announceVirtio(vm: Vm, count: number, cmdline: string): string {
   return [cmdline, ...entries].join(' ');
 }
 
-/** Attaches the devices, in the slots {@link announceVirtio} named; the vsock device's host side, if any. */
-export function attachVirtio(vm: Vm, devices: NativeDevices, specs: readonly VirtioSpec[]): VsockHost | undefined {
+/**
+ * Attaches the devices, in the slots {@link announceVirtio} named; the vsock device's
+ * host side, if any, and the devices written in TypeScript.
+ */
+export function attachVirtio(
+  vm: Vm,
+  devices: NativeDevices,
+  specs: readonly VirtioSpec[],
+): { vsock: VsockHost | undefined; jsDevices: VirtioDevice[] } {
   let vsock: VsockHost | undefined;
+  const jsDevices: VirtioDevice[] = [];
   for (const s of specs) {
+    if (s.kind === 'js') {
+      jsDevices.push(addVirtioDevice(vm, s.device!, devices));
+      continue;
+    }
     call('bootLinux', () => vm.native.attachVirtio(devices, s.kind, s.path, s.readOnly, s.cid));
     if (s.kind === 'vsock') vsock = new VsockHost(s.cid!, s.path!);
   }
-  return vsock;
+  return { vsock, jsDevices };
 }
 
 let vsockCount = 0;

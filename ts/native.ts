@@ -31,7 +31,14 @@ export default native;
 // On process exit Node joins its worker threads: kick every vcpu first, so none stays
 // inside a guest that never exits. (Only the main thread sees 'exit' for the process.)
 if (isMainThread) process.once('exit', () => native.shutdown());
-export type { NativeKvm, NativeVm, NativeVcpu, NativeDevices, LinuxBootInfo } from '../native/index';
+export type {
+  NativeKvm,
+  NativeVm,
+  NativeVcpu,
+  NativeDevices,
+  NativeVirtioDevice,
+  LinuxBootInfo,
+} from '../native/index';
 
 /** The exit kind names, indexed by the codes `NativeVcpu.run()` returns. */
 export const EXIT_KINDS: readonly string[] = Object.freeze(native.exitKinds());

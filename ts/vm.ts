@@ -9,6 +9,7 @@ import { startGdbServer, type GdbServer, type GdbServerOptions } from './gdb';
 import { GuestMemory, type MemoryOptions } from './memory';
 import { checkPath, keyBytes, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
 import { ioeventArgs, IoEvent, IrqEvent, type IoEventOptions } from './vm_events';
+import { addVirtioDevice, type VirtioDevice, type VirtioDeviceSpec } from './virtio_device';
 import native, { type NativeVm } from './native';
 import type { HostVcpu } from './host_arch';
 import type { Vcpu } from './vcpu';
@@ -274,6 +275,24 @@ export class Vm {
    */
   registerIrqfd(gsi: number): IrqEvent {
     return new IrqEvent(call('registerIrqfd', () => this.#native.registerIrqfd(gsi)));
+  }
+
+  /**
+   * A virtio device (virtio-mmio, version 2) whose queues `spec.onNotify` serves, in
+   * the VM's next device slot (4 KiB windows from 0xd0000000, interrupt lines from 5;
+   * needs `createVm({ irqchip: true })`). A VM whose vcpus you run yourself routes the
+   * device's `Mmio` exits to {@link VirtioDevice.handleMmio}; a guest Linux finds it
+   * with {@link VirtioDevice.cmdline} on its command line. While it lives, guest RAM is
+   * viewed in place, so the VM counts every page as written (diffs and resets are whole).
+   *
+   * @example
+   * ```ts
+   * const dev = vm.addVirtioDevice({ type: 42, queues: [16], onNotify(q) { … } });
+   * vcpu.runUntil({ mmio: (p) => void dev.handleMmio(p) });
+   * ```
+   */
+  addVirtioDevice(spec: VirtioDeviceSpec): VirtioDevice {
+    return addVirtioDevice(this, spec);
   }
 
   /**

@@ -333,6 +333,30 @@ static void vsock(uint64_t base) {
   puts(p ? "  the host closed port 5000\n" : "  the host never closed\n");
 }
 
+/* A device written in TypeScript (examples/virtio-device.ts): it upper-cases what it
+ * reads into what it writes. */
+static void echo(uint64_t base, struct ring *r, uint8_t *buf) {
+  puts("echo device at 0x");
+  hex(base, 8);
+  puts(": ");
+  if (!start(base, r, 0)) {
+    puts("set-up failed\n");
+    return;
+  }
+  const char *msg = "hello, device";
+  int n = 0;
+  while (msg[n]) buf[n] = (uint8_t)msg[n], n++;
+  for (int i = 0; i < 64; i++) buf[2048 + i] = 0;
+  desc(r, 0, buf, (uint32_t)n, 1, 1);
+  desc(r, 1, buf + 2048, 64, 2, 0);
+  int isr = submit(base, r);
+  uint32_t len = r->used_ring[(uint16_t)(r->used_idx - 1) % QSIZE].len;
+  dec(len);
+  puts(" bytes back, \"");
+  for (uint32_t i = 0; i < len && i < 64; i++) putc((char)buf[2048 + i]);
+  puts(isr == 1 ? "\", interrupted\n" : "\"\n");
+}
+
 /* The value after `key` in the command line, parsed as hex (with 0x) or decimal. */
 static uint64_t number(const char **p) {
   uint64_t v = 0;
@@ -373,6 +397,7 @@ void main(const uint8_t *zero_page) {
     case 4: rng(base, &rings[n], buffers[n]); break;
     case 3: console(base, &rings[n], buffers[n]); break;
     case 19: vsock(base); break;
+    case 0x7fff: echo(base, &rings[n], buffers[n]); break;
     default: puts("an unknown device\n");
     }
     n++;

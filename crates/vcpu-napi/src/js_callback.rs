@@ -114,6 +114,16 @@ impl JsCallback {
         }
     }
 
+    /// Lets the JS thread's event loop end while the function exists (a device that is
+    /// only waiting does not keep a process alive). On the JS thread.
+    pub fn unref(&self, env: &napi::Env) {
+        if let Some(Tsfn(raw)) = *self.tsfn.lock() {
+            // SAFETY: on the JS thread that owns the function, which exists while the lock
+            // shows it.
+            unsafe { sys::napi_unref_threadsafe_function(env.raw(), raw) };
+        }
+    }
+
     /// Tells JS `event` (or the error `code`, `message`) without waiting.
     pub fn tell(&self, event: Result<u32, (String, String)>) {
         self.send(Call { event, answer: None });

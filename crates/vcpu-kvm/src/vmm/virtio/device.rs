@@ -68,6 +68,11 @@ impl<'a> QueueIo<'a> {
         }
     }
 
+    /// Interrupts the driver when this work is done, used buffers or not.
+    pub fn interrupt(&mut self) {
+        self.used = true;
+    }
+
     /// Logs what the driver got wrong (once per device).
     pub fn complain(&self, what: &str) {
         (self.complain)(what);

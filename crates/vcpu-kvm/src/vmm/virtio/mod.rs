@@ -16,6 +16,8 @@ pub use device::{BadRequest, Chain, QueueIo, VirtioDevice};
 pub use guest_ram::{guest_ram, GuestRam, WrittenPages};
 pub use mmio::{MmioTransport, MMIO_SIZE};
 pub use rng::Rng;
+/// A descriptor of a chain, as virtio-queue reads it.
+pub use virtio_queue::desc::split::Descriptor;
 pub use vsock::Vsock;
 
 use crate::error::{Error, Result};

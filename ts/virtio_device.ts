@@ -178,8 +178,10 @@ export function addVirtioDevice(vm: Vm, spec: VirtioDeviceSpec, devices?: Native
   if (!Array.isArray(s.queues)) throw new VcpuError('EINVAL', op, `${op}: queues must be an array of queue sizes`);
   const onNotify = checkFunction(op, 'onNotify', s.onNotify);
   const index = counts.get(vm) ?? 0;
-  let native: NativeVirtioDevice | undefined;
+  // The callback needs the device it belongs to, which needs the callback.
+  const self: { native?: NativeVirtioDevice } = {};
   const callback = (err: Error | null, queue: number): boolean => {
+    const native = self.native;
     if (err || !native) return false;
     const q = new VirtioQueue(queue, takeChains(vm, native.takeChains()), vm);
     try {
@@ -190,7 +192,7 @@ export function addVirtioDevice(vm: Vm, spec: VirtioDeviceSpec, devices?: Native
     native.complete(Uint32Array.from(q.results), q.interrupted);
     return true;
   };
-  native = call(op, () =>
+  const native = call(op, () =>
     vm.native.addVirtioDevice(
       s.type,
       s.features ?? 0n,
@@ -201,6 +203,7 @@ export function addVirtioDevice(vm: Vm, spec: VirtioDeviceSpec, devices?: Native
       devices,
     ),
   );
+  self.native = native;
   if (!devices) counts.set(vm, index + 1);
   return new VirtioDevice(native);
 }

@@ -2,10 +2,12 @@
 // bootLinux as its kernel, finds the devices the loader announced on its command line
 // and drives each through its MMIO registers as a driver would: a read-write disk and a
 // read-only one (read sector 0, write sector 1, flush, get-id, a read past the end)
-// an entropy device, a console (hvc0) and a vsock device (both ways, with Firecracker's
-// host convention), their requests served by the devices' own threads.
+// an entropy device, a console (hvc0), a vsock device (both ways, with Firecracker's
+// host convention), a network interface on a tap device in a namespace of the test's
+// own, and devices written in TypeScript, their requests served by the devices' own
+// threads.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -160,7 +162,7 @@ describeKvm('virtio devices', () => {
       rng: true,
     });
     expect(out).toContain('echo device at 0xd0001000: 4 bytes back, "pong", interrupted\n');
-    expect(out).toMatch(/virtio-rng at 0xd0000000: 16 bytes/); // disks, rng, console, devices, vsock
+    expect(out).toMatch(/virtio-rng at 0xd0000000: 16 bytes/); // disks, rng, console, net, devices, vsock
     expect(calls).toEqual([0]);
     expect(seen).toEqual(['hello, device']);
   });
@@ -202,6 +204,30 @@ describeKvm('virtio devices', () => {
     vm.close();
   });
 
+  // A tap device needs /dev/net/tun and a network namespace of the test's own.
+  const tap = spawnSync('unshare', ['-n', 'true']).status === 0 && existsSync('/dev/net/tun');
+  if (!tap) console.warn('virtio-net test skipped: needs /dev/net/tun and unshare -n (a network namespace)');
+  (tap ? test : test.skip)(
+    "virtio-net: the guest's ARP request reaches the host's tap and the answer comes back",
+    () => {
+      const r = spawnSync(
+        'unshare',
+        ['-n', process.execPath, join(__dirname, 'net', 'tap_machine.js'), join(__dirname, '..'), GUEST],
+        {
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+      );
+      const { out, exit, mac } = JSON.parse(r.stdout) as { out: string; exit: string; mac: string };
+      expect(exit).toBe('SystemEventReset');
+      expect(out).toContain(
+        'virtio-net at 0xd0000000: mac 02:00:00:00:00:42\n' +
+          '  sent an ARP request for 10.0.0.1\n' +
+          `  10.0.0.1 is at ${mac}\n`,
+      );
+    },
+  );
+
   test('the loader announces each device on the command line, in order', async () => {
     const a = image('a.img', 'first');
     const b = image('b.img', 'second');
@@ -219,7 +245,8 @@ describeKvm('virtio devices', () => {
     expect(thrown(boot({ vsock: { cid: 2 } })).code).toBe('EINVAL');
     expect(thrown(boot({ vsock: { cid: 3, uds: join(dir, 'no', 'such', 'dir.sock') } })).code).toBe('ENOENT');
     expect(thrown(boot({ console: 'vga' as never })).code).toBe('EINVAL');
-    expect(thrown(boot({ net: [{ tap: 'tap0' }] })).code).toBe('ENOTSUP');
+    expect(thrown(boot({ net: [{ tap: 'a-name-far-too-long-for-a-tap' }] })).code).toBe('EINVAL');
+    expect(thrown(boot({ net: [{ tap: 'tap9', mac: 'not a mac' }] })).code).toBe('EINVAL');
     const linux = bootLinux({ kernel: GUEST, memory: '32M', rng: true });
     expect(thrown(() => linux.snapshot(join(dir, 'x.snap'))).code).toBe('ENOTSUP');
     linux.close();

@@ -15,7 +15,14 @@ import { parseArgs } from 'node:util';
 import { buildGuest } from './build_guest';
 import { VcpuError } from './errors';
 import type { GdbServerOptions } from './gdb';
-import { bootLinux, DEFAULT_CMDLINE, restoreLinux, type DiskOptions, type LinuxMachine } from './linux';
+import {
+  bootLinux,
+  DEFAULT_CMDLINE,
+  restoreLinux,
+  type DiskOptions,
+  type LinuxMachine,
+  type NetOptions,
+} from './linux';
 import type { VsockOptions } from './vsock';
 import { serveConsole } from './web_console';
 
@@ -43,6 +50,8 @@ Options:
   --console virtio  the console on a virtio console (hvc0) instead of COM1
   --vsock CID[,UDS] a virtio-vsock device for guest CID, its host side on the UNIX
                     socket UDS (Firecracker's convention; default: one in /tmp)
+  --net tap=NAME[,mac=MAC]
+                    a virtio-net interface on the tap device NAME (repeat for more)
   --web [HOST:]PORT also serve the console as a web page (xterm.js) on HOST (default
                     127.0.0.1) and PORT (0 picks one); the URL, with its secret token,
                     is printed on stderr. The terminal keeps its console: both see the
@@ -81,6 +90,7 @@ async function boot(argv: string[]): Promise<number> {
       rng: { type: 'boolean' },
       console: { type: 'string' },
       vsock: { type: 'string' },
+      net: { type: 'string', multiple: true },
       ...CONSOLE_OPTIONS,
     },
     strict: true,
@@ -104,6 +114,7 @@ async function boot(argv: string[]): Promise<number> {
     rng: values.rng,
     console: values.console as 'serial' | 'virtio' | undefined,
     vsock: values.vsock === undefined ? undefined : vsockOption(values.vsock),
+    net: (values.net ?? []).map(netOption),
   });
   if (linux.vsock) process.stderr.write(`vcpu: vsock for guest CID ${linux.vsock.cid} on ${linux.vsock.uds}\r\n`);
   return attach(linux, values, values.kernel);
@@ -211,6 +222,13 @@ async function attach(
 function diskOption(value: string): DiskOptions {
   const ro = value.endsWith(',ro');
   return { path: ro ? value.slice(0, -3) : value, readOnly: ro };
+}
+
+/** `--net tap=NAME[,mac=MAC]` as an interface. */
+function netOption(value: string): NetOptions {
+  const fields = Object.fromEntries(value.split(',').map((f) => f.split('=') as [string, string]));
+  if (!fields.tap) throw new VcpuError('EINVAL', 'boot', `--net takes tap=NAME[,mac=MAC], got '${value}'`);
+  return fields.mac ? { tap: fields.tap, mac: fields.mac } : { tap: fields.tap };
 }
 
 /** `--vsock CID[,UDS]` as the vsock option. */

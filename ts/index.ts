@@ -48,7 +48,15 @@ export {
 } from './sandbox';
 export { VsockHost, type VsockOptions } from './vsock';
 export { VirtioDevice, VirtioQueue, type VirtioChain, type VirtioDeviceSpec } from './virtio_device';
-export { bootLinux, restoreLinux, LinuxMachine, type DiskOptions, DEFAULT_CMDLINE, type LinuxOptions } from './linux';
+export {
+  bootLinux,
+  restoreLinux,
+  LinuxMachine,
+  type DiskOptions,
+  type NetOptions,
+  DEFAULT_CMDLINE,
+  type LinuxOptions,
+} from './linux';
 export {
   serveConsole,
   ConsoleHub,

@@ -16,11 +16,11 @@ import { internalsOf } from './vcpu';
 import type { GdbServer, GdbServerOptions } from './gdb';
 import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
 import type { Vm } from './vm';
-import { announceVirtio, attachVirtio, virtioSpecs, type DiskOptions } from './linux_devices';
+import { announceVirtio, attachVirtio, virtioSpecs, type DiskOptions, type NetOptions } from './linux_devices';
 import type { VsockHost, VsockOptions } from './vsock';
 import type { VirtioDevice, VirtioDeviceSpec } from './virtio_device';
 
-export type { DiskOptions } from './linux_devices';
+export type { DiskOptions, NetOptions } from './linux_devices';
 
 /** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
 export const DEFAULT_CMDLINE =
@@ -53,8 +53,8 @@ export interface LinuxOptions {
    * `uds` with Firecracker's convention (see {@link LinuxMachine.vsock}).
    */
   vsock?: VsockOptions;
-  /** Not available yet: `ENOTSUP`. */
-  net?: unknown;
+  /** virtio-net interfaces, each over a tap device. */
+  net?: NetOptions[];
   /**
    * `'serial'` (COM1, the default) or `'virtio'`: a virtio console (hvc0) carries
    * {@link LinuxMachine.output} and {@link LinuxMachine.input}, and the default command

@@ -25,11 +25,20 @@ export interface DiskOptions {
 
 /** One device to attach. */
 interface VirtioSpec {
-  kind: 'block' | 'rng' | 'console' | 'vsock' | 'js';
+  kind: 'block' | 'rng' | 'console' | 'vsock' | 'net' | 'js';
   path?: string;
   readOnly?: boolean;
   cid?: number;
+  mac?: string;
   device?: VirtioDeviceSpec;
+}
+
+/** A virtio-net interface over a tap device. */
+export interface NetOptions {
+  /** The tap interface (created if missing, which needs CAP_NET_ADMIN). */
+  tap: string;
+  /** The guest's MAC address (default `02:00:00:00:00:0N` for the Nth interface). */
+  mac?: string;
 }
 
 /** The devices the options ask for, checked; ENOTSUP for the ones not built yet. */
@@ -37,13 +46,6 @@ export function virtioSpecs(
   op: string,
   o: { disks?: unknown; rng?: unknown; vsock?: unknown; net?: unknown; console?: unknown; devices?: unknown },
 ): VirtioSpec[] {
-  if (o.net !== undefined) {
-    throw new VcpuError(
-      'ENOTSUP',
-      op,
-      `${op}: the net option is not available yet (disks, rng, console, vsock and devices are)`,
-    );
-  }
   if (o.console !== undefined && o.console !== 'serial' && o.console !== 'virtio') {
     throw new VcpuError('EINVAL', op, `${op}: console must be 'serial' or 'virtio'`);
   }
@@ -69,6 +71,21 @@ export function virtioSpecs(
   }
   if (o.rng) specs.push({ kind: 'rng' });
   if (o.console === 'virtio') specs.push({ kind: 'console' });
+  if (o.net !== undefined) {
+    if (!Array.isArray(o.net)) throw new VcpuError('EINVAL', op, `${op}: net must be an array of { tap, mac? }`);
+    o.net.forEach((n: unknown, i) => {
+      const net = objectArg(op, `net[${i}]`, n);
+      for (const key of Object.keys(net)) {
+        if (key !== 'tap' && key !== 'mac')
+          throw new VcpuError('EINVAL', op, `${op}: unknown option 'net[${i}].${key}' (known: tap, mac)`);
+      }
+      if (typeof net.tap !== 'string' || net.tap === '')
+        throw new VcpuError('EINVAL', op, `${op}: net[${i}].tap must name a tap interface`);
+      const mac = net.mac ?? `02:00:00:00:00:${(i + 1).toString(16).padStart(2, '0')}`;
+      if (typeof mac !== 'string') throw new VcpuError('EINVAL', op, `${op}: net[${i}].mac must be a string`);
+      specs.push({ kind: 'net', path: net.tap, mac });
+    });
+  }
   if (o.devices !== undefined) {
     if (!Array.isArray(o.devices))
       throw new VcpuError('EINVAL', op, `${op}: devices must be an array of virtio device specs`);
@@ -114,7 +131,7 @@ export function attachVirtio(
       jsDevices.push(addVirtioDevice(vm, s.device!, devices));
       continue;
     }
-    call('bootLinux', () => vm.native.attachVirtio(devices, s.kind, s.path, s.readOnly, s.cid));
+    call('bootLinux', () => vm.native.attachVirtio(devices, s.kind, s.path, s.readOnly, s.cid, s.mac));
     if (s.kind === 'vsock') vsock = new VsockHost(s.cid!, s.path!);
   }
   return { vsock, jsDevices };

@@ -333,6 +333,46 @@ static void vsock(uint64_t base) {
   puts(p ? "  the host closed port 5000\n" : "  the host never closed\n");
 }
 
+/* virtio-net: asks who has 10.0.0.1 (ARP, from 10.0.0.2) and waits for the answer. */
+static struct ring net_rx, net_tx;
+static uint8_t net_in[2048], net_out[64];
+
+static void net(uint64_t base) {
+  puts("virtio-net at 0x");
+  hex(base, 8);
+  puts(": mac ");
+  uint8_t mac[6];
+  for (int i = 0; i < 6; i++) mac[i] = *(volatile uint8_t *)(base + 0x100 + i);
+  for (int i = 0; i < 6; i++) hex(mac[i], 2), putc(i < 5 ? ':' : '\n');
+  if (!start2(base, &net_rx, &net_tx, 1u << 5)) {
+    puts("  set-up failed\n");
+    return;
+  }
+  uint8_t *f = net_out + 12;
+  for (int i = 0; i < 12; i++) net_out[i] = 0;
+  for (int i = 0; i < 6; i++) f[i] = 0xff, f[6 + i] = mac[i];
+  f[12] = 0x08, f[13] = 0x06;                                      /* ARP */
+  f[14] = 0, f[15] = 1, f[16] = 8, f[17] = 0, f[18] = 6, f[19] = 4; /* Ethernet, IPv4 */
+  f[20] = 0, f[21] = 1;                                             /* request */
+  for (int i = 0; i < 6; i++) f[22 + i] = mac[i], f[32 + i] = 0;
+  f[28] = 10, f[29] = 0, f[30] = 0, f[31] = 2;                      /* from 10.0.0.2 */
+  f[38] = 10, f[39] = 0, f[40] = 0, f[41] = 1;                      /* who has 10.0.0.1 */
+  desc(&net_tx, 0, net_out, 12 + 42, 0, 0);
+  puts(submit_on(base, 1, &net_tx, 2000000) >= 0 ? "  sent an ARP request for 10.0.0.1\n" : "  the frame was not taken\n");
+  /* Frames arrive until the answer does (the host may say other things first). */
+  for (int frames = 0; frames < 16; frames++) {
+    desc(&net_rx, 0, net_in, sizeof net_in, 2, 0);
+    if (submit_on(base, 0, &net_rx, 200000000) < 0) break;
+    uint8_t *g = net_in + 12;
+    if (g[12] == 0x08 && g[13] == 0x06 && g[21] == 2 && g[28] == 10 && g[31] == 1) {
+      puts("  10.0.0.1 is at ");
+      for (int i = 0; i < 6; i++) hex(g[22 + i], 2), putc(i < 5 ? ':' : '\n');
+      return;
+    }
+  }
+  puts("  no ARP answer\n");
+}
+
 /* A device written in TypeScript (examples/virtio-device.ts): it upper-cases what it
  * reads into what it writes. */
 static void echo(uint64_t base, struct ring *r, uint8_t *buf) {
@@ -397,6 +437,7 @@ void main(const uint8_t *zero_page) {
     case 4: rng(base, &rings[n], buffers[n]); break;
     case 3: console(base, &rings[n], buffers[n]); break;
     case 19: vsock(base); break;
+    case 1: net(base); break;
     case 0x7fff: echo(base, &rings[n], buffers[n]); break;
     default: puts("an unknown device\n");
     }

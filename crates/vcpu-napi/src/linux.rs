@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
-use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Rng, VirtioDevice, Vsock};
+use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Net, Rng, VirtioDevice, Vsock};
 use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
@@ -59,6 +59,16 @@ impl From<&LinuxBootInfo> for LinuxBoot {
 pub fn load(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str, cpus: f64) -> Result<LinuxBootInfo> {
     let cpus = crate::args::uint("loadLinux", "cpus", cpus, 254.0)? as usize;
     Ok(load_linux(vm, kernel, initrd, cmdline, cpus).js()?.into())
+}
+
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+fn parse_mac(op: &str, mac: &str) -> Result<[u8; 6]> {
+    let bytes: Vec<u8> = mac.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+    let parts = mac.split(':').count();
+    <[u8; 6]>::try_from(bytes)
+        .ok()
+        .filter(|_| parts == 6)
+        .ok_or_else(|| crate::error::invalid(op, format!("{op}: '{mac}' is not a MAC address (aa:bb:cc:dd:ee:ff)")))
 }
 
 /// Where a virtio device sits: its MMIO window and interrupt line.
@@ -177,8 +187,8 @@ impl NativeVm {
     }
 
     /// Puts a virtio device (`kind` 'block' over the image at `path`, 'rng', 'console',
-    /// which then takes the machine's console input, or 'vsock' for guest `cid` with its
-    /// host side on the UNIX socket `path`) on the
+    /// which then takes the machine's console input, 'vsock' for guest `cid` with its
+    /// host side on the UNIX socket `path`, or 'net' on the tap `path` with `mac`) on the
     /// machine's MMIO bus, in the next slot.
     #[napi]
     pub fn attach_virtio(
@@ -188,6 +198,7 @@ impl NativeVm {
         path: Option<String>,
         read_only: Option<bool>,
         cid: Option<f64>,
+        mac: Option<String>,
     ) -> Result<VirtioSlot> {
         const OP: &str = "bootLinux";
         let device: Box<dyn VirtioDevice> = match (kind.as_str(), path) {
@@ -195,6 +206,9 @@ impl NativeVm {
                 Box::new(Block::open(std::path::Path::new(&path), read_only.unwrap_or(false)).js()?)
             }
             ("rng", None) => Box::new(Rng::default()),
+            ("net", Some(tap)) => {
+                Box::new(Net::open(&tap, parse_mac(OP, mac.as_deref().unwrap_or("02:00:00:00:00:01"))?).js()?)
+            }
             ("vsock", Some(uds)) => {
                 let cid = crate::args::uint(OP, "vsock.cid", cid.unwrap_or(3.0), u32::MAX.into())?;
                 Box::new(Vsock::new(cid, std::path::Path::new(&uds)).js()?)

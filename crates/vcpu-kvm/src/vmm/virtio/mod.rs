@@ -7,6 +7,7 @@ mod console;
 mod device;
 mod guest_ram;
 mod mmio;
+mod net;
 mod rng;
 mod vsock;
 
@@ -15,6 +16,7 @@ pub use console::{Console, ConsoleInput};
 pub use device::{BadRequest, Chain, QueueIo, VirtioDevice};
 pub use guest_ram::{guest_ram, GuestRam, WrittenPages};
 pub use mmio::{MmioTransport, MMIO_SIZE};
+pub use net::Net;
 pub use rng::Rng;
 /// A descriptor of a chain, as virtio-queue reads it.
 pub use virtio_queue::desc::split::Descriptor;

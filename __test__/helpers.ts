@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { Kvm, type IoParams, type Vcpu, type Vm, type VmOptions } from '../ts';
+import { Kvm, type IoParams, type Vcpu, type VcpuError, type Vm, type VmOptions } from '../ts';
 
 /** `describe`, skipped when the user opted out of KVM tests (VCPU_SKIP_KVM=1). */
 export const describeKvm: jest.Describe = process.env.VCPU_KVM_SKIPPED === '1' ? describe.skip : describe;
@@ -87,4 +87,14 @@ export function helloDevice(): { io: (p: IoParams) => void; text: () => string; 
     text: () => text,
     answer: () => answer,
   };
+}
+
+/** The error `f` throws (the test fails if it throws none). */
+export function thrown<E = VcpuError>(f: () => unknown): E {
+  try {
+    f();
+  } catch (e) {
+    return e as E;
+  }
+  throw new Error('it did not throw');
 }

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 
 import { Sandbox, SandboxError, VcpuError } from '../ts';
 import { buildGuest } from '../ts/build_guest';
-import { describeKvm } from './helpers';
+import { describeKvm, thrown as thrownBy } from './helpers';
 
 const PKG = join(__dirname, '..');
 const CLI = join(PKG, 'dist', 'cli.js');
@@ -24,15 +24,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The error `f` throws. */
-function thrown(f: () => unknown): SandboxError {
-  try {
-    f();
-  } catch (e) {
-    return e as SandboxError;
-  }
-  throw new Error('it did not throw');
-}
+const thrown = (f: () => unknown) => thrownBy<SandboxError>(f);
 
 describeKvm('Sandbox', () => {
   test('every value type goes in and comes back, and the guest computes with it', () => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { bootLinux, Kvm, type LinuxOptions, VcpuError } from '../ts';
-import { describeKvm } from './helpers';
+import { describeKvm, thrown } from './helpers';
 
 const GUEST = join(__dirname, '..', 'guests', 'virtio', 'virtio_test.elf');
 const CLI = join(__dirname, '..', 'dist', 'cli.js');
@@ -44,15 +44,6 @@ async function run(options: Partial<LinuxOptions>, input?: string): Promise<stri
     linux.close();
   }
   return out;
-}
-
-function thrown(f: () => unknown): VcpuError {
-  try {
-    f();
-  } catch (e) {
-    return e as VcpuError;
-  }
-  throw new Error('it did not throw');
 }
 
 describeKvm('virtio devices', () => {

@@ -205,7 +205,7 @@ impl NativeVm {
         features: BigInt,
         config: Uint8Array,
         queues: Vec<u32>,
-        callback: JsCallback,
+        #[napi(ts_arg_type = "(err: Error | null, queue: number) => boolean")] callback: JsCallback,
         index: u32,
         devices: Option<&NativeDevices>,
     ) -> Result<NativeVirtioDevice> {

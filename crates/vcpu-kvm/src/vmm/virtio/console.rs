@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::device::{Chain, QueueIo, VirtioDevice};
-use super::guest_ram::GuestRam;
+use super::device::{QueueIo, VirtioDevice};
 use crate::error::{Context, Result};
 
 const RECEIVE: usize = 0;
@@ -125,13 +124,14 @@ impl VirtioDevice for Console {
     fn notified(&mut self, queue: usize, io: &mut QueueIo<'_>) {
         match queue {
             RECEIVE => self.deliver(io),
-            TRANSMIT => {
-                while let Some(chain) = io.pop(TRANSMIT) {
-                    let head = chain.head_index();
-                    self.transmit(chain, io);
-                    io.add_used(TRANSMIT, head, 0);
-                }
-            }
+            TRANSMIT => io.read_each(TRANSMIT, |r| {
+                let n = r.available_bytes().min(MAX_WRITE);
+                self.buffer.resize(n, 0);
+                r.read_exact(&mut self.buffer[..n]).map_err(|e| e.to_string())?;
+                // Lost output is the host's loss, not the guest's problem.
+                let _ = self.output.write_all(&self.buffer[..n]);
+                Ok(())
+            }),
             _ => {}
         }
     }
@@ -143,23 +143,5 @@ impl VirtioDevice for Console {
     fn host_event(&mut self, _token: u64, io: &mut QueueIo<'_>) {
         let _ = self.input.arrived.read();
         self.deliver(io);
-    }
-}
-
-impl Console {
-    /// A transmit request's bytes to the output.
-    fn transmit(&mut self, chain: Chain<'_>, io: &QueueIo<'_>) {
-        let mem: &GuestRam = io.mem();
-        match chain.reader(mem) {
-            Ok(mut r) => {
-                let n = r.available_bytes().min(MAX_WRITE);
-                self.buffer.resize(n, 0);
-                if r.read_exact(&mut self.buffer[..n]).is_ok() {
-                    // Lost output is the host's loss, not the guest's problem.
-                    let _ = self.output.write_all(&self.buffer[..n]);
-                }
-            }
-            Err(e) => io.complain(&format!("dropped a transmit request: {e:?}")),
-        }
     }
 }

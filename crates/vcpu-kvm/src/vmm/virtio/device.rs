@@ -14,6 +14,9 @@ pub struct BadRequest(pub String);
 /// A chain of descriptors taken from a queue.
 pub type Chain<'a> = DescriptorChain<&'a GuestRam>;
 
+/// The readable buffers of a chain, as one stream.
+pub type ChainReader<'a> = virtio_queue::Reader<'a, vm_memory::bitmap::MS<'a, GuestRam>>;
+
 /// A device's queues while it serves them: chains to take, used buffers to give back.
 pub struct QueueIo<'a> {
     queues: &'a mut [Queue],
@@ -47,6 +50,23 @@ impl<'a> QueueIo<'a> {
         }
         let q = self.queues.get_mut(queue).filter(|q| q.ready())?;
         q.pop_descriptor_chain(self.mem)
+    }
+
+    /// Reads every available chain of `queue` (a queue the device only reads, such as a
+    /// transmit queue) with `read`, and gives each back with 0 bytes written. What `read`
+    /// or the chain gets wrong is logged, and that request dropped.
+    pub fn read_each(&mut self, queue: usize, mut read: impl FnMut(&mut ChainReader<'a>) -> Result<(), String>) {
+        while let Some(chain) = self.pop(queue) {
+            let head = chain.head_index();
+            let why = match chain.reader(self.mem) {
+                Ok(mut r) => read(&mut r).err(),
+                Err(e) => Some(format!("{e:?}")),
+            };
+            if let Some(why) = why {
+                self.complain(&format!("dropped a request on queue {queue}: {why}"));
+            }
+            self.add_used(queue, head, 0);
+        }
     }
 
     /// Puts the chain last taken from `queue` back, unused.

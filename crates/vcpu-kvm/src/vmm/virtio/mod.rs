@@ -13,7 +13,7 @@ mod vsock;
 
 pub use block::Block;
 pub use console::{Console, ConsoleInput};
-pub use device::{BadRequest, Chain, QueueIo, VirtioDevice};
+pub use device::{BadRequest, Chain, ChainReader, QueueIo, VirtioDevice};
 pub use guest_ram::{guest_ram, GuestRam, WrittenPages};
 pub use mmio::{MmioTransport, MMIO_SIZE};
 pub use net::Net;

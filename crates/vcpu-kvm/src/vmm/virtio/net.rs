@@ -132,21 +132,16 @@ impl VirtioDevice for Net {
 
     fn notified(&mut self, queue: usize, io: &mut QueueIo<'_>) {
         if queue == TX {
-            while let Some(chain) = io.pop(TX) {
-                let head = chain.head_index();
-                match chain.reader(io.mem()) {
-                    Ok(mut r) if r.available_bytes() > HEADER && r.available_bytes() <= HEADER + MAX_FRAME => {
-                        let n = r.available_bytes();
-                        if r.read_exact(&mut self.buffer[..n]).is_ok() {
-                            // A full tap queue drops the frame, as a busy wire would.
-                            let _ = self.tap.write(&self.buffer[HEADER..n]);
-                        }
-                    }
-                    Ok(_) => io.complain("a frame shorter than its header or longer than 64 KiB"),
-                    Err(e) => io.complain(&format!("dropped a frame: {e:?}")),
+            io.read_each(TX, |r| {
+                let n = r.available_bytes();
+                if n <= HEADER || n > HEADER + MAX_FRAME {
+                    return Err("a frame shorter than its header or longer than 64 KiB".into());
                 }
-                io.add_used(TX, head, 0);
-            }
+                r.read_exact(&mut self.buffer[..n]).map_err(|e| e.to_string())?;
+                // A full tap queue drops the frame, as a busy wire would.
+                let _ = self.tap.write(&self.buffer[HEADER..n]);
+                Ok(())
+            });
         } else if queue == RX {
             self.starved = false;
             self.deliver(io);

@@ -446,24 +446,17 @@ impl VirtioDevice for Vsock {
 
     fn notified(&mut self, queue: usize, io: &mut QueueIo<'_>) {
         if queue == TX {
-            while let Some(chain) = io.pop(TX) {
-                let head = chain.head_index();
-                match chain.reader(io.mem()) {
-                    Ok(mut r) => match r.read_obj::<Header>() {
-                        Ok(h) => {
-                            // The payload the header claims, bounded by what the chain holds.
-                            let n = (h.len as usize).min(r.available_bytes()).min(BUF_ALLOC as usize);
-                            let mut payload = vec![0u8; n];
-                            if r.read_exact(&mut payload).is_ok() {
-                                self.take_packet(h, &payload);
-                            }
-                        }
-                        Err(_) => io.complain("a transmit packet shorter than its header"),
-                    },
-                    Err(e) => io.complain(&format!("dropped a transmit packet: {e:?}")),
-                }
-                io.add_used(TX, head, 0);
-            }
+            io.read_each(TX, |r| {
+                let h: Header = r
+                    .read_obj()
+                    .map_err(|_| "a packet shorter than its header".to_string())?;
+                // The payload the header claims, bounded by what the chain holds.
+                let n = (h.len as usize).min(r.available_bytes()).min(BUF_ALLOC as usize);
+                let mut payload = vec![0u8; n];
+                r.read_exact(&mut payload).map_err(|e| e.to_string())?;
+                self.take_packet(h, &payload);
+                Ok(())
+            });
         } else if queue == RX {
             self.starved = false;
         }

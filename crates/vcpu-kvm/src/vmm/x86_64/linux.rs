@@ -10,11 +10,12 @@ use linux_loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::{self, BzImage, Cmdline, Elf, KernelLoader};
-use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::GuestAddress;
 
 use crate::arch::x86_64::layout::*;
 use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::{KvmVcpu, KvmVm};
+use crate::vmm::virtio::guest_ram;
 
 const E820_RAM: u32 = 1;
 const BOOT_FLAG: u16 = 0xaa55;
@@ -53,35 +54,6 @@ fn too_big(what: &str) -> Error {
     )
 }
 
-/// Guest RAM as vm-memory sees it, over the VM's own mappings (nothing is copied).
-fn guest_memory(vm: &KvmVm) -> Result<GuestMemoryMmap> {
-    let mut regions = vm.regions();
-    regions.sort_by_key(|(_, r)| r.guest_address());
-    let mapped = regions
-        .iter()
-        .filter(|(_, r)| !r.readonly())
-        .map(|(_, r)| {
-            // SAFETY: the region's mapping is live, shared and read-write, exactly this
-            // size; the VM keeps it mapped while we load (we hold `regions`).
-            let mmap = unsafe {
-                MmapRegion::build_raw(
-                    r.host_ptr(),
-                    r.len(),
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_NORESERVE,
-                )
-            }
-            .map_err(|e| Error::invalid("loadLinux", format!("guest memory: {e}")))?;
-            GuestRegionMmap::new(mmap, GuestAddress(r.guest_address()))
-                .ok_or_else(|| Error::invalid("loadLinux", "guest memory region overflows"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if mapped.is_empty() {
-        return Err(Error::invalid("loadLinux", "the VM has no guest RAM"));
-    }
-    GuestMemoryMmap::from_regions(mapped).map_err(|e| Error::invalid("loadLinux", format!("guest memory: {e}")))
-}
-
 /// The e820 map: every writable region is RAM, except the legacy hole between the EBDA
 /// and 1 MiB.
 fn e820_map(vm: &KvmVm) -> Vec<boot_e820_entry> {
@@ -113,7 +85,8 @@ pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &st
             format!("cpus must be 1 to {}", super::mptable::MAX_CPUS),
         ));
     }
-    let mem = guest_memory(vm)?;
+    // The loader writes through the regions' write logs, as a device would.
+    let mem = guest_ram(vm, "loadLinux")?;
     let himem = Some(GuestAddress(KERNEL_ADDR));
     let is_elf = kernel.starts_with(b"\x7fELF");
     let loaded = if is_elf {

@@ -231,9 +231,6 @@ export class LinuxMachine {
         'snapshot: the machine is running; stop() it and wait for start() first',
       );
     }
-    if (this.#devices.virtioCount > 0) {
-      throw new VcpuError('ENOTSUP', 'snapshot', "snapshot: a machine's virtio devices cannot be saved yet");
-    }
     this.#drain();
     return call('snapshot', () => this.vm.native.snapshotLinux(path, !!diff, this.#devices, this.boot, bytes));
   }

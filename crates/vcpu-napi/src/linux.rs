@@ -244,7 +244,7 @@ impl NativeVm {
         boot: LinuxBootInfo,
         key: Option<&[u8]>,
     ) -> Result<SnapshotInfo> {
-        let machine = MachineState::new(LinuxBoot::from(&boot), &devices.devices);
+        let machine = MachineState::new(LinuxBoot::from(&boot), &devices.devices).js()?;
         let info = machine
             .snapshot(&self.vm, std::path::Path::new(&path), diff, key)
             .js()?;

@@ -12,7 +12,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::error::{Context, Error, Result};
 use crate::kvm::KvmVm;
-use crate::vmm::virtio::{ConsoleInput, MmioTransport};
+use crate::vmm::virtio::{ConsoleInput, MmioTransport, SavedTransport};
 use crate::{IoOperation, IoParams, KvmVcpu, Vcpu, VcpuExit};
 
 /// COM1's first port.
@@ -61,10 +61,11 @@ impl Write for SerialOutput {
 }
 
 /// What a snapshot keeps of the devices: COM1's registers and input FIFO (the i8042 and
-/// the sink have no state).
+/// the sink have no state), and each virtio device with its transport and queues.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DeviceState {
     serial: SavedSerial,
+    virtio: Vec<SavedTransport>,
 }
 
 /// vm-superio's `SerialState`, which has no serde (vm-superio-ser, which adds it, pins
@@ -159,7 +160,7 @@ impl LegacyDevices {
             output.clone(),
         )
         .map_err(|e| Error::invalid(OP, format!("the saved COM1 state is not valid: {e:?}")))?;
-        Ok(LegacyDevices {
+        let devices = LegacyDevices {
             serial: Mutex::new(serial),
             // The i8042 holds no state: it only passes a reset on.
             i8042: Mutex::new(I8042Device::new(EventTrigger(reset.try_clone().op(OP)?))),
@@ -167,7 +168,16 @@ impl LegacyDevices {
             output,
             virtio: RwLock::new(Vec::new()),
             console: RwLock::new(None),
-        })
+        };
+        // The virtio devices, opened again and put back as the driver left them.
+        for saved in &state.virtio {
+            let (device, console) = saved.device.open(Box::new(devices.output.clone()))?;
+            devices.attach(Arc::new(MmioTransport::restore(vm, saved, device)?));
+            if let Some(input) = console {
+                devices.route_input(input);
+            }
+        }
+        Ok(devices)
     }
 
     /// Puts a virtio device on the MMIO bus.
@@ -211,11 +221,14 @@ impl LegacyDevices {
         }
     }
 
-    /// The devices' state, for a snapshot.
-    pub fn state(&self) -> DeviceState {
-        DeviceState {
+    /// The devices' state, for a snapshot; `ENOTSUP` if a virtio device cannot be
+    /// saved (one written in JS).
+    pub fn state(&self) -> Result<DeviceState> {
+        let virtio = self.virtio.read().unwrap_or_else(|p| p.into_inner());
+        Ok(DeviceState {
             serial: SavedSerial::from_state(&lock(&self.serial).state()),
-        }
+            virtio: virtio.iter().map(|t| t.save()).collect::<Result<_>>()?,
+        })
     }
 
     /// The console output.

@@ -39,6 +39,7 @@ unsafe impl ByteValued for RequestHeader {}
 
 /// A virtio block device.
 pub struct Block {
+    path: std::path::PathBuf,
     file: File,
     size: u64,
     read_only: bool,
@@ -84,6 +85,7 @@ impl Block {
         config[..8].copy_from_slice(&(size / SECTOR).to_le_bytes()); // capacity
         config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes()); // seg_max
         Ok(Block {
+            path: path.to_path_buf(),
             file,
             size,
             read_only,
@@ -234,5 +236,12 @@ impl VirtioDevice for Block {
 
     fn serve(&mut self, _queue: usize, chain: Chain<'_>, mem: &GuestRam) -> std::result::Result<u32, BadRequest> {
         self.request(chain, mem)
+    }
+
+    fn saved(&self) -> Option<super::SavedDevice> {
+        Some(super::SavedDevice::Block {
+            path: self.path.clone(),
+            read_only: self.read_only,
+        })
     }
 }

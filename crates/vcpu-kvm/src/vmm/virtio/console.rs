@@ -136,6 +136,10 @@ impl VirtioDevice for Console {
         }
     }
 
+    fn saved(&self) -> Option<super::SavedDevice> {
+        Some(super::SavedDevice::Console)
+    }
+
     fn host_events(&self) -> Vec<(RawFd, u64, bool)> {
         vec![(self.input.arrived.as_raw_fd(), 0, false)]
     }

@@ -146,4 +146,13 @@ pub trait VirtioDevice: Send {
 
     /// The driver reset the device.
     fn reset(&mut self) {}
+
+    /// What a snapshot keeps to open the device again; `None` for one that cannot be
+    /// saved (a device written in JS).
+    fn saved(&self) -> Option<super::SavedDevice> {
+        None
+    }
+
+    /// The device thread starts, with the queues live (after DRIVER_OK, or a restore).
+    fn started(&mut self, _io: &mut QueueIo<'_>) {}
 }

@@ -26,6 +26,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::device::{QueueIo, VirtioDevice};
 use super::guest_ram::{guest_ram, GuestRam};
+use super::saved::{SavedQueue, SavedTransport};
 use crate::error::{Error, Result};
 use crate::io::{IoOperation, IoParams};
 use crate::kvm::{IoEvent, IoEventSpec, IrqEvent, KvmVm};
@@ -154,6 +155,63 @@ impl MmioTransport {
     /// The kernel command line entry that announces it: `virtio_mmio.device=4K@ADDR:IRQ`.
     pub fn cmdline(&self) -> String {
         format!("virtio_mmio.device=4K@{:#x}:{}", self.base, self.irq)
+    }
+
+    /// The transport and its device as a snapshot keeps them; `ENOTSUP` for a device
+    /// that cannot be saved (one written in JS).
+    pub fn save(&self) -> Result<SavedTransport> {
+        let s = lock(&self.state);
+        let device = s.device.saved().ok_or_else(|| {
+            Error::new(
+                crate::ErrorCode::Errno(libc::ENOTSUP),
+                "snapshot",
+                "snapshot: a virtio device written in JS cannot be saved",
+            )
+        })?;
+        Ok(SavedTransport {
+            base: self.base,
+            irq: self.irq,
+            status: s.status,
+            driver_features: s.driver_features,
+            device_features_sel: s.device_features_sel,
+            driver_features_sel: s.driver_features_sel,
+            queue_sel: s.queue_sel,
+            config_generation: s.config_generation,
+            interrupt_status: self.interrupt.status.load(Ordering::SeqCst),
+            queues: s.queues.iter().map(SavedQueue::of).collect(),
+            device,
+        })
+    }
+
+    /// A transport as `saved` describes it, around `device` (opened again from
+    /// `saved.device`): live again at once if the driver had set DRIVER_OK.
+    pub fn restore(vm: &KvmVm, saved: &SavedTransport, device: Box<dyn VirtioDevice>) -> Result<Self> {
+        const OP: &str = "restoreLinux";
+        let t = Self::new(vm, saved.base, saved.irq, device)?;
+        {
+            let mut s = lock(&t.state);
+            if s.queues.len() != saved.queues.len() {
+                return Err(Error::invalid(
+                    OP,
+                    "restoreLinux: a saved virtio device has another number of queues",
+                ));
+            }
+            for (q, sq) in s.queues.iter_mut().zip(&saved.queues) {
+                sq.apply(q)?;
+            }
+            s.status = saved.status;
+            s.driver_features = saved.driver_features;
+            s.device_features_sel = saved.device_features_sel;
+            s.driver_features_sel = saved.driver_features_sel;
+            s.queue_sel = saved.queue_sel;
+            s.config_generation = saved.config_generation;
+        }
+        t.interrupt.status.store(saved.interrupt_status, Ordering::SeqCst);
+        if saved.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && saved.status & VIRTIO_CONFIG_S_NEEDS_RESET == 0 {
+            t.activate()
+                .map_err(|why| Error::invalid(OP, format!("restoreLinux: a virtio device: {why}")))?;
+        }
+        Ok(t)
     }
 
     /// The device status the driver set.
@@ -524,6 +582,15 @@ fn spawn_worker(
     let thread = std::thread::Builder::new()
         .name("vcpu-virtio".into())
         .spawn(move || {
+            // The device's first work with its queues live (a restored vsock's reset event),
+            // then each queue served once: a notification the driver made just before a
+            // snapshot may not have been served, and a spurious one is harmless.
+            with_queues(lock(&state), &state, &interrupt, &complaint, &mem, |device, io| {
+                device.started(io)
+            });
+            for (i, _) in &events {
+                serve(&state, &interrupt, &complaint, &mem, *i);
+            }
             let mut watched: Vec<(std::os::unix::io::RawFd, u64, bool)> = Vec::new();
             let mut ready = vec![EpollEvent::default(); 32];
             loop {

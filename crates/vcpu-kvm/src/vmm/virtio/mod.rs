@@ -9,6 +9,7 @@ mod guest_ram;
 mod mmio;
 mod net;
 mod rng;
+mod saved;
 mod vsock;
 
 pub use block::Block;
@@ -18,6 +19,7 @@ pub use guest_ram::{guest_ram, GuestRam, WrittenPages};
 pub use mmio::{MmioTransport, MMIO_SIZE};
 pub use net::Net;
 pub use rng::Rng;
+pub use saved::{SavedDevice, SavedQueue, SavedTransport};
 /// A descriptor of a chain, as virtio-queue reads it.
 pub use virtio_queue::desc::split::Descriptor;
 pub use vsock::Vsock;

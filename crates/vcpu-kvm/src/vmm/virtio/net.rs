@@ -24,6 +24,7 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 
 /// A virtio network device.
 pub struct Net {
+    name: String,
     tap: File,
     config: [u8; 6],
     /// A frame read from the tap while the driver had no receive buffer.
@@ -68,6 +69,7 @@ impl Net {
             ));
         }
         Ok(Net {
+            name: name.to_string(),
             tap,
             config: mac,
             pending: None,
@@ -163,5 +165,12 @@ impl VirtioDevice for Net {
     fn reset(&mut self) {
         self.pending = None;
         self.starved = false;
+    }
+
+    fn saved(&self) -> Option<super::SavedDevice> {
+        Some(super::SavedDevice::Net {
+            tap: self.name.clone(),
+            mac: self.config,
+        })
     }
 }

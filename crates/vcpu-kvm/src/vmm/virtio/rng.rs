@@ -34,6 +34,10 @@ impl VirtioDevice for Rng {
         &[]
     }
 
+    fn saved(&self) -> Option<super::SavedDevice> {
+        Some(super::SavedDevice::Rng)
+    }
+
     fn serve(&mut self, _queue: usize, chain: Chain<'_>, mem: &GuestRam) -> Result<u32, BadRequest> {
         let mut writer = chain.writer(mem).map_err(|e| BadRequest(format!("{e:?}")))?;
         let n = writer.available_bytes().min(MAX_REQUEST);

@@ -25,6 +25,7 @@ use crate::error::{Error, ErrorCode, Result};
 
 const RX: usize = 0;
 const TX: usize = 1;
+const EVENT: usize = 2;
 const HOST_CID: u64 = 2;
 const TYPE_STREAM: u16 = 1;
 const OP_REQUEST: u16 = 1;
@@ -130,6 +131,8 @@ pub struct Vsock {
     next_port: u32,
     /// The driver gave no receive buffer last time one was wanted.
     starved: bool,
+    /// Restored from a snapshot: the guest is to hear its connections are gone.
+    announce_reset: bool,
 }
 
 impl Vsock {
@@ -164,7 +167,19 @@ impl Vsock {
             next_id: 0,
             next_port: FIRST_HOST_PORT,
             starved: false,
+            announce_reset: false,
         })
+    }
+
+    /// The device of a restored machine: as [`Vsock::new`], taking over a socket file a
+    /// process that is gone left behind, and telling the guest its connections are gone.
+    pub fn restored(cid: u64, uds: &Path) -> Result<Self> {
+        if uds.exists() && UnixStream::connect(uds).is_err() {
+            let _ = std::fs::remove_file(uds);
+        }
+        let mut v = Self::new(cid, uds)?;
+        v.announce_reset = true;
+        Ok(v)
     }
 
     fn header(&self, c: &Connection, op: u16, len: u32) -> Header {
@@ -489,6 +504,28 @@ impl VirtioDevice for Vsock {
             }
         }
         self.deliver(io);
+    }
+
+    fn saved(&self) -> Option<super::SavedDevice> {
+        Some(super::SavedDevice::Vsock {
+            cid: self.cid,
+            uds: self.uds.clone(),
+        })
+    }
+
+    fn started(&mut self, io: &mut QueueIo<'_>) {
+        // A restored device has none of the guest's connections: the guest hears of a
+        // transport reset (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, id 0) and drops them.
+        if std::mem::take(&mut self.announce_reset) {
+            if let Some(chain) = io.pop(EVENT) {
+                let head = chain.head_index();
+                let n = match chain.writer(io.mem()) {
+                    Ok(mut w) => w.write_all(&0u32.to_le_bytes()).map_or(0, |()| 4),
+                    Err(_) => 0,
+                };
+                io.add_used(EVENT, head, n);
+            }
+        }
     }
 
     fn reset(&mut self) {

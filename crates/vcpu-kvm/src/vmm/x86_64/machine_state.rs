@@ -1,5 +1,6 @@
 //! What a Linux machine adds to its VM's snapshot: where the kernel was loaded and the
-//! legacy devices' state, as the snapshot's opaque device section.
+//! devices' state (the legacy ones and the virtio ones), as the snapshot's opaque
+//! device section.
 
 use std::path::Path;
 
@@ -11,11 +12,11 @@ use crate::kvm::{KvmVm, SnapshotInfo, SnapshotOptions};
 use crate::vmm::devices::{DeviceState, LegacyDevices};
 
 /// The most a machine's section may claim while it is decoded (it holds a few
-/// registers and FIFOs): bincode's configured limit.
+/// registers, FIFOs and device descriptions): bincode's configured limit.
 const MAX_SECTION: usize = 1 << 20;
 
 /// Tells a Linux machine's section from any other VMM's.
-const TAG: [u8; 8] = *b"VCPULNX1";
+const TAG: [u8; 8] = *b"VCPULNX2";
 
 /// A Linux machine's part of a snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,12 +28,13 @@ pub struct MachineState {
 }
 
 impl MachineState {
-    /// The machine whose kernel `boot` describes, with `devices` as they are now.
-    pub fn new(boot: LinuxBoot, devices: &LegacyDevices) -> Self {
-        MachineState {
+    /// The machine whose kernel `boot` describes, with `devices` as they are now;
+    /// `ENOTSUP` if a device cannot be saved.
+    pub fn new(boot: LinuxBoot, devices: &LegacyDevices) -> Result<Self> {
+        Ok(MachineState {
             boot,
-            devices: devices.state(),
-        }
+            devices: devices.state()?,
+        })
     }
 
     /// Writes `vm` to `path` with this machine's part (see [`KvmVm::snapshot_with`]).

@@ -106,13 +106,16 @@ pub struct SavedTransport {
     pub device: SavedDevice,
 }
 
+/// A device opened again, and a console's input if it is one.
+pub type Reopened = (Box<dyn VirtioDevice>, Option<Arc<ConsoleInput>>);
+
 impl SavedDevice {
     /// The device, opened again; `console` is where a console writes, and a console's
     /// input comes back too.
     pub fn open(
         &self,
         console: Box<dyn std::io::Write + Send>,
-    ) -> Result<(Box<dyn VirtioDevice>, Option<Arc<ConsoleInput>>)> {
+    ) -> Result<Reopened> {
         Ok(match self {
             SavedDevice::Block { path, read_only } => (Box::new(Block::open(path, *read_only)?), None),
             SavedDevice::Rng => (Box::new(Rng::default()), None),

@@ -112,10 +112,7 @@ pub type Reopened = (Box<dyn VirtioDevice>, Option<Arc<ConsoleInput>>);
 impl SavedDevice {
     /// The device, opened again; `console` is where a console writes, and a console's
     /// input comes back too.
-    pub fn open(
-        &self,
-        console: Box<dyn std::io::Write + Send>,
-    ) -> Result<Reopened> {
+    pub fn open(&self, console: Box<dyn std::io::Write + Send>) -> Result<Reopened> {
         Ok(match self {
             SavedDevice::Block { path, read_only } => (Box::new(Block::open(path, *read_only)?), None),
             SavedDevice::Rng => (Box::new(Rng::default()), None),

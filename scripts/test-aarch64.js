@@ -39,6 +39,7 @@ function ensureHost() {
   const missing = [];
   if (!has('qemu-system-aarch64')) missing.push('qemu-system-arm');
   if (!has('aarch64-linux-gnu-gcc')) missing.push('gcc-aarch64-linux-gnu');
+  if (!has('gdb-multiarch')) missing.push('gdb-multiarch');
   const archs = out('dpkg', ['--print-foreign-architectures']).split('\n');
   const backports = fs.readdirSync('/etc/apt/sources.list.d').some((f) => f.includes('backports'));
   if (missing.length || !archs.includes('arm64') || !backports) {
@@ -49,8 +50,12 @@ function ensureHost() {
       asRoot(['sh', '-c', `printf '${line}' > /etc/apt/sources.list.d/vcpu-backports.list`]);
     }
     asRoot(['apt-get', 'update', '-qq']);
-    if (missing.length)
-      asRoot(['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', ...missing]);
+    // QEMU always from backports: machine images that ship backports' qemu-utils cannot
+    // install bookworm's qemu-system-arm beside it (their qemu-*-common conflict).
+    const apt = ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq'];
+    if (missing.includes('qemu-system-arm')) asRoot([...apt, '-t', 'bookworm-backports', 'qemu-system-arm']);
+    const rest = missing.filter((p) => p !== 'qemu-system-arm');
+    if (rest.length) asRoot([...apt, ...rest]);
   }
   run('rustup', ['target', 'add', 'aarch64-unknown-linux-gnu']);
 }

@@ -8,6 +8,7 @@ import { Readable, Writable } from 'node:stream';
 import { call, VcpuError } from './errors';
 import { bytesOf, checkOptions, parseSize } from './options';
 import { Kvm } from './kvm';
+import native from './native';
 import type { LinuxBootInfo, NativeDevices } from './native';
 import type { VcpuExit } from './types';
 import { exitFor } from './exit';
@@ -16,19 +17,30 @@ import { internalsOf } from './vcpu';
 import type { GdbServer, GdbServerOptions } from './gdb';
 import { checkPath, keyBytes, type RestoreOptions, type SnapshotInfo, type SnapshotOptions } from './snapshot_options';
 import type { Vm } from './vm';
-import { announceVirtio, attachVirtio, virtioSpecs, type DiskOptions, type NetOptions } from './linux_devices';
+import { attachVirtio, virtioSpecs, type DiskOptions, type NetOptions } from './linux_devices';
+import { loadableKernel } from './kernel_image';
 import type { VsockHost, VsockOptions } from './vsock';
 import type { VirtioDevice, VirtioDeviceSpec } from './virtio_device';
 
 export type { DiskOptions, NetOptions } from './linux_devices';
 
-/** The command line a kernel gets unless told otherwise: a serial console, no PCI. */
+/**
+ * The command line a kernel gets unless told otherwise: the serial console; on x86 no
+ * PCI and a quiet i8042 (whose reset line ends the machine: `reboot=k`), on arm64 the
+ * early console on the same UART.
+ */
 export const DEFAULT_CMDLINE =
-  'console=ttyS0 reboot=k panic=1 pci=off nomodule 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd';
+  process.arch === 'arm64'
+    ? 'console=ttyS0 earlycon panic=1'
+    : 'console=ttyS0 reboot=k panic=1 pci=off nomodule 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd';
 
 /** Options of {@link bootLinux}. */
 export interface LinuxOptions {
-  /** A bzImage or an ELF vmlinux: its bytes, or a file path. */
+  /**
+   * The kernel, its bytes or a file path: on x86 a bzImage or an ELF vmlinux; on arm64
+   * an `Image`, gzip compressed or not, or an EFI zboot image with a gzip payload (what
+   * distributions ship).
+   */
   kernel: Uint8Array | string;
   /** An initrd/initramfs: its bytes, or a file path. */
   initrd?: Uint8Array | string;
@@ -36,7 +48,7 @@ export interface LinuxOptions {
   cmdline?: string;
   /** Guest RAM: bytes, or a size such as `'512M'` or `'1G'` (default 512 MiB). */
   memory?: number | string;
-  /** Virtual CPUs (default 1), described to the kernel by an MP table. */
+  /** Virtual CPUs (default 1), described to the kernel by an MP table (x86) or the device tree (arm64). */
   cpus?: number;
   /**
    * Serve the GDB remote protocol for the machine ({@link Vm.gdbServer}); its port is
@@ -82,7 +94,7 @@ export class LinuxMachine {
   readonly vm: Vm;
   /** The boot vcpu (`vcpus[0]`). */
   readonly vcpu: HostVcpu;
-  /** Every vcpu; the others wait for the kernel to start them (INIT/SIPI). */
+  /** Every vcpu; the others wait for the kernel to start them (x86: INIT/SIPI; arm64: PSCI CPU_ON). */
   readonly vcpus: readonly HostVcpu[];
   /** Where the kernel was loaded. */
   readonly boot: LinuxBootInfo;
@@ -307,13 +319,15 @@ export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } &
 }
 
 /**
- * Loads a Linux kernel following the x86 boot protocol (zero page with the setup header,
- * e820 map, command line, initrd), with page tables and GDT, and puts a vcpu at the
- * kernel's 64-bit entry with RSI pointing at the zero page; an MP table describes the
- * vcpus, of which the others wait for the kernel to start them. The VM has the in-kernel
- * irqchip, and a 16550A UART on COM1 and the i8042 reset line are emulated in the exit
- * path. Call {@link LinuxMachine.start} to run it. Bad images (truncated, not a kernel,
- * too big for the memory) throw a `VcpuError` saying which.
+ * Loads a Linux kernel following the host architecture's boot protocol and puts the
+ * boot vcpu at its entry; the others wait for the kernel to start them. On x86: the zero
+ * page with the setup header, e820 map, command line and initrd, page tables and a GDT,
+ * an MP table, a 16550A UART on COM1 and the i8042 reset line. On arm64: the `Image` at
+ * the start of RAM (2 GiB up), the initrd, and a device tree describing the memory, the
+ * cpus (PSCI), the GIC, the timer, a 16550A UART on MMIO and the virtio devices. The VM
+ * has the in-kernel irqchip, and the UART is emulated in the exit path. Call
+ * {@link LinuxMachine.start} to run it. Bad images (truncated, not a kernel, too big for
+ * the memory) throw a `VcpuError` saying which.
  */
 export function bootLinux(options: LinuxOptions): LinuxMachine {
   const o = checkOptions<LinuxOptions>('bootLinux', options, [
@@ -338,19 +352,18 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) {
     throw new VcpuError('EINVAL', 'bootLinux', `bootLinux: cpus must be 1 to 254, got ${cpus}`);
   }
-  const kernelBytes = bytesOf('bootLinux', 'kernel', kernel);
+  const kernelBytes = loadableKernel('bootLinux', bytesOf('bootLinux', 'kernel', kernel));
   const initrdBytes = initrd === undefined ? undefined : bytesOf('bootLinux', 'initrd', initrd);
   const size = parseSize(memory, 'bootLinux');
   if (size < 16 << 20) throw new VcpuError('EINVAL', 'bootLinux', 'bootLinux: give the guest at least 16M of memory');
   const vm = Kvm.open().createVm({ irqchip: true, hypercallPort: null });
   try {
-    vm.addMemory({ guestAddress: 0, size });
-    const line = announceVirtio(vm, virtio.length, cmdline);
-    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, line, cpus));
+    vm.addMemory({ guestAddress: native.linuxRamStart(), size });
+    const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline, cpus, virtio.length));
     const devices = call('bootLinux', () => vm.native.createDevices());
     const { vsock, jsDevices } = attachVirtio(vm, devices, virtio);
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
-    call('startLinux', () => internalsOf(vcpus[0]).native.startLinux(boot));
+    for (const v of vcpus) call('startLinux', () => internalsOf(v).native.startLinux(boot));
     const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
     return new LinuxMachine(vm, vcpus, boot, devices, server, vsock, jsDevices);
   } catch (e) {

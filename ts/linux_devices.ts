@@ -1,7 +1,7 @@
 /**
- * The virtio devices {@link bootLinux} places on the machine's MMIO bus and announces
- * on the kernel command line (`virtio_mmio.device=4K@ADDR:IRQ`, in order: the first
- * disk is `/dev/vda`).
+ * The virtio devices {@link bootLinux} places on the machine's MMIO bus, in order (the
+ * first disk is `/dev/vda`); `loadLinux` announces them (x86: `virtio_mmio.device=` on
+ * the command line; arm64: device-tree nodes).
  * @internal
  * @packageDocumentation
  */
@@ -107,16 +107,8 @@ export function virtioSpecs(
   return specs;
 }
 
-/** `cmdline` with an entry announcing each of `count` devices where they will go. */
-export function announceVirtio(vm: Vm, count: number, cmdline: string): string {
-  if (count === 0) return cmdline;
-  const slots = call('bootLinux', () => vm.native.virtioSlots(count));
-  const entries = slots.map((s) => `virtio_mmio.device=4K@0x${s.address.toString(16)}:${s.irq}`);
-  return [cmdline, ...entries].join(' ');
-}
-
 /**
- * Attaches the devices, in the slots {@link announceVirtio} named; the vsock device's
+ * Attaches the devices, in the slots `loadLinux` announced; the vsock device's
  * host side, if any, and the devices written in TypeScript.
  */
 export function attachVirtio(

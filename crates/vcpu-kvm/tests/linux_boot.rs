@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use vcpu_kvm::vmm::devices::LegacyDevices;
-use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux};
+use vcpu_kvm::vmm::linux::{load_linux, start_linux};
 use vcpu_kvm::{Kvm, VcpuExit, VmConfig};
 
 const MEM: usize = 64 << 20;
@@ -14,7 +14,7 @@ const MEM: usize = 64 << 20;
 fn boot(kernel: &[u8]) -> String {
     let vm = irqchip_vm(MEM);
     let initrd: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
-    let boot = load_linux(&vm, kernel, Some(&initrd), "console=ttyS0 vcpu.test=1", 1).unwrap();
+    let boot = load_linux(&vm, kernel, Some(&initrd), "console=ttyS0 vcpu.test=1", 1, 0).unwrap();
     let devices = LegacyDevices::new(&vm).unwrap();
     let vcpu = vm.create_vcpu(0).unwrap();
     start_linux(&vcpu, &boot).unwrap();
@@ -61,12 +61,12 @@ fn bad_kernels_are_refused_with_clear_errors() {
         (&[0u8; 4096][..], "EINVAL"),  // no HdrS magic
         (&guest("hlt")[..], "EINVAL"), // a flat binary
     ] {
-        let err = load_linux(&vm, kernel, None, "", 1).unwrap_err();
+        let err = load_linux(&vm, kernel, None, "", 1, 0).unwrap_err();
         assert_eq!(err.code_name(), code, "{}", err.message());
         assert!(err.message().contains("kernel"), "{}", err.message());
     }
     // A kernel that loads but an initrd bigger than RAM.
-    let err = load_linux(&vm, &bz, Some(&vec![0u8; 4 << 20]), "", 1).unwrap_err();
+    let err = load_linux(&vm, &bz, Some(&vec![0u8; 4 << 20]), "", 1, 0).unwrap_err();
     assert_eq!(err.code_name(), "ENOMEM", "{}", err.message());
 }
 

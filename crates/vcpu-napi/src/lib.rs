@@ -19,12 +19,8 @@ mod external;
 mod gdb;
 mod handles;
 mod js_callback;
-// virtio devices written in JS sit on the Linux machine's bus, x86-only for now.
-#[cfg(target_arch = "x86_64")]
 mod js_device;
 mod kvm;
-// The Linux machine and its legacy devices are x86-only for now.
-#[cfg(target_arch = "x86_64")]
 mod linux;
 mod vcpu;
 mod vm;

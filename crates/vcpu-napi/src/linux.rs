@@ -6,8 +6,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
 use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Net, Rng, VirtioDevice, Vsock};
-use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux, LinuxBoot};
-use vcpu_kvm::vmm::x86_64::machine_state::MachineState;
+use vcpu_kvm::vmm::linux::{load_linux, start_linux, LinuxBoot};
+use vcpu_kvm::vmm::machine_state::MachineState;
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
 
 use crate::async_runner::{report_final, run_to_exit};
@@ -16,13 +16,15 @@ use crate::js_callback::JsCallback;
 use crate::vcpu::NativeVcpu;
 use crate::vm::{NativeVm, SnapshotInfo};
 
-/// Where a loaded kernel starts (see `vcpu_kvm::vmm::x86_64::linux::LinuxBoot`).
+/// Where a loaded kernel starts (see `vcpu_kvm::vmm::linux::LinuxBoot`).
 #[napi(object)]
 pub struct LinuxBootInfo {
-    /// The 64-bit entry point.
+    /// The kernel's entry point (x86: its 64-bit entry).
     pub entry: f64,
-    /// The zero page (`boot_params`).
+    /// x86: the zero page (`boot_params`); 0 on arm64.
     pub zero_page: f64,
+    /// arm64: the device tree; 0 on x86.
+    pub fdt: f64,
     /// First byte after the kernel.
     pub kernel_end: f64,
     /// Where the initrd is (0 without one).
@@ -33,9 +35,14 @@ pub struct LinuxBootInfo {
 
 impl From<LinuxBoot> for LinuxBootInfo {
     fn from(b: LinuxBoot) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let (zero_page, fdt) = (b.zero_page, 0);
+        #[cfg(target_arch = "aarch64")]
+        let (zero_page, fdt) = (0, b.fdt);
         LinuxBootInfo {
             entry: b.entry as f64,
-            zero_page: b.zero_page as f64,
+            zero_page: zero_page as f64,
+            fdt: fdt as f64,
             kernel_end: b.kernel_end as f64,
             initrd_address: b.initrd.0 as f64,
             initrd_size: b.initrd.1 as f64,
@@ -47,18 +54,39 @@ impl From<&LinuxBootInfo> for LinuxBoot {
     fn from(b: &LinuxBootInfo) -> Self {
         LinuxBoot {
             entry: b.entry as u64,
+            #[cfg(target_arch = "x86_64")]
             zero_page: b.zero_page as u64,
+            #[cfg(target_arch = "aarch64")]
+            fdt: b.fdt as u64,
             kernel_end: b.kernel_end as u64,
             initrd: (b.initrd_address as u64, b.initrd_size as u64),
         }
     }
 }
 
-/// Loads a kernel (bzImage or ELF), an initrd and a command line into `vm`, with an MP
-/// table for `cpus` processors.
-pub fn load(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str, cpus: f64) -> Result<LinuxBootInfo> {
+/// Loads a kernel, an initrd and a command line into `vm` for `cpus` processors, with
+/// the first `virtio` device slots announced (x86: bzImage or ELF, an MP table; arm64:
+/// an `Image`, a device tree).
+pub fn load(
+    vm: &KvmVm,
+    kernel: &[u8],
+    initrd: Option<&[u8]>,
+    cmdline: &str,
+    cpus: f64,
+    virtio: u32,
+) -> Result<LinuxBootInfo> {
     let cpus = crate::args::uint("loadLinux", "cpus", cpus, 254.0)? as usize;
-    Ok(load_linux(vm, kernel, initrd, cmdline, cpus).js()?.into())
+    Ok(load_linux(vm, kernel, initrd, cmdline, cpus, virtio as usize).js()?.into())
+}
+
+/// Where `bootLinux` puts guest RAM: 0 on x86, 2 GiB on arm64 (below it sit the GIC
+/// and the UART).
+#[napi]
+pub fn linux_ram_start() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    return 0.0;
+    #[cfg(target_arch = "aarch64")]
+    return vcpu_kvm::arch::aarch64::layout::RAM_START as f64;
 }
 
 /// `aa:bb:cc:dd:ee:ff` as bytes.
@@ -122,7 +150,8 @@ impl NativeDevices {
 
 #[napi]
 impl NativeVcpu {
-    /// Puts this vcpu at a loaded kernel's 64-bit entry.
+    /// Puts the boot vcpu (id 0) at a loaded kernel's entry; any other waits for the
+    /// kernel to start it.
     #[napi]
     pub fn start_linux(&self, boot: LinuxBootInfo) -> Result<()> {
         self.with("startLinux", |v| start_linux(v, &LinuxBoot::from(&boot)).js())
@@ -153,8 +182,10 @@ impl NativeVcpu {
 
 #[napi]
 impl NativeVm {
-    /// Loads a Linux kernel (bzImage or ELF vmlinux), an initrd and a command line
-    /// following the boot protocol, with an MP table for `cpus` processors.
+    /// Loads a Linux kernel, an initrd and a command line following the architecture's
+    /// boot protocol, for `cpus` processors and the machine's first `virtio` devices
+    /// (x86: a bzImage or ELF vmlinux, an MP table, the devices on the command line;
+    /// arm64: an `Image`, a device tree describing them).
     #[napi]
     pub fn load_linux(
         &self,
@@ -162,8 +193,9 @@ impl NativeVm {
         initrd: Option<&[u8]>,
         cmdline: String,
         cpus: f64,
+        virtio: u32,
     ) -> Result<LinuxBootInfo> {
-        load(&self.vm, kernel, initrd, &cmdline, cpus)
+        load(&self.vm, kernel, initrd, &cmdline, cpus, virtio)
     }
 
     /// COM1, the i8042 and the port sink, wired to the in-kernel irqchip.

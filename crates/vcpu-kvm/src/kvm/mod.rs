@@ -30,7 +30,7 @@ use aarch64 as arch;
 use x86_64 as arch;
 
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
+pub use aarch64::{sys_reg, Arm64Regs, GicVersion, ARM64_CORE_REG_NAMES};
 pub use deadline::RunDeadline;
 pub use kick::{kick_signal, VcpuThread, KICK_SIGNAL_OFFSET};
 pub use memory::{GuestRegion, Mapping, PAGE_SIZE};

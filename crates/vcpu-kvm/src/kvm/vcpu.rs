@@ -282,6 +282,7 @@ impl KvmVcpu {
     /// caller that runs the vcpu from it over and over.
     pub fn run_in_place_on(&self, thread: VcpuThread) -> Result<()> {
         const OP: &str = "run";
+        arch::before_run(self)?;
         let lifecycle = &self.shared.lifecycle;
         // Refused while closed, held, or inside one of its own handlers.
         lifecycle.enter(OP, self.id, false)?;

@@ -228,6 +228,7 @@ impl KvmVm {
             ));
         }
         let mut state = self.lock(OP)?;
+        super::arch::check_new_vcpu(&self.shared.arch)?;
         let fd = state.fd(OP)?;
         let vcpu_fd = fd.create_vcpu(id as u64).map_err(|e| match e.errno() {
             libc::EEXIST => Error::new(

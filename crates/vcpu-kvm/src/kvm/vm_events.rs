@@ -225,7 +225,8 @@ impl KvmVm {
     pub fn set_irq_line(&self, gsi: u32, level: bool) -> Result<()> {
         const OP: &str = "setIrqLine";
         self.with_fd(OP, |fd| {
-            fd.set_irq_line(gsi, level).map_err(|e| needs_irqchip(OP, e.errno()))
+            fd.set_irq_line(super::arch::irq_line(gsi), level)
+                .map_err(|e| needs_irqchip(OP, e.errno()))
         })
     }
 }

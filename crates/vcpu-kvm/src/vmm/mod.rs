@@ -1,9 +1,12 @@
-//! The VMM layer above the backend: loading Linux, the MP table, the legacy devices a
-//! Linux guest needs, and the GDB stub. It uses `kvm` and `arch`; neither uses it.
+//! The VMM layer above the backend: loading Linux (per architecture), the devices a
+//! Linux guest needs, what a Linux machine adds to a snapshot, and the GDB stub. It uses
+//! `kvm` and `arch`; neither uses it.
 
-// The legacy PC devices (COM1 and the i8042 on ports) exist only on x86.
-#[cfg(target_arch = "x86_64")]
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+// The UART (COM1's ports on x86, MMIO on arm64), the i8042 reset line and the MMIO bus.
 pub mod devices;
+pub mod machine_state;
 // virtio over MMIO: the transport and devices are arch-neutral.
 pub mod virtio;
 #[cfg(target_arch = "x86_64")]
@@ -11,3 +14,11 @@ pub mod x86_64;
 // The GDB stub describes x86-64 registers; arm64's are not written yet.
 #[cfg(target_arch = "x86_64")]
 pub mod gdb;
+
+/// The architecture's Linux boot protocol: `load_linux`, `start_linux`, `LinuxBoot`.
+pub mod linux {
+    #[cfg(target_arch = "aarch64")]
+    pub use super::aarch64::linux::*;
+    #[cfg(target_arch = "x86_64")]
+    pub use super::x86_64::linux::*;
+}

@@ -4,9 +4,11 @@
 //! (`smccc`). There is no port I/O: devices are MMIO, decoded generically. PSCI
 //! SYSTEM_OFF and SYSTEM_RESET arrive as `KVM_EXIT_SYSTEM_EVENT`, also generic.
 
+mod gic;
 mod regs;
 mod smccc;
 
+pub use gic::GicVersion;
 pub use regs::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
 
 use kvm_bindings::*;
@@ -20,29 +22,78 @@ use crate::{HypercallAbi, VcpuExit};
 /// No sync registers on arm64.
 pub(crate) const SYNC_REGS_WANTED: i32 = 0;
 
-/// What arm64 keeps per VM: how its vcpus are initialized.
+/// What arm64 keeps per VM: how its vcpus are initialized, and its GIC.
 pub(crate) struct VmArch {
     init: kvm_vcpu_init,
+    gic: Option<gic::Gic>,
 }
 
-/// Asks KVM for the host's preferred vcpu target, and forwards SMCCC calls outside the
-/// services KVM implements to userspace.
+/// Asks KVM for the host's preferred vcpu target, forwards SMCCC calls outside the
+/// services KVM implements to userspace, and creates the GIC if asked (the architected
+/// timer is KVM's, on its default PPIs).
 pub(crate) fn init_vm(_kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch> {
     if config.userspace_msr {
         return Err(Error::invalid("createVm", "userspaceMsr: MSRs exist on x86 only"));
     }
-    if config.irqchip {
-        return Err(Error::new(
-            ErrorCode::Errno(libc::ENOTSUP),
-            "createVm",
-            "createVm: the in-kernel irqchip (GIC) is not supported on aarch64 yet",
-        ));
-    }
+    let gic = config.irqchip.then(|| gic::Gic::create(fd)).transpose()?;
     let mut init = kvm_vcpu_init::default();
     fd.get_preferred_target(&mut init).op("createVm")?;
     init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
     smccc::forward_to_user(fd)?;
-    Ok(VmArch { init })
+    Ok(VmArch { init, gic })
+}
+
+impl VmArch {
+    fn gic_version(&self) -> Option<GicVersion> {
+        self.gic.as_ref().map(|g| g.version)
+    }
+}
+
+/// Before a vcpu runs: the GIC is initialised at the VM's first run, once every vcpu
+/// exists (KVM refuses vcpus created after it).
+#[inline]
+pub(crate) fn before_run(vcpu: &KvmVcpu) -> Result<()> {
+    match &vcpu.vm.shared().arch.gic {
+        Some(gic) if !gic.is_finalized() => gic.finalize("run"),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a vcpu once the GIC is initialised, saying why (KVM would say EBUSY).
+pub(crate) fn check_new_vcpu(arch: &VmArch) -> Result<()> {
+    match &arch.gic {
+        Some(gic) if gic.is_finalized() => Err(Error::new(
+            ErrorCode::Errno(libc::EBUSY),
+            "createVcpu",
+            "createVcpu: the VM has run, and its GIC takes no vcpu after that: create every vcpu first",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `KVM_IRQ_LINE`'s argument for interrupt line `gsi` (shared interrupt `gsi`).
+pub(crate) fn irq_line(gsi: u32) -> u32 {
+    gic::spi_line(gsi)
+}
+
+impl KvmVcpu {
+    /// Holds the vcpu, powered off, until the guest starts it with PSCI CPU_ON (a Linux
+    /// machine's secondaries); until then a run waits in the kernel.
+    pub fn wait_for_cpu_on(&self) -> Result<()> {
+        const OP: &str = "startLinux";
+        self.fd(OP)?
+            .set_mp_state(kvm_mp_state {
+                mp_state: KVM_MP_STATE_STOPPED,
+            })
+            .op(OP)
+    }
+}
+
+impl super::KvmVm {
+    /// The in-kernel GIC's version (`None` without `irqchip`).
+    pub fn gic_version(&self) -> Option<GicVersion> {
+        self.shared().arch.gic_version()
+    }
 }
 
 /// `KVM_ARM_VCPU_INIT`: the vcpu starts at EL1h with interrupts masked, PC 0 (also

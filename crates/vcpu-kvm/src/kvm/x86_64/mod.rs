@@ -255,6 +255,22 @@ fn port_hypercall(vcpu: &KvmVcpu, size: u8, data_offset: usize) -> VcpuExit {
     }
 }
 
+/// Nothing to prepare before a run on x86: the irqchip is whole from creation.
+#[inline(always)]
+pub(crate) fn before_run(_vcpu: &KvmVcpu) -> Result<()> {
+    Ok(())
+}
+
+/// Any vcpu may be added at any time on x86.
+pub(crate) fn check_new_vcpu(_arch: &VmArch) -> Result<()> {
+    Ok(())
+}
+
+/// `KVM_IRQ_LINE`'s argument for line `gsi`: the GSI itself.
+pub(crate) fn irq_line(gsi: u32) -> u32 {
+    gsi
+}
+
 /// `Vcpu::on_suspend`: `KVM_KVMCLOCK_CTRL`, so the guest's watchdogs stay quiet.
 pub(crate) fn on_suspend(fd: &VcpuFd) -> Result<()> {
     match fd.kvmclock_ctrl() {

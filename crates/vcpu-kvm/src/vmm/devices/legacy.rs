@@ -1,6 +1,7 @@
-//! A 16550A UART on COM1 (vm-superio's `Serial`), the i8042 controller's reset line
-//! (vm-superio's `I8042Device`), a sink for every other port a kernel probes, and the
-//! machine's virtio devices on the MMIO bus.
+//! A 16550A UART (vm-superio's `Serial`: on COM1's ports on x86, on MMIO at
+//! `UART_ADDR` on arm64), the i8042 controller's reset line (vm-superio's
+//! `I8042Device`, x86), a sink for every other port a kernel probes, and the machine's
+//! virtio devices on the MMIO bus.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -19,6 +20,11 @@ use crate::{IoOperation, IoParams, KvmVcpu, Vcpu, VcpuExit};
 pub const COM1_BASE: u64 = 0x3f8;
 /// COM1's interrupt line on the in-kernel PIC/IOAPIC.
 pub const COM1_IRQ: u32 = 4;
+/// The UART's interrupt line: COM1's on x86, a GIC shared interrupt on arm64.
+#[cfg(target_arch = "x86_64")]
+const SERIAL_IRQ: u32 = COM1_IRQ;
+#[cfg(target_arch = "aarch64")]
+const SERIAL_IRQ: u32 = crate::arch::aarch64::layout::UART_IRQ;
 /// The i8042 controller's data port (its command port is `+ 4`).
 pub const I8042_BASE: u64 = 0x60;
 
@@ -140,8 +146,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LegacyDevices {
-    /// Devices for `vm`, whose in-kernel irqchip delivers COM1's interrupts (through
-    /// an irqfd on [`COM1_IRQ`]).
+    /// Devices for `vm`, whose in-kernel irqchip delivers the UART's interrupts
+    /// (through an irqfd).
     pub fn new(vm: &KvmVm) -> Result<Self> {
         Self::with_state(vm, &DeviceState::default())
     }
@@ -150,7 +156,7 @@ impl LegacyDevices {
     pub fn with_state(vm: &KvmVm, state: &DeviceState) -> Result<Self> {
         const OP: &str = "devices";
         let irq = EventFd::new(EFD_NONBLOCK).op(OP)?;
-        vm.register_irqfd(&irq, COM1_IRQ)?;
+        vm.register_irqfd(&irq, SERIAL_IRQ)?;
         let reset = EventFd::new(EFD_NONBLOCK).op(OP)?;
         let output = SerialOutput::default();
         let serial = Serial::from_state(
@@ -210,6 +216,13 @@ impl LegacyDevices {
     /// dropped).
     pub fn handle_mmio(&self, p: IoParams) {
         let address = p.address;
+        #[cfg(target_arch = "aarch64")]
+        {
+            use crate::arch::aarch64::layout::{UART_ADDR, UART_SIZE};
+            if address.wrapping_sub(UART_ADDR) < UART_SIZE {
+                return self.uart_access((address - UART_ADDR) as u8, p.operation);
+            }
+        }
         let bus = self.virtio.read().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = bus
             .iter()
@@ -261,24 +274,39 @@ impl LegacyDevices {
         self.reset.read().is_ok()
     }
 
+    /// One access to the UART's register `offset` (its first byte only: the registers
+    /// are bytes; past the eighth, nothing is there).
+    fn uart_access(&self, offset: u8, operation: IoOperation) {
+        match operation {
+            // A full output buffer or a failed interrupt loses a byte; never fatal.
+            IoOperation::Write(data) if offset < 8 => {
+                let _ = lock(&self.serial).write(offset, data[0]);
+            }
+            IoOperation::Write(_) => {}
+            IoOperation::Read(data) => {
+                data.fill(0);
+                if offset < 8 {
+                    data[0] = lock(&self.serial).read(offset);
+                }
+            }
+        }
+    }
+
     /// Handles one port access: COM1, the i8042, or the sink (reads all ones, writes
     /// ignored), which answers the ports a kernel probes for hardware that is absent.
     pub fn handle_io(&self, p: IoParams) {
         let port = p.address;
+        if (COM1_BASE..COM1_BASE + 8).contains(&port) {
+            return self.uart_access((port - COM1_BASE) as u8, p.operation);
+        }
         match p.operation {
             IoOperation::Write(data) => {
-                let value = data[0];
-                if (COM1_BASE..COM1_BASE + 8).contains(&port) {
-                    // A full output buffer or a failed interrupt loses a byte; never fatal.
-                    let _ = lock(&self.serial).write((port - COM1_BASE) as u8, value);
-                } else if port == I8042_BASE || port == I8042_BASE + 4 {
-                    let _ = lock(&self.i8042).write((port - I8042_BASE) as u8, value);
+                if port == I8042_BASE || port == I8042_BASE + 4 {
+                    let _ = lock(&self.i8042).write((port - I8042_BASE) as u8, data[0]);
                 }
             }
             IoOperation::Read(data) => {
-                if (COM1_BASE..COM1_BASE + 8).contains(&port) {
-                    data[0] = lock(&self.serial).read((port - COM1_BASE) as u8);
-                } else if port == I8042_BASE || port == I8042_BASE + 4 {
+                if port == I8042_BASE || port == I8042_BASE + 4 {
                     data[0] = lock(&self.i8042).read((port - I8042_BASE) as u8);
                 } else {
                     data.fill(0xff);
@@ -296,12 +324,12 @@ impl LegacyDevices {
     ///
     /// ```no_run
     /// # use vcpu_kvm::{Kvm, VmConfig, VcpuExit};
-    /// # use vcpu_kvm::vmm::x86_64::linux::{load_linux, start_linux};
+    /// # use vcpu_kvm::vmm::linux::{load_linux, start_linux};
     /// # use vcpu_kvm::vmm::devices::LegacyDevices;
     /// let vm = Kvm::open(None)?.create_vm(VmConfig { irqchip: true, ..VmConfig::default() })?;
     /// vm.add_memory(0, 256 << 20, false, false)?;
     /// let kernel = std::fs::read("bzImage").unwrap();
-    /// let boot = load_linux(&vm, &kernel, None, "console=ttyS0 reboot=k", 1)?;
+    /// let boot = load_linux(&vm, &kernel, None, "console=ttyS0 reboot=k", 1, 0)?;
     /// let devices = LegacyDevices::new(&vm)?;
     /// let vcpu = vm.create_vcpu(0)?;
     /// start_linux(&vcpu, &boot)?;
@@ -317,6 +345,7 @@ impl LegacyDevices {
                     self.handle_mmio(p);
                     Ok(())
                 })?,
+                #[cfg(target_arch = "x86_64")]
                 VcpuExit::InternalError { suberror: 1 } if vcpu.finish_unemulated_instruction()? => {}
                 other => return Ok(other),
             }

@@ -15,7 +15,8 @@ use vm_memory::GuestAddress;
 use crate::arch::x86_64::layout::*;
 use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::{KvmVcpu, KvmVm};
-use crate::vmm::virtio::guest_ram;
+use crate::Vcpu;
+use crate::vmm::virtio::{guest_ram, mmio_slot};
 
 const E820_RAM: u32 = 1;
 const BOOT_FLAG: u16 = 0xaa55;
@@ -76,9 +77,18 @@ fn e820_map(vm: &KvmVm) -> Vec<boot_e820_entry> {
 }
 
 /// Loads `kernel` (a bzImage, or an ELF vmlinux), `initrd` and `cmdline` into the VM's
-/// memory following the boot protocol, with an MP table describing `cpus` processors.
-/// Bad images give `EINVAL`, images or initrds that do not fit give `ENOMEM`.
-pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &str, cpus: usize) -> Result<LinuxBoot> {
+/// memory following the boot protocol, with an MP table describing `cpus` processors;
+/// the machine's first `virtio` devices ([`mmio_slot`]s) are announced on the command
+/// line (`virtio_mmio.device=4K@ADDR:IRQ`). Bad images give `EINVAL`, images or
+/// initrds that do not fit give `ENOMEM`.
+pub fn load_linux(
+    vm: &KvmVm,
+    kernel: &[u8],
+    initrd: Option<&[u8]>,
+    cmdline: &str,
+    cpus: usize,
+    virtio: usize,
+) -> Result<LinuxBoot> {
     if cpus == 0 || cpus > super::mptable::MAX_CPUS {
         return Err(Error::invalid(
             "loadLinux",
@@ -114,6 +124,12 @@ pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &st
         hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
     }
 
+    let mut cmdline = cmdline.to_string();
+    for i in 0..virtio {
+        let (address, irq) = mmio_slot(vm, i)?;
+        cmdline = format!("{cmdline} virtio_mmio.device=4K@{address:#x}:{irq}");
+    }
+    let cmdline = cmdline.trim_start();
     if cmdline.len() + 1 > CMDLINE_MAX_SIZE {
         return Err(Error::invalid(
             "loadLinux",
@@ -176,9 +192,13 @@ pub fn load_linux(vm: &KvmVm, kernel: &[u8], initrd: Option<&[u8]>, cmdline: &st
     })
 }
 
-/// Puts a vcpu at the kernel's 64-bit entry: long mode with the identity map, RSI =
-/// the zero page, the stack below the page tables, a clean FPU.
+/// Puts the boot vcpu (id 0) at the kernel's 64-bit entry: long mode with the identity
+/// map, RSI = the zero page, the stack below the page tables, a clean FPU. Every other
+/// vcpu stays as created, waiting for the kernel's INIT/SIPI.
 pub fn start_linux(vcpu: &KvmVcpu, boot: &LinuxBoot) -> Result<()> {
+    if vcpu.id() != 0 {
+        return Ok(());
+    }
     vcpu.setup_long_mode()?;
     vcpu.set_regs(&kvm_regs {
         rip: boot.entry,

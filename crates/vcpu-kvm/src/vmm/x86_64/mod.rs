@@ -1,7 +1,5 @@
-//! x86-64 machine set-up: the Linux boot protocol, the MP table, and what a Linux
-//! machine adds to a snapshot.
+//! x86-64 machine set-up: the Linux boot protocol, the MP table and the sandbox machine.
 
 pub mod linux;
-pub mod machine_state;
 pub mod mptable;
 pub mod sandbox;

@@ -1,0 +1,127 @@
+//! The in-kernel GIC (`KVM_CREATE_DEVICE`): v3 with a redistributor per vcpu, else v2.
+//! KVM wants it initialised (`KVM_DEV_ARM_VGIC_CTRL_INIT`) after every vcpu exists and
+//! before any runs: [`Gic::finalize`] does that at the first run of the VM's first vcpu,
+//! so callers create their vcpus, then run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use kvm_bindings::*;
+use kvm_ioctls::{DeviceFd, VmFd};
+
+use crate::arch::aarch64::layout::*;
+use crate::error::{Error, ErrorCode, Result};
+
+/// Which GIC KVM gave the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GicVersion {
+    V2,
+    V3,
+}
+
+/// The VM's GIC device and whether it has been initialised.
+pub(crate) struct Gic {
+    pub(crate) fd: DeviceFd,
+    pub(crate) version: GicVersion,
+    /// Set once initialised; read at every run, so an atomic rather than the lock.
+    finalized: AtomicBool,
+    /// Held while initialising, so two first runs initialise once.
+    finalizing: Mutex<()>,
+}
+
+/// `KVM_SET_DEVICE_ATTR` with a pointer to `value` (or none for `None`).
+pub(crate) fn set_attr(fd: &DeviceFd, group: u32, attr: u64, value: Option<&u64>) -> std::io::Result<()> {
+    let attr = kvm_device_attr {
+        group,
+        attr,
+        addr: value.map_or(0, |v| v as *const u64 as u64),
+        flags: 0,
+    };
+    fd.set_device_attr(&attr).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+fn gic_error(op: &'static str, what: &str, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorCode::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        op,
+        format!("{op}: the in-kernel GIC: {what}: {e}"),
+    )
+}
+
+impl Gic {
+    /// Creates the GIC: v3 where the host has it, else v2, at the layout's addresses.
+    pub(crate) fn create(vm: &VmFd) -> Result<Gic> {
+        const OP: &str = "createVm";
+        let mut errors = Vec::new();
+        for version in [GicVersion::V3, GicVersion::V2] {
+            let mut device = kvm_create_device {
+                type_: match version {
+                    GicVersion::V3 => kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3,
+                    GicVersion::V2 => kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V2,
+                },
+                fd: 0,
+                flags: 0,
+            };
+            let fd = match vm.create_device(&mut device) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    errors.push(format!("{version:?}: {e}"));
+                    continue;
+                }
+            };
+            let addresses: &[(u32, u64)] = match version {
+                GicVersion::V3 => &[
+                    (KVM_VGIC_V3_ADDR_TYPE_DIST, GIC_DIST),
+                    (KVM_VGIC_V3_ADDR_TYPE_REDIST, GIC_V3_REDIST),
+                ],
+                GicVersion::V2 => &[
+                    (KVM_VGIC_V2_ADDR_TYPE_DIST, GIC_DIST),
+                    (KVM_VGIC_V2_ADDR_TYPE_CPU, GIC_V2_CPU),
+                ],
+            };
+            for &(kind, address) in addresses {
+                set_attr(&fd, KVM_DEV_ARM_VGIC_GRP_ADDR, kind.into(), Some(&address))
+                    .map_err(|e| gic_error(OP, "placing it", e))?;
+            }
+            let irqs = u64::from(GIC_NR_IRQS);
+            // NR_IRQS reads a u32 at `addr`: the low half of the little-endian u64.
+            set_attr(&fd, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, Some(&irqs))
+                .map_err(|e| gic_error(OP, "setting its interrupt count", e))?;
+            return Ok(Gic {
+                fd,
+                version,
+                finalized: AtomicBool::new(false),
+                finalizing: Mutex::new(()),
+            });
+        }
+        Err(Error::new(
+            ErrorCode::Errno(libc::ENOTSUP),
+            OP,
+            format!("createVm: KVM has no in-kernel GIC here ({})", errors.join("; ")),
+        ))
+    }
+
+    /// Initialises the GIC once (later calls do nothing): after it, no vcpu can be added.
+    pub(crate) fn finalize(&self, op: &'static str) -> Result<()> {
+        if self.is_finalized() {
+            return Ok(());
+        }
+        let _one = self.finalizing.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_finalized() {
+            set_attr(&self.fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT.into(), None)
+                .map_err(|e| gic_error(op, "initialising it", e))?;
+            self.finalized.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// True once [`Gic::finalize`] ran.
+    pub(crate) fn is_finalized(&self) -> bool {
+        self.finalized.load(Ordering::Acquire)
+    }
+}
+
+/// `KVM_IRQ_LINE`'s argument for shared line `gsi` (SPI `gsi`).
+pub(crate) fn spi_line(gsi: u32) -> u32 {
+    (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | (GIC_SPI_BASE + gsi)
+}

@@ -143,8 +143,40 @@ function cpio(root, file) {
   fs.closeSync(fd);
 }
 
+/**
+ * What the suite's Linux cases boot under `bootLinux` (in the guest's /linux): Debian's
+ * arm64 kernel, and a busybox initramfs whose /init mounts the usual file systems, says
+ * it is ready and runs a shell on the console.
+ */
+function guestLinux(root, vmlinuz) {
+  const dir = path.join(root, 'linux');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(vmlinuz, path.join(dir, 'Image'));
+  const inner = path.join(WORK, 'guest-root');
+  fs.rmSync(inner, { recursive: true, force: true });
+  fs.mkdirSync(path.join(inner, 'bin'), { recursive: true });
+  fs.copyFileSync(path.join(root, 'bin', 'busybox'), path.join(inner, 'bin', 'busybox'));
+  for (const tool of ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo', 'uname', 'grep', 'insmod', 'ls'])
+    fs.symlinkSync('busybox', path.join(inner, 'bin', tool));
+  for (const d of ['proc', 'sys', 'dev', 'mnt', 'tmp']) fs.mkdirSync(path.join(inner, d));
+  fs.writeFileSync(
+    path.join(inner, 'init'),
+    [
+      '#!/bin/sh',
+      'mount -t proc proc /proc',
+      'mount -t sysfs sys /sys',
+      'mount -t devtmpfs dev /dev',
+      'echo "vcpu-guest: ready"',
+      'exec sh',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  cpio(inner, path.join(dir, 'initramfs.cpio'));
+}
+
 /** The initramfs: busybox, glibc for Node, Node, the package, the suite, /init. */
-function initramfs(nodeBin, addonFile) {
+function initramfs(nodeBin, addonFile, vmlinuz) {
   const root = path.join(WORK, 'root');
   fs.rmSync(root, { recursive: true, force: true });
   for (const deb of ARM64_DEBS) unpackDeb(deb, root);
@@ -175,7 +207,8 @@ function initramfs(nodeBin, addonFile) {
   for (const dep of Object.keys(require(path.join(ROOT, 'package.json')).dependencies ?? {})) {
     fs.cpSync(path.join(ROOT, 'node_modules', dep), path.join(pkg, 'node_modules', dep), { recursive: true });
   }
-  fs.copyFileSync(path.join(__dirname, 'aarch64', 'suite.js'), path.join(root, 'suite.js'));
+  for (const f of ['suite.js', 'linux_cases.js']) fs.copyFileSync(path.join(__dirname, 'aarch64', f), path.join(root, f));
+  guestLinux(root, vmlinuz);
   fs.writeFileSync(
     path.join(root, 'init'),
     [
@@ -185,6 +218,7 @@ function initramfs(nodeBin, addonFile) {
       'mount -t devtmpfs dev /dev',
       'echo "vcpu-aarch64: $(cat /proc/version)"',
       '[ -e /dev/kvm ] && echo "vcpu-aarch64: /dev/kvm present" || echo "vcpu-aarch64: no /dev/kvm"',
+      'busybox dmesg | busybox grep -i "kvm \\[\\|vgic" | busybox sed "s/^/vcpu-aarch64: /"',
       'VCPU_PKG=/vcpu /usr/local/bin/node /suite.js',
       'echo "vcpu-aarch64: exit $?"',
       'poweroff -f',
@@ -202,13 +236,13 @@ async function main() {
   const started = Date.now();
   ensureHost();
   run('npm', ['run', '--silent', 'build:ts'], { cwd: ROOT });
-  const image = initramfs(nodeBinary(), addon());
   const vmlinuz = kernel();
+  const image = initramfs(nodeBinary(), addon(), vmlinuz);
   console.log(`test:aarch64: booting ${path.basename(vmlinuz)} under qemu-system-aarch64 (TCG, EL2 emulated)`);
   const qemu = spawn(
     'qemu-system-aarch64',
     [
-      ...['-M', 'virt,virtualization=on', '-cpu', 'max', '-smp', '2', '-m', '2048'],
+      ...['-M', 'virt,virtualization=on,gic-version=3', '-cpu', 'max', '-smp', '2', '-m', '3072'],
       ...['-nographic', '-no-reboot', '-kernel', vmlinuz, '-initrd', image],
       ...['-append', 'console=ttyAMA0 rdinit=/init panic=-1 quiet'],
     ],

@@ -22,7 +22,8 @@ export interface VmOptions {
   irqchip?: boolean;
   /**
    * The port of the port-I/O hypercall ABI (default {@link DEFAULT_HYPERCALL_PORT});
-   * `null` turns it off, and every port is plain `Io`.
+   * `null` turns it off, and every port is plain `Io`. On arm64, where hypercalls are
+   * SMCCC calls, `null` leaves every SMCCC call to KVM (as `bootLinux` does).
    */
   hypercallPort?: number | null;
   /**

@@ -308,8 +308,8 @@ export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } &
   })();
   try {
     const boot = call('restoreLinux', () => vm.native.restoredBoot());
-    const devices = call('restoreLinux', () => vm.native.restoreDevices());
     const vcpus = vm.snapshotVcpuIds.map((id) => vm.createVcpu(id));
+    const devices = call('restoreLinux', () => vm.native.restoreDevices());
     const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
     return new LinuxMachine(vm, vcpus, boot, devices, server);
   } catch (e) {
@@ -360,10 +360,11 @@ export function bootLinux(options: LinuxOptions): LinuxMachine {
   try {
     vm.addMemory({ guestAddress: native.linuxRamStart(), size });
     const boot = call('loadLinux', () => vm.native.loadLinux(kernelBytes, initrdBytes, cmdline, cpus, virtio.length));
-    const devices = call('bootLinux', () => vm.native.createDevices());
-    const { vsock, jsDevices } = attachVirtio(vm, devices, virtio);
+    // Every vcpu before the devices: wiring their interrupts completes arm64's GIC.
     const vcpus = Array.from({ length: cpus }, (_, id) => vm.createVcpu(id));
     for (const v of vcpus) call('startLinux', () => internalsOf(v).native.startLinux(boot));
+    const devices = call('bootLinux', () => vm.native.createDevices());
+    const { vsock, jsDevices } = attachVirtio(vm, devices, virtio);
     const server = gdb === undefined ? undefined : vm.gdbServer(gdb);
     return new LinuxMachine(vm, vcpus, boot, devices, server, vsock, jsDevices);
   } catch (e) {

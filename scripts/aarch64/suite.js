@@ -156,6 +156,8 @@ const tests = {
   },
 };
 
+Object.assign(tests, require('./linux_cases.js')(PKG));
+
 (async () => {
   let passed = 0;
   let failed = 0;

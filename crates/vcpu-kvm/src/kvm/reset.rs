@@ -205,7 +205,7 @@ impl KvmVm {
                 r.folded.clear();
                 put_back(r, &bits(&written));
             }
-            arch::reset_vm(fd, &point.vm)?;
+            arch::reset_vm(&self.shared.arch, fd, &point.vm)?;
             state.restored.base = point.base.clone();
             Ok(())
         })?;

@@ -28,6 +28,8 @@ pub struct VmConfig {
     /// exits to userspace as `Hlt`.
     pub irqchip: bool,
     /// The port of the port-I/O hypercall ABI; `None` turns it off (every port is `Io`).
+    /// On arm64, where hypercalls are SMCCC calls and the port means nothing, `None`
+    /// leaves every SMCCC call to KVM (which answers NOT_SUPPORTED for the unknown).
     pub hypercall_port: Option<u16>,
     /// x86: `rdmsr`/`wrmsr` of an MSR KVM does not know exit to userspace as
     /// `MsrAccess` (`KVM_CAP_X86_USER_SPACE_MSR`) instead of giving the guest #GP.
@@ -192,9 +194,17 @@ impl KvmVm {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// Completes the in-kernel irqchip where KVM wants that done once every vcpu exists
+    /// (arm64's GIC); a no-op elsewhere and after the first time. A VM's first run, its
+    /// first irqfd and its first irq line do it; vcpus cannot be added after it.
+    pub fn finalize_irqchip(&self, op: &'static str) -> Result<()> {
+        super::arch::finalize_irqchip(&self.shared.arch, op)
+    }
+
     /// Routes `evt` to interrupt line `gsi` of the in-kernel irqchip (`KVM_IRQFD`).
     pub fn register_irqfd(&self, evt: &vmm_sys_util::eventfd::EventFd, gsi: u32) -> Result<()> {
         const OP: &str = "registerIrqfd";
+        self.finalize_irqchip(OP)?;
         let state = self.lock(OP)?;
         let fd = state.fd(OP)?;
         fd.register_irqfd(evt, gsi).map_err(|e| match e.errno() {

@@ -210,6 +210,7 @@ impl KvmVm {
     /// irqchip.
     pub fn register_irq_event(&self, gsi: u32) -> Result<IrqEvent> {
         const OP: &str = "registerIrqfd";
+        self.finalize_irqchip(OP)?;
         let event = new_event(OP)?;
         self.with_fd(OP, |fd| {
             fd.register_irqfd(&event, gsi).map_err(|e| needs_irqchip(OP, e.errno()))
@@ -224,6 +225,7 @@ impl KvmVm {
     /// Sets interrupt line `gsi` of the in-kernel irqchip high or low (`KVM_IRQ_LINE`).
     pub fn set_irq_line(&self, gsi: u32, level: bool) -> Result<()> {
         const OP: &str = "setIrqLine";
+        self.finalize_irqchip(OP)?;
         self.with_fd(OP, |fd| {
             fd.set_irq_line(super::arch::irq_line(gsi), level)
                 .map_err(|e| needs_irqchip(OP, e.errno()))

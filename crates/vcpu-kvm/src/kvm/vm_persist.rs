@@ -139,7 +139,7 @@ impl KvmVm {
             }
             KvmVm::insert_slot(state, r.slot, r.region, r.dirty_log, op)?;
         }
-        arch::restore_vm(state.fd(op)?, &parts.vm)?;
+        arch::restore_vm(&self.shared.arch, state.fd(op)?, &parts.vm)?;
         // The snapshot is the reset point, when every region can drop back to the file.
         state.restored.reset =
             super::reset::ResetPoint::at_restore(state, parts.vm.clone(), parts.vcpus.clone(), parts.base.clone());
@@ -214,7 +214,7 @@ impl Frozen<'_> {
 
     /// The VM's own state (irqchip, PIT, clock).
     pub(crate) fn save_vm(&self, op: &'static str) -> Result<VmSnapshot> {
-        arch::save_vm(self.state.fd(op)?, self.config().irqchip)
+        arch::save_vm(&self.vm.shared().arch, self.state.fd(op)?, self.config().irqchip)
     }
 
     /// Every vcpu's state by id, the held ones and the restored ones not created yet.

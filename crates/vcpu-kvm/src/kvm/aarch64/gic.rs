@@ -25,8 +25,17 @@ pub(crate) struct Gic {
     pub(crate) version: GicVersion,
     /// Set once initialised; read at every run, so an atomic rather than the lock.
     finalized: AtomicBool,
-    /// Held while initialising, so two first runs initialise once.
-    finalizing: Mutex<()>,
+    /// Held while initialising, so two first runs initialise once; holds the state a
+    /// restored VM puts back right after.
+    finalizing: Mutex<Restoring>,
+}
+
+/// What a restore gives the GIC, applied once it is initialised (KVM takes register
+/// values only then, and the redistributors only once their vcpus exist).
+#[derive(Default)]
+pub(crate) struct Restoring {
+    pub(crate) dist: Option<Vec<super::gic_state::Reg32>>,
+    pub(crate) vcpus: Vec<super::gic_state::VcpuGic>,
 }
 
 /// `KVM_SET_DEVICE_ATTR` with a pointer to `value` (or none for `None`).
@@ -91,7 +100,7 @@ impl Gic {
                 fd,
                 version,
                 finalized: AtomicBool::new(false),
-                finalizing: Mutex::new(()),
+                finalizing: Mutex::new(Restoring::default()),
             });
         }
         Err(Error::new(
@@ -106,13 +115,25 @@ impl Gic {
         if self.is_finalized() {
             return Ok(());
         }
-        let _one = self.finalizing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut restoring = self.restoring();
         if !self.is_finalized() {
             set_attr(&self.fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT.into(), None)
                 .map_err(|e| gic_error(op, "initialising it", e))?;
             self.finalized.store(true, Ordering::Release);
+            let saved = std::mem::take(&mut *restoring);
+            if let Some(dist) = &saved.dist {
+                super::gic_state::restore_dist(&self.fd, dist, op)?;
+            }
+            for vcpu in &saved.vcpus {
+                super::gic_state::restore_vcpu(&self.fd, vcpu, op)?;
+            }
         }
         Ok(())
+    }
+
+    /// The state a restore is putting back (locked: finalizing waits for it).
+    pub(crate) fn restoring(&self) -> std::sync::MutexGuard<'_, Restoring> {
+        self.finalizing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True once [`Gic::finalize`] ran.

@@ -5,11 +5,14 @@
 //! SYSTEM_OFF and SYSTEM_RESET arrive as `KVM_EXIT_SYSTEM_EVENT`, also generic.
 
 mod gic;
+mod gic_state;
 mod regs;
 mod smccc;
+mod snapshot;
 
 pub use gic::GicVersion;
 pub use regs::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
+pub(crate) use snapshot::{reset_vcpu, reset_vm, restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuSnapshot, VmSnapshot};
 
 use kvm_bindings::*;
 use kvm_ioctls::{VcpuFd, VmFd};
@@ -29,7 +32,8 @@ pub(crate) struct VmArch {
 }
 
 /// Asks KVM for the host's preferred vcpu target, forwards SMCCC calls outside the
-/// services KVM implements to userspace, and creates the GIC if asked (the architected
+/// services KVM implements to userspace (unless the hypercall ABI is off:
+/// `hypercall_port: None`), and creates the GIC if asked (the architected
 /// timer is KVM's, on its default PPIs).
 pub(crate) fn init_vm(_kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch> {
     if config.userspace_msr {
@@ -39,7 +43,10 @@ pub(crate) fn init_vm(_kvm: &Kvm, fd: &VmFd, config: &VmConfig) -> Result<VmArch
     let mut init = kvm_vcpu_init::default();
     fd.get_preferred_target(&mut init).op("createVm")?;
     init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-    smccc::forward_to_user(fd)?;
+    // Without the hypercall ABI (a Linux machine's), KVM answers every SMCCC call itself.
+    if config.hypercall_port.is_some() {
+        smccc::forward_to_user(fd)?;
+    }
     Ok(VmArch { init, gic })
 }
 
@@ -49,14 +56,19 @@ impl VmArch {
     }
 }
 
-/// Before a vcpu runs: the GIC is initialised at the VM's first run, once every vcpu
-/// exists (KVM refuses vcpus created after it).
-#[inline]
-pub(crate) fn before_run(vcpu: &KvmVcpu) -> Result<()> {
-    match &vcpu.vm.shared().arch.gic {
-        Some(gic) if !gic.is_finalized() => gic.finalize("run"),
+/// Initialises the GIC (once), with the state a restored VM saved.
+pub(crate) fn finalize_irqchip(arch: &VmArch, op: &'static str) -> Result<()> {
+    match &arch.gic {
+        Some(gic) if !gic.is_finalized() => gic.finalize(op),
         _ => Ok(()),
     }
+}
+
+/// Before a vcpu runs: the GIC is initialised at the VM's first run (if nothing did
+/// before), once every vcpu exists (KVM refuses vcpus created after it).
+#[inline]
+pub(crate) fn before_run(vcpu: &KvmVcpu) -> Result<()> {
+    finalize_irqchip(&vcpu.vm.shared().arch, "run")
 }
 
 /// Refuses a vcpu once the GIC is initialised, saying why (KVM would say EBUSY).
@@ -152,61 +164,4 @@ pub(crate) fn write_hypercall_results(_vcpu: &KvmVcpu, _abi: &HypercallAbi) -> R
 /// `Vcpu::on_suspend`: arm64 guests have no kvmclock to tell.
 pub(crate) fn on_suspend(_fd: &VcpuFd) -> Result<()> {
     Ok(())
-}
-
-/// Snapshots are not implemented for arm64 yet: the device and vcpu state (GIC, timers,
-/// the ONE_REG registers) is a different set.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct VmSnapshot;
-
-/// See [`VmSnapshot`].
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct VcpuSnapshot {
-    pub(crate) id: u32,
-}
-
-impl VmSnapshot {
-    /// See the x86 one: there is nothing to check yet.
-    pub(crate) fn check(&self, _irqchip: bool) -> std::result::Result<(), String> {
-        Ok(())
-    }
-}
-
-impl VcpuSnapshot {
-    /// See the x86 one: there is nothing to check yet.
-    pub(crate) fn check(&self) -> std::result::Result<(), String> {
-        Ok(())
-    }
-}
-
-fn no_snapshots(op: &'static str) -> Error {
-    Error::new(
-        ErrorCode::Errno(libc::ENOTSUP),
-        op,
-        format!("{op}: snapshots are not supported on aarch64 yet"),
-    )
-}
-
-pub(crate) fn save_vm(_fd: &VmFd, _irqchip: bool) -> Result<VmSnapshot> {
-    Err(no_snapshots("snapshot"))
-}
-
-pub(crate) fn restore_vm(_fd: &VmFd, _vm: &VmSnapshot) -> Result<()> {
-    Err(no_snapshots("restoreVm"))
-}
-
-pub(crate) fn save_vcpu(_vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot> {
-    Err(no_snapshots("snapshot"))
-}
-
-pub(crate) fn restore_vcpu(_vcpu: &KvmVcpu, _state: &VcpuSnapshot) -> Result<()> {
-    Err(no_snapshots("restoreVm"))
-}
-
-pub(crate) fn reset_vcpu(_vcpu: &KvmVcpu, _state: &VcpuSnapshot) -> Result<()> {
-    Err(no_snapshots("reset"))
-}
-
-pub(crate) fn reset_vm(_fd: &VmFd, _vm: &VmSnapshot) -> Result<()> {
-    Err(no_snapshots("reset"))
 }

@@ -261,6 +261,11 @@ pub(crate) fn before_run(_vcpu: &KvmVcpu) -> Result<()> {
     Ok(())
 }
 
+/// The x86 irqchip is whole from the VM's creation.
+pub(crate) fn finalize_irqchip(_arch: &VmArch, _op: &'static str) -> Result<()> {
+    Ok(())
+}
+
 /// Any vcpu may be added at any time on x86.
 pub(crate) fn check_new_vcpu(_arch: &VmArch) -> Result<()> {
     Ok(())

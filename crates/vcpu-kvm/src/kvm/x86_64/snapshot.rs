@@ -85,7 +85,7 @@ impl VcpuSnapshot {
     }
 }
 
-pub(crate) fn save_vm(fd: &VmFd, irqchip: bool) -> Result<VmSnapshot> {
+pub(crate) fn save_vm(_arch: &super::VmArch, fd: &VmFd, irqchip: bool) -> Result<VmSnapshot> {
     let irqchip = if irqchip {
         let chip = |id| {
             let mut c = kvm_irqchip {
@@ -113,8 +113,8 @@ pub(crate) fn save_vm(fd: &VmFd, irqchip: bool) -> Result<VmSnapshot> {
     })
 }
 
-pub(crate) fn restore_vm(fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
-    reset_vm(fd, vm)?;
+pub(crate) fn restore_vm(arch: &super::VmArch, fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
+    reset_vm(arch, fd, vm)?;
     let mut clock = vm.clock;
     // KVM_SET_CLOCK takes only the flags it defines for setting; "TSC stable" is a
     // property it reports.
@@ -124,7 +124,7 @@ pub(crate) fn restore_vm(fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
 
 /// What a reset in place restores of the VM: the irqchip and PIT. (The clock runs on:
 /// a guest's time does not go back.)
-pub(crate) fn reset_vm(fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
+pub(crate) fn reset_vm(_arch: &super::VmArch, fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
     if let Some(chips) = &vm.irqchip {
         for chip in chips {
             fd.set_irqchip(chip).op(RESTORE)?;

@@ -1,0 +1,191 @@
+//! What an arm64 snapshot holds beyond memory: the GIC's distributor, and per vcpu every
+//! register `KVM_GET_REG_LIST` names (general, floating-point, system, timer and the
+//! firmware's pseudo-registers) through ONE_REG, its MP state and its part of the GIC.
+//! The GIC's state goes back once the restored VM's GIC is initialised (see `gic`).
+
+use kvm_bindings::*;
+use kvm_ioctls::VmFd;
+use serde::{Deserialize, Serialize};
+
+use super::gic_state::{self, VcpuGic, MAX_GIC_REGS};
+use super::VmArch;
+use crate::error::{Context, Error, ErrorCode, Result};
+use crate::kvm::vcpu::KvmVcpu;
+use crate::Vcpu;
+
+const OP: &str = "snapshot";
+const RESTORE: &str = "restoreVm";
+/// The most registers a saved vcpu may have (KVM lists a few hundred without SVE).
+const MAX_REGS: usize = 4096;
+/// The widest register kept: 2048 bits (an SVE vector; FP registers are 128).
+const MAX_REG_BYTES: usize = 256;
+/// MPIDR_EL1, which names the vcpu to the GIC.
+const MPIDR_EL1: u64 = super::sys_reg(3, 0, 0, 0, 5);
+
+/// The VM-wide state: the GIC's distributor (with the in-kernel GIC).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct VmSnapshot {
+    gic_dist: Option<Vec<gic_state::Reg32>>,
+}
+
+/// One vcpu's state.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct VcpuSnapshot {
+    pub(crate) id: u32,
+    mp_state: u32,
+    /// Each register's id and its bytes (little-endian, as wide as the id says).
+    regs: Vec<(u64, Vec<u8>)>,
+    gic: Option<VcpuGic>,
+}
+
+/// A register's width in bytes, from its id (`KVM_REG_SIZE_*`).
+fn reg_bytes(id: u64) -> usize {
+    1 << ((id & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT)
+}
+
+impl VmSnapshot {
+    /// Whether this state fits a VM with (or without) the in-kernel GIC.
+    pub(crate) fn check(&self, irqchip: bool) -> std::result::Result<(), String> {
+        if self.gic_dist.is_some() != irqchip {
+            return Err(format!(
+                "its VM state {} GIC state for a VM {} the in-kernel GIC",
+                if irqchip { "lacks" } else { "has" },
+                if irqchip { "with" } else { "without" }
+            ));
+        }
+        if self.gic_dist.as_ref().is_some_and(|d| d.len() > MAX_GIC_REGS) {
+            return Err(format!("its GIC distributor has more than {MAX_GIC_REGS} registers"));
+        }
+        Ok(())
+    }
+}
+
+impl VcpuSnapshot {
+    /// Whether each part has a size KVM takes.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let id = self.id;
+        if self.regs.len() > MAX_REGS {
+            return Err(format!("vcpu {id} has {} registers (at most {MAX_REGS})", self.regs.len()));
+        }
+        if let Some((reg, _)) = self
+            .regs
+            .iter()
+            .find(|(reg, bytes)| reg_bytes(*reg) > MAX_REG_BYTES || bytes.len() != reg_bytes(*reg))
+        {
+            return Err(format!("vcpu {id}'s register {reg:#x} has the wrong size"));
+        }
+        self.gic.as_ref().map_or(Ok(()), |g| g.check())
+    }
+}
+
+fn gic_of(arch: &VmArch) -> Result<Option<&super::gic::Gic>> {
+    match &arch.gic {
+        Some(gic) if gic.version != super::GicVersion::V3 => Err(Error::new(
+            ErrorCode::Errno(libc::ENOTSUP),
+            OP,
+            "snapshot: snapshots of a VM with a GICv2 are not supported (GICv3 only)",
+        )),
+        gic => Ok(gic.as_ref()),
+    }
+}
+
+pub(crate) fn save_vm(arch: &VmArch, _fd: &VmFd, _irqchip: bool) -> Result<VmSnapshot> {
+    let gic_dist = match gic_of(arch)? {
+        Some(gic) => {
+            gic.finalize(OP)?;
+            Some(gic_state::save_dist(&gic.fd, OP)?)
+        }
+        None => None,
+    };
+    Ok(VmSnapshot { gic_dist })
+}
+
+/// Hands the distributor's state to the GIC, which puts it back once initialised.
+pub(crate) fn restore_vm(arch: &VmArch, _fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
+    if let (Some(gic), Some(dist)) = (gic_of(arch)?, &vm.gic_dist) {
+        gic.restoring().dist = Some(dist.clone());
+    }
+    Ok(())
+}
+
+/// Every register KVM lists for the vcpu.
+fn reg_list(vcpu: &KvmVcpu) -> Result<Vec<u64>> {
+    let fd = vcpu.fd(OP)?;
+    let mut list = RegList::new(512).map_err(|_| Error::invalid(OP, "register list"))?;
+    if let Err(e) = fd.get_reg_list(&mut list) {
+        if e.errno() != libc::E2BIG {
+            return Err(Error::errno(OP, e.errno()));
+        }
+        // KVM said how many there are.
+        let n = list.as_fam_struct_ref().n as usize;
+        list = RegList::new(n.min(MAX_REGS)).map_err(|_| Error::invalid(OP, "register list"))?;
+        fd.get_reg_list(&mut list).op(OP)?;
+    }
+    Ok(list.as_slice().to_vec())
+}
+
+pub(crate) fn save_vcpu(vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot> {
+    let fd = vcpu.fd(OP)?;
+    let mut regs = Vec::new();
+    for id in reg_list(vcpu)? {
+        let mut bytes = vec![0u8; reg_bytes(id)];
+        if bytes.len() > MAX_REG_BYTES {
+            continue;
+        }
+        fd.get_one_reg(id, &mut bytes).op(OP)?;
+        regs.push((id, bytes));
+    }
+    let mp_state = fd.get_mp_state().op(OP)?.mp_state;
+    let gic = match gic_of(&vcpu.vm.shared().arch)? {
+        Some(gic) => {
+            gic.finalize(OP)?;
+            Some(gic_state::save_vcpu(&gic.fd, vcpu.get_one_reg(MPIDR_EL1)?, OP)?)
+        }
+        None => None,
+    };
+    Ok(VcpuSnapshot {
+        id: vcpu.id() as u32,
+        mp_state,
+        regs,
+        gic,
+    })
+}
+
+fn write_regs(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
+    let fd = vcpu.fd(RESTORE)?;
+    for (id, bytes) in &s.regs {
+        fd.set_one_reg(*id, bytes).map_err(|e| {
+            Error::new(
+                ErrorCode::Errno(e.errno()),
+                RESTORE,
+                format!("{RESTORE}: vcpu {}: register {id:#x}: {e}", s.id),
+            )
+        })?;
+    }
+    fd.set_mp_state(kvm_mp_state { mp_state: s.mp_state }).op(RESTORE)
+}
+
+/// Puts the registers back, and hands the vcpu's part of the GIC to the GIC.
+pub(crate) fn restore_vcpu(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
+    write_regs(vcpu, s)?;
+    if let (Some(gic), Some(part)) = (gic_of(&vcpu.vm.shared().arch)?, &s.gic) {
+        gic.restoring().vcpus.push(part.clone());
+    }
+    Ok(())
+}
+
+/// A reset in place: the registers (a VM with a GIC cannot reset in place).
+pub(crate) fn reset_vcpu(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
+    write_regs(vcpu, s)
+}
+
+pub(crate) fn reset_vm(arch: &VmArch, _fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
+    if arch.gic.is_some() || vm.gic_dist.is_some() {
+        return Err(Error::new(
+            ErrorCode::Errno(libc::ENOTSUP),
+            "reset",
+            "reset: a VM with the in-kernel GIC cannot be reset in place; restore its snapshot",
+        ));
+    }
+    Ok(())
+}

@@ -207,7 +207,8 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
   for (const dep of Object.keys(require(path.join(ROOT, 'package.json')).dependencies ?? {})) {
     fs.cpSync(path.join(ROOT, 'node_modules', dep), path.join(pkg, 'node_modules', dep), { recursive: true });
   }
-  for (const f of ['suite.js', 'linux_cases.js']) fs.copyFileSync(path.join(__dirname, 'aarch64', f), path.join(root, f));
+  for (const f of ['suite.js', 'linux_cases.js', 'restore_child.js'])
+    fs.copyFileSync(path.join(__dirname, 'aarch64', f), path.join(root, f));
   guestLinux(root, vmlinuz);
   fs.writeFileSync(
     path.join(root, 'init'),
@@ -232,6 +233,43 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
   return image;
 }
 
+/** The host port of the guest's second UART. */
+const GDB_PORT = 47_123;
+
+/**
+ * gdb-multiarch on this machine, through the guest's second UART, against the stub of
+ * the Linux the suite runs: a breakpoint at `symbol` (`address`, from the guest's
+ * /proc/kallsyms), continue, and the stop must be there. Tells the suite on the console
+ * when gdb is done; resolves with whether the stop was right.
+ */
+async function debug(symbol, address, qemu) {
+  const args = [
+    ...['-batch', '-nx', '-ex', 'set architecture aarch64', '-ex', 'set remotetimeout 60'],
+    ...['-ex', `target remote 127.0.0.1:${GDB_PORT}`, '-ex', `hbreak *0x${address}`, '-ex', 'continue'],
+    ...['-ex', 'print/x $pc', '-ex', 'delete', '-ex', 'detach'],
+  ];
+  const out = await new Promise((resolve) => {
+    const gdb = spawn('gdb-multiarch', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    const timer = setTimeout(() => gdb.kill('SIGKILL'), 300_000);
+    for (const s of [gdb.stdout, gdb.stderr]) s.on('data', (d) => (text += d));
+    gdb.on('close', () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+  });
+  for (const l of out.split('\n')) if (l) console.log(`  gdb| ${l}`);
+  qemu.stdin.write('gdb-done\n');
+  const pc = /\$1 = (0x[0-9a-f]+)/.exec(out)?.[1];
+  const ok = pc !== undefined && BigInt(pc) === BigInt(`0x${address}`);
+  console.log(
+    ok
+      ? `ok gdb-multiarch stopped the guest kernel at ${symbol} (${pc})`
+      : `FAIL gdb-multiarch did not stop at ${symbol} (0x${address}); pc ${pc ?? 'unknown'}`,
+  );
+  return ok;
+}
+
 async function main() {
   const started = Date.now();
   ensureHost();
@@ -244,14 +282,19 @@ async function main() {
     [
       ...['-M', 'virt,virtualization=on,gic-version=3', '-cpu', 'max', '-smp', '2', '-m', '3072'],
       ...['-nographic', '-no-reboot', '-kernel', vmlinuz, '-initrd', image],
+      // The second UART carries gdb's connection to the suite's stub (see debug()).
+      ...['-serial', 'mon:stdio', '-serial', `tcp:127.0.0.1:${GDB_PORT},server=on,wait=off`],
       ...['-append', 'console=ttyAMA0 rdinit=/init panic=-1 quiet'],
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   let transcript = '';
+  let debugged;
   qemu.stdout.on('data', (d) => {
     transcript += d.toString();
     process.stdout.write(d);
+    const attach = /vcpu-aarch64-gdb: attach (\S+) ([0-9a-f]+)/.exec(transcript);
+    if (attach && !debugged) debugged = debug(attach[1], attach[2], qemu);
   });
   const timer = setTimeout(() => qemu.kill('SIGKILL'), TIMEOUT);
   await new Promise((resolve) => qemu.on('close', resolve));
@@ -262,8 +305,11 @@ async function main() {
     console.error(`test:aarch64: the suite did not finish (${seconds} s)`);
     process.exit(1);
   }
-  console.log(`test:aarch64: ${result[0]} on arm64 KVM in qemu (${seconds} s in all)`);
-  process.exit(Number(result[2]) === 0 ? 0 : 1);
+  const gdbOk = (await debugged) === true;
+  const passed = Number(result[1]) + (gdbOk ? 1 : 0);
+  const failed = Number(result[2]) + (gdbOk ? 0 : 1);
+  console.log(`test:aarch64: ${passed} passed, ${failed} failed on arm64 KVM in qemu (${seconds} s in all)`);
+  process.exit(failed === 0 ? 0 : 1);
 }
 
 main().catch((e) => {

@@ -3,7 +3,10 @@
 // driven through its console as a user at a shell would.
 'use strict';
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
+const { execFileSync, spawn } = require('node:child_process');
+const net = require('node:net');
 
 const LINUX = process.env.VCPU_LINUX_DIR ?? '/linux';
 /** How long a boot or an answer may take: the kernel runs under emulated EL2 here. */
@@ -29,7 +32,10 @@ class Console {
   /** Resolves with the match of `re` in the output after `from`. */
   until(re, from = 0, ms = PATIENCE) {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms; console:\n${this.text.slice(-3000)}`)), ms);
+      const timer = setTimeout(
+        () => reject(new Error(`no ${re} within ${ms} ms; console:\n${this.text.slice(-3000)}`)),
+        ms,
+      );
       const check = () => {
         const m = re.exec(this.text.slice(from));
         if (m) {
@@ -77,6 +83,89 @@ module.exports = (pkg) => ({
       const exit = await run;
       assert.equal(exit.kind, 'SystemEventShutdown');
     } finally {
+      linux.stop();
+      await run.catch(() => {});
+      linux.close();
+    }
+  },
+
+  async 'a snapshot of the running Linux, restored in a new process, answers at its shell'() {
+    const linux = boot(pkg);
+    const con = new Console(linux);
+    const run = linux.start();
+    const file = '/tmp/linux.snap';
+    try {
+      await con.until(new RegExp(PROMPT));
+      await ask(linux, con, 'X=41; echo before $((X+1))', /^before 42\r?$/m);
+      linux.stop();
+      assert.equal((await run).kind, 'Intr');
+      const info = linux.snapshot(file);
+      console.log(`  snapshot: ${(info.bytes / 1048576).toFixed(1)} MiB`);
+    } finally {
+      linux.stop();
+      await run.catch(() => {});
+      linux.close();
+    }
+    // The shell's variable X lives on in the restored guest.
+    const out = await new Promise((resolve, reject) => {
+      const p = spawn(process.execPath, [path.join(__dirname, 'restore_child.js'), pkg, file], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let text = '';
+      const timer = setTimeout(() => p.kill('SIGKILL'), PATIENCE);
+      p.stdout.on('data', (d) => (text += d));
+      p.on('error', reject);
+      p.on('close', () => {
+        clearTimeout(timer);
+        for (const l of text.split('\n')) console.log(`  restored| ${l.replace(/\r$/, '')}`);
+        resolve(text);
+      });
+    });
+    fs.rmSync(file, { force: true });
+    assert.match(out, /^restored 47\r?$/m);
+    assert.match(out, /exit SystemEventShutdown/);
+  },
+
+  // The debugger is gdb-multiarch on the machine running qemu: scripts/test-aarch64.js
+  // connects it through this guest's second serial port (/dev/ttyAMA1), which the case
+  // bridges to the stub, and says on the console when it is done.
+  async 'gdb-multiarch attached from the host stops the guest kernel at a symbol'() {
+    const linux = boot(pkg, { gdb: {} });
+    const con = new Console(linux);
+    const run = linux.start();
+    let bridge;
+    try {
+      await con.until(new RegExp(PROMPT));
+      const symbol = '__arm64_sys_newuname';
+      const line = await ask(
+        linux,
+        con,
+        `grep ' ${symbol}$' /proc/kallsyms`,
+        /^([0-9a-f]{16}) [Tt] __arm64_sys_newuname\r?$/m,
+      );
+      execFileSync('/bin/busybox', ['stty', '-F', '/dev/ttyAMA1', 'raw', '-echo']);
+      const tty = fs.openSync('/dev/ttyAMA1', 'r+');
+      const sock = net.connect(linux.gdb.port, '127.0.0.1');
+      bridge = { tty, sock };
+      fs.createReadStream(null, { fd: tty, autoClose: false }).pipe(sock);
+      sock.pipe(fs.createWriteStream(null, { fd: tty, autoClose: false }));
+      sock.on('error', () => {});
+      const done = new Promise((resolve) => {
+        process.stdin.on('data', (d) => d.toString().includes('gdb-done') && resolve());
+      });
+      console.log(`vcpu-aarch64-gdb: attach ${symbol} ${line[1]}`);
+      // uname enters the kernel at the symbol: keep asking until the debugger is done.
+      const from = con.text.length;
+      const asking = setInterval(() => linux.input.write('uname\n'), 3000);
+      await done;
+      clearInterval(asking);
+      process.stdin.pause();
+      // Detached, the guest runs on and answers.
+      await con.until(/^Linux\r?$/m, from);
+      linux.input.write('poweroff -f\n');
+      assert.equal((await run).kind, 'SystemEventShutdown');
+    } finally {
+      bridge?.sock.destroy();
       linux.stop();
       await run.catch(() => {});
       linux.close();

@@ -15,7 +15,6 @@ mod deadline;
 mod error;
 pub mod exits;
 mod external;
-#[cfg(target_arch = "x86_64")]
 mod gdb;
 mod handles;
 mod js_callback;
@@ -54,4 +53,14 @@ pub fn shutdown() {
 #[napi]
 pub fn default_hypercall_port() -> u32 {
     vcpu_kvm::kvm::DEFAULT_HYPERCALL_PORT.into()
+}
+
+/// Where `bootLinux` puts guest RAM: 0 on x86, 2 GiB on arm64 (below it sit the GIC
+/// and the UART).
+#[napi]
+pub fn linux_ram_start() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    return 0.0;
+    #[cfg(target_arch = "aarch64")]
+    return vcpu_kvm::arch::aarch64::layout::RAM_START as f64;
 }

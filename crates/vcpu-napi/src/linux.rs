@@ -79,16 +79,6 @@ pub fn load(
     Ok(load_linux(vm, kernel, initrd, cmdline, cpus, virtio as usize).js()?.into())
 }
 
-/// Where `bootLinux` puts guest RAM: 0 on x86, 2 GiB on arm64 (below it sit the GIC
-/// and the UART).
-#[napi]
-pub fn linux_ram_start() -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    return 0.0;
-    #[cfg(target_arch = "aarch64")]
-    return vcpu_kvm::arch::aarch64::layout::RAM_START as f64;
-}
-
 /// `aa:bb:cc:dd:ee:ff` as bytes.
 fn parse_mac(op: &str, mac: &str) -> Result<[u8; 6]> {
     let bytes: Vec<u8> = mac.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();

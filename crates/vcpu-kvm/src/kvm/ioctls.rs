@@ -3,8 +3,9 @@
 //! `VcpuFd::run` takes `&mut self` and keeps the `kvm_run` mapping to itself, so an
 //! immediate exit cannot be requested soundly from another thread (rust-vmm/kvm#373);
 //! like crosvm and Firecracker we issue `KVM_RUN` ourselves over our own mapping.
-//! kvm-ioctls has no `KVM_INTERRUPT` wrapper, and its `KVM_IOEVENTFD` ties the length to
-//! the datamatch's type (no length without a datamatch).
+//! kvm-ioctls has no `KVM_INTERRUPT` wrapper, its `KVM_IOEVENTFD` ties the length to
+//! the datamatch's type (no length without a datamatch), and its `KVM_GET_REG_LIST`
+//! takes at most 500 registers (arm64 KVMs with nested virtualization list more).
 
 use std::os::unix::io::AsRawFd;
 
@@ -17,6 +18,27 @@ ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_enable_cap);
 ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_ioeventfd);
+#[cfg(target_arch = "aarch64")]
+vmm_sys_util::ioctl_iowr_nr!(KVM_GET_REG_LIST, KVMIO, 0xb0, kvm_bindings::kvm_reg_list);
+
+/// `KVM_GET_REG_LIST`: the ids of every register the vcpu has, at most `max`; `E2BIG`
+/// if it has more.
+#[cfg(target_arch = "aarch64")]
+pub fn reg_list(vcpu: &impl AsRawFd, max: usize) -> errno::Result<Vec<u64>> {
+    // `struct kvm_reg_list { __u64 n; __u64 reg[]; }`: the count, then room for `max`.
+    let mut buf = vec![0u64; 1 + max];
+    buf[0] = max as u64;
+    // SAFETY: `buf` is a `kvm_reg_list` header followed by room for `buf[0]` ids, which
+    // is all the kernel writes (it fails with E2BIG rather than write more).
+    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ptr(vcpu, KVM_GET_REG_LIST(), buf.as_mut_ptr()) };
+    if ret < 0 {
+        return Err(errno::Error::last());
+    }
+    let n = (buf[0] as usize).min(max);
+    buf.drain(..1);
+    buf.truncate(n);
+    Ok(buf)
+}
 
 /// `KVM_RUN`: enters the guest until it exits; the exit is described in `kvm_run`.
 ///

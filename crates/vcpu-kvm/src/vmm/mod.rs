@@ -11,8 +11,6 @@ pub mod machine_state;
 pub mod virtio;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
-// The GDB stub describes x86-64 registers; arm64's are not written yet.
-#[cfg(target_arch = "x86_64")]
 pub mod gdb;
 
 /// The architecture's Linux boot protocol: `load_linux`, `start_linux`, `LinuxBoot`.

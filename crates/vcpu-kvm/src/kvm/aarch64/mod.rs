@@ -9,6 +9,7 @@ mod gic_state;
 mod regs;
 mod smccc;
 mod snapshot;
+mod translate;
 
 pub use gic::GicVersion;
 pub use regs::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};

@@ -66,6 +66,18 @@ impl KvmVcpu {
         Ok(u64::from_le_bytes(bytes))
     }
 
+    /// `KVM_GET_ONE_REG` of a register as wide as `bytes` (the id says how wide).
+    pub fn get_one_reg_bytes(&self, id: u64, bytes: &mut [u8]) -> Result<()> {
+        self.fd("getOneReg")?.get_one_reg(id, bytes).op("getOneReg")?;
+        Ok(())
+    }
+
+    /// `KVM_SET_ONE_REG` of a register as wide as `bytes`.
+    pub fn set_one_reg_bytes(&self, id: u64, bytes: &[u8]) -> Result<()> {
+        self.fd("setOneReg")?.set_one_reg(id, bytes).op("setOneReg")?;
+        Ok(())
+    }
+
     /// `KVM_SET_ONE_REG` of a 64-bit register.
     pub fn set_one_reg(&self, id: u64, value: u64) -> Result<()> {
         self.fd("setOneReg")?

@@ -110,18 +110,10 @@ pub(crate) fn restore_vm(arch: &VmArch, _fd: &VmFd, vm: &VmSnapshot) -> Result<(
 
 /// Every register KVM lists for the vcpu.
 fn reg_list(vcpu: &KvmVcpu) -> Result<Vec<u64>> {
-    let fd = vcpu.fd(OP)?;
-    let mut list = RegList::new(512).map_err(|_| Error::invalid(OP, "register list"))?;
-    if let Err(e) = fd.get_reg_list(&mut list) {
-        if e.errno() != libc::E2BIG {
-            return Err(Error::errno(OP, e.errno()));
-        }
-        // KVM said how many there are.
-        let n = list.as_fam_struct_ref().n as usize;
-        list = RegList::new(n.min(MAX_REGS)).map_err(|_| Error::invalid(OP, "register list"))?;
-        fd.get_reg_list(&mut list).op(OP)?;
-    }
-    Ok(list.as_slice().to_vec())
+    crate::kvm::ioctls::reg_list(vcpu.fd(OP)?, MAX_REGS).map_err(|e| match e.errno() {
+        libc::E2BIG => Error::invalid(OP, format!("snapshot: the vcpu has more than {MAX_REGS} registers")),
+        errno => Error::errno(OP, errno),
+    })
 }
 
 pub(crate) fn save_vcpu(vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot> {

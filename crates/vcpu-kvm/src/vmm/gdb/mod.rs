@@ -3,9 +3,18 @@
 //! loop), on any thread, because the hold it uses is the VM's run hook, which the
 //! vcpus' own `run()` calls (see `hold`). One debugger at a time; after it detaches, another may connect.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod hold;
 mod target;
+#[cfg(target_arch = "x86_64")]
 mod x86_64;
+
+// The architecture's registers, debug registers and debug exits.
+#[cfg(target_arch = "aarch64")]
+use aarch64 as arch;
+#[cfg(target_arch = "x86_64")]
+use x86_64 as arch;
 
 use std::io::ErrorKind;
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -1,6 +1,7 @@
 //! The VM as gdbstub's multi-threaded target: vcpus are threads (vcpu `n` is thread
 //! `n + 1`), memory is read and written by guest virtual address through the guest's
-//! page tables, and breakpoints and watchpoints share the four debug registers.
+//! page tables, and breakpoints and watchpoints share the architecture's debug
+//! registers (`arch::SLOTS` of them).
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
@@ -21,7 +22,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub::stub::MultiThreadStopReason;
 
 use super::hold::DebugHold;
-use super::x86_64::{self as arch, DebugCause, Trap, VcpuRegs, X86_64Vcpu, SLOTS};
+use super::arch::{self, DebugCause, GdbArch, Trap, VcpuRegs, SLOTS};
 use crate::kvm::{KvmVcpu, KvmVm, PAGE_SIZE};
 use crate::{Vcpu, VcpuExit};
 
@@ -74,10 +75,13 @@ impl VmTarget {
             tid,
             signal: Signal::SIGTRAP,
         };
-        let VcpuExit::Debug { dr6, .. } = exit else {
+        if !matches!(exit, VcpuExit::Debug { .. }) {
+            return Some(trap);
+        }
+        let Ok(vcpu) = self.vcpu(tid) else {
             return Some(trap);
         };
-        match arch::debug_cause(dr6) {
+        match arch::debug_cause(&vcpu, &exit, &self.traps) {
             DebugCause::Slot(slot) => Some(match self.traps[slot] {
                 Some((_, Trap::Execute { software: true })) => MultiThreadStopReason::SwBreak(tid),
                 Some((_, Trap::Execute { software: false })) => MultiThreadStopReason::HwBreak(tid),
@@ -200,7 +204,7 @@ impl VmTarget {
 }
 
 impl Target for VmTarget {
-    type Arch = X86_64Vcpu;
+    type Arch = GdbArch;
     type Error = &'static str;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {

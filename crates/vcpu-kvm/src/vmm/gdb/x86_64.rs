@@ -19,6 +19,9 @@ pub(super) const SLOTS: usize = 4;
 /// x86-64 as this stub describes it to gdb.
 pub(super) enum X86_64Vcpu {}
 
+/// gdb's view of the machine.
+pub(super) type GdbArch = X86_64Vcpu;
+
 impl Arch for X86_64Vcpu {
     type Usize = u64;
     type Registers = VcpuRegs;
@@ -241,7 +244,10 @@ pub(super) enum DebugCause {
 }
 
 /// Reads DR6 from a `Debug` exit: B0–B3 name the slot, BS a single step.
-pub(super) fn debug_cause(dr6: u64) -> DebugCause {
+pub(super) fn debug_cause(_vcpu: &KvmVcpu, exit: &VcpuExit, _traps: &[Option<(u64, Trap)>; SLOTS]) -> DebugCause {
+    let VcpuExit::Debug { dr6, .. } = *exit else {
+        return DebugCause::Other;
+    };
     if let Some(slot) = (0..SLOTS).find(|i| dr6 & (1 << i) != 0) {
         return DebugCause::Slot(slot);
     }

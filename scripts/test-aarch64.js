@@ -9,7 +9,8 @@
 // gcc-aarch64-linux-gnu (its binutils check the binary's symbols and build the arm64
 // guests), the arm64 architecture in dpkg, bookworm-backports for a kernel >= 6.4
 // (KVM_ARM_VM_SMCCC_FILTER). Downloads are cached in target/aarch64-vm/.
-// Environment: VCPU_AARCH64_TIMEOUT (seconds, default 1800).
+// Environment: VCPU_AARCH64_TIMEOUT (seconds, default 1800); VCPU_AARCH64_ONLY, a
+// pattern: only the cases whose names match it run.
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -143,6 +144,41 @@ function cpio(root, file) {
   fs.closeSync(fd);
 }
 
+/** The drivers the guest loads (Debian builds them as modules), with what they need. */
+const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'ext4', 'vmw_vsock_virtio_transport'];
+
+/**
+ * Debian's modules `names` and those they depend on (the `depends=` of each one's
+ * modinfo; the package has no modules.dep, which depmod writes at install), unpacked
+ * into `dir` with `order`, the list to insmod in. Built-in ones are skipped.
+ */
+function guestModules(dir, names) {
+  const base = path.join(WORK, 'kernel', 'lib', 'modules');
+  const tree = path.join(base, fs.readdirSync(base)[0], 'kernel');
+  const files = new Map();
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ko.xz')) files.set(e.name.slice(0, -6).replace(/-/g, '_'), p);
+    }
+  };
+  walk(tree);
+  fs.mkdirSync(dir, { recursive: true });
+  const order = [];
+  const visit = (name) => {
+    const file = files.get(name);
+    if (!file || order.includes(name)) return;
+    const ko = execFileSync('xz', ['-dc', file], { maxBuffer: 64 << 20 });
+    const depends = /depends=([^\0]*)/.exec(ko.toString('latin1'))?.[1] ?? '';
+    for (const d of depends.split(',').filter(Boolean)) visit(d.replace(/-/g, '_'));
+    fs.writeFileSync(path.join(dir, `${name}.ko`), ko);
+    order.push(name);
+  };
+  for (const n of names) visit(n);
+  fs.writeFileSync(path.join(dir, 'order'), `${order.join('\n')}\n`);
+}
+
 /**
  * What the suite's Linux cases boot under `bootLinux` (in the guest's /linux): Debian's
  * arm64 kernel, and a busybox initramfs whose /init mounts the usual file systems, says
@@ -156,9 +192,21 @@ function guestLinux(root, vmlinuz) {
   fs.rmSync(inner, { recursive: true, force: true });
   fs.mkdirSync(path.join(inner, 'bin'), { recursive: true });
   fs.copyFileSync(path.join(root, 'bin', 'busybox'), path.join(inner, 'bin', 'busybox'));
-  for (const tool of ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo', 'uname', 'grep', 'insmod', 'ls'])
+  for (const tool of ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo', 'uname', 'grep', 'insmod', 'ls', 'touch'])
     fs.symlinkSync('busybox', path.join(inner, 'bin', tool));
-  for (const d of ['proc', 'sys', 'dev', 'mnt', 'tmp']) fs.mkdirSync(path.join(inner, d));
+  guestModules(path.join(inner, 'modules'), GUEST_MODULES);
+  run('aarch64-linux-gnu-gcc', [
+    ...['-static', '-O2', '-o', path.join(inner, 'bin', 'vsock_echo')],
+    path.join(__dirname, 'aarch64', 'vsock_echo.c'),
+  ]);
+  // The disk the guest mounts: ext4 holding one file (mke2fs -d, no root needed).
+  const files = path.join(WORK, 'disk-files');
+  fs.rmSync(files, { recursive: true, force: true });
+  fs.mkdirSync(files);
+  fs.writeFileSync(path.join(files, 'hello.txt'), 'hello from an ext4 disk\n');
+  fs.rmSync(path.join(dir, 'disk.img'), { force: true });
+  run('mke2fs', ['-q', '-t', 'ext4', '-d', files, path.join(dir, 'disk.img'), '8M']);
+  for (const d of ['proc', 'sys', 'dev', 'mnt', 'tmp']) fs.mkdirSync(path.join(inner, d), { recursive: true });
   fs.writeFileSync(
     path.join(inner, 'init'),
     [
@@ -217,10 +265,12 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
       'mount -t proc proc /proc',
       'mount -t sysfs sys /sys',
       'mount -t devtmpfs dev /dev',
+      // Loopback, for the GDB stub and the bridge to it.
+      'busybox ip link set lo up',
       'echo "vcpu-aarch64: $(cat /proc/version)"',
       '[ -e /dev/kvm ] && echo "vcpu-aarch64: /dev/kvm present" || echo "vcpu-aarch64: no /dev/kvm"',
       'busybox dmesg | busybox grep -i "kvm \\[\\|vgic" | busybox sed "s/^/vcpu-aarch64: /"',
-      'VCPU_PKG=/vcpu /usr/local/bin/node /suite.js',
+      `VCPU_PKG=/vcpu VCPU_ONLY='${(process.env.VCPU_AARCH64_ONLY ?? '').replace(/'/g, '')}' /usr/local/bin/node /suite.js`,
       'echo "vcpu-aarch64: exit $?"',
       'poweroff -f',
       '',
@@ -233,19 +283,16 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
   return image;
 }
 
-/** The host port of the guest's second UART. */
-const GDB_PORT = 47_123;
-
 /**
  * gdb-multiarch on this machine, through the guest's second UART, against the stub of
  * the Linux the suite runs: a breakpoint at `symbol` (`address`, from the guest's
  * /proc/kallsyms), continue, and the stop must be there. Tells the suite on the console
  * when gdb is done; resolves with whether the stop was right.
  */
-async function debug(symbol, address, qemu) {
+async function debug(symbol, address, qemu, gdbPort) {
   const args = [
     ...['-batch', '-nx', '-ex', 'set architecture aarch64', '-ex', 'set remotetimeout 60'],
-    ...['-ex', `target remote 127.0.0.1:${GDB_PORT}`, '-ex', `hbreak *0x${address}`, '-ex', 'continue'],
+    ...['-ex', `target remote 127.0.0.1:${gdbPort}`, '-ex', `hbreak *0x${address}`, '-ex', 'continue'],
     ...['-ex', 'print/x $pc', '-ex', 'delete', '-ex', 'detach'],
   ];
   const out = await new Promise((resolve) => {
@@ -270,6 +317,17 @@ async function debug(symbol, address, qemu) {
   return ok;
 }
 
+/** A TCP port nothing listens on now (for the guest's second UART). */
+function freePort() {
+  return new Promise((resolve) => {
+    const server = require('node:net').createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 async function main() {
   const started = Date.now();
   ensureHost();
@@ -277,13 +335,14 @@ async function main() {
   const vmlinuz = kernel();
   const image = initramfs(nodeBinary(), addon(), vmlinuz);
   console.log(`test:aarch64: booting ${path.basename(vmlinuz)} under qemu-system-aarch64 (TCG, EL2 emulated)`);
+  const gdbPort = await freePort();
   const qemu = spawn(
     'qemu-system-aarch64',
     [
       ...['-M', 'virt,virtualization=on,gic-version=3', '-cpu', 'max', '-smp', '2', '-m', '3072'],
       ...['-nographic', '-no-reboot', '-kernel', vmlinuz, '-initrd', image],
       // The second UART carries gdb's connection to the suite's stub (see debug()).
-      ...['-serial', 'mon:stdio', '-serial', `tcp:127.0.0.1:${GDB_PORT},server=on,wait=off`],
+      ...['-serial', 'mon:stdio', '-serial', `tcp:127.0.0.1:${gdbPort},server=on,wait=off`],
       ...['-append', 'console=ttyAMA0 rdinit=/init panic=-1 quiet'],
     ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
@@ -294,7 +353,7 @@ async function main() {
     transcript += d.toString();
     process.stdout.write(d);
     const attach = /vcpu-aarch64-gdb: attach (\S+) ([0-9a-f]+)/.exec(transcript);
-    if (attach && !debugged) debugged = debug(attach[1], attach[2], qemu);
+    if (attach && !debugged) debugged = debug(attach[1], attach[2], qemu, gdbPort);
   });
   const timer = setTimeout(() => qemu.kill('SIGKILL'), TIMEOUT);
   await new Promise((resolve) => qemu.on('close', resolve));

@@ -89,6 +89,37 @@ module.exports = (pkg) => ({
     }
   },
 
+  async "Debian's virtio-mmio, virtio-blk, ext4 and vsock modules: a read-only ext4 disk is read and refuses writes, vsock echoes"() {
+    const uds = '/tmp/vcpu-vsock.sock';
+    const linux = boot(pkg, {
+      disks: [{ path: path.join(LINUX, 'disk.img'), readOnly: true }],
+      vsock: { cid: 3, uds },
+    });
+    linux.vsock.listen(5000, (socket) => socket.pipe(socket));
+    const con = new Console(linux);
+    const run = linux.start();
+    try {
+      await con.until(new RegExp(PROMPT));
+      await ask(
+        linux,
+        con,
+        'for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "no $m"; done; echo loaded',
+        /^loaded\r?$/m,
+      );
+      assert.doesNotMatch(con.text, /^no \w+/m, 'every module loads');
+      await ask(linux, con, 'mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt', /^hello from an ext4 disk\r?$/m);
+      await ask(linux, con, 'touch /mnt/new || echo refused', /^refused\r?$/m);
+      assert.match(con.text, /Read-only file system/);
+      await ask(linux, con, 'vsock_echo 5000 hello-over-vsock', /^vsock echo: hello-over-vsock\r?$/m);
+      linux.input.write('poweroff -f\n');
+      assert.equal((await run).kind, 'SystemEventShutdown');
+    } finally {
+      linux.stop();
+      await run.catch(() => {});
+      linux.close();
+    }
+  },
+
   async 'a snapshot of the running Linux, restored in a new process, answers at its shell'() {
     const linux = boot(pkg);
     const con = new Console(linux);
@@ -143,13 +174,19 @@ module.exports = (pkg) => ({
         `grep ' ${symbol}$' /proc/kallsyms`,
         /^([0-9a-f]{16}) [Tt] __arm64_sys_newuname\r?$/m,
       );
-      execFileSync('/bin/busybox', ['stty', '-F', '/dev/ttyAMA1', 'raw', '-echo']);
-      const tty = fs.openSync('/dev/ttyAMA1', 'r+');
+      // Raw bytes, no modem lines (QEMU's UART raises no carrier).
+      execFileSync('/bin/busybox', ['stty', '-F', '/dev/ttyAMA1', 'raw', '-echo', 'clocal', '-crtscts']);
+      const tty = fs.openSync('/dev/ttyAMA1', fs.constants.O_RDWR | fs.constants.O_NOCTTY);
       const sock = net.connect(linux.gdb.port, '127.0.0.1');
-      bridge = { tty, sock };
-      fs.createReadStream(null, { fd: tty, autoClose: false }).pipe(sock);
-      sock.pipe(fs.createWriteStream(null, { fd: tty, autoClose: false }));
-      sock.on('error', () => {});
+      bridge = { tty, sock, in: 0, out: 0 };
+      const fromGdb = fs.createReadStream(null, { fd: tty, autoClose: false, highWaterMark: 1 });
+      fromGdb.on('data', (d) => (bridge.in += d.length));
+      fromGdb.pipe(sock);
+      sock.on('data', (d) => {
+        bridge.out += d.length;
+        fs.writeSync(tty, d);
+      });
+      sock.on('error', (e) => console.log(`  bridge: ${e.message}`));
       const done = new Promise((resolve) => {
         process.stdin.on('data', (d) => d.toString().includes('gdb-done') && resolve());
       });
@@ -159,6 +196,7 @@ module.exports = (pkg) => ({
       const asking = setInterval(() => linux.input.write('uname\n'), 3000);
       await done;
       clearInterval(asking);
+      console.log(`  bridge: ${bridge.in} bytes from gdb, ${bridge.out} to it`);
       process.stdin.pause();
       // Detached, the guest runs on and answers.
       await con.until(/^Linux\r?$/m, from);

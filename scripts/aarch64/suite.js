@@ -161,7 +161,8 @@ Object.assign(tests, require('./linux_cases.js')(PKG));
 (async () => {
   let passed = 0;
   let failed = 0;
-  for (const [name, fn] of Object.entries(tests)) {
+  const only = process.env.VCPU_ONLY ? new RegExp(process.env.VCPU_ONLY) : null;
+  for (const [name, fn] of Object.entries(tests).filter(([n]) => !only || only.test(n))) {
     const start = Date.now();
     try {
       await fn();
@@ -173,5 +174,6 @@ Object.assign(tests, require('./linux_cases.js')(PKG));
     }
   }
   console.log(`${passed} passed, ${failed} failed`);
-  process.exitCode = failed === 0 ? 0 : 1;
+  // Exit now: a case's leftovers (a read pending on a serial port) must not hold it.
+  process.exit(failed === 0 ? 0 : 1);
 })();

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use vcpu_kvm::vmm::devices::LegacyDevices;
-use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Net, Rng, VirtioDevice, Vsock};
 use vcpu_kvm::vmm::linux::{load_linux, start_linux, LinuxBoot};
 use vcpu_kvm::vmm::machine_state::MachineState;
+use vcpu_kvm::vmm::virtio::{mmio_slot, Block, Console, MmioTransport, Net, Rng, VirtioDevice, Vsock};
 use vcpu_kvm::{KvmVm, Vcpu, VcpuExit};
 
 use crate::async_runner::{report_final, run_to_exit};
@@ -76,7 +76,9 @@ pub fn load(
     virtio: u32,
 ) -> Result<LinuxBootInfo> {
     let cpus = crate::args::uint("loadLinux", "cpus", cpus, 254.0)? as usize;
-    Ok(load_linux(vm, kernel, initrd, cmdline, cpus, virtio as usize).js()?.into())
+    Ok(load_linux(vm, kernel, initrd, cmdline, cpus, virtio as usize)
+        .js()?
+        .into())
 }
 
 /// `aa:bb:cc:dd:ee:ff` as bytes.

@@ -8,10 +8,10 @@ pub mod aarch64;
 pub mod devices;
 pub mod machine_state;
 // virtio over MMIO: the transport and devices are arch-neutral.
+pub mod gdb;
 pub mod virtio;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
-pub mod gdb;
 
 /// The architecture's Linux boot protocol: `load_linux`, `start_linux`, `LinuxBoot`.
 pub mod linux {

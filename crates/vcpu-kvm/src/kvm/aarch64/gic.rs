@@ -46,7 +46,8 @@ pub(crate) fn set_attr(fd: &DeviceFd, group: u32, attr: u64, value: Option<&u64>
         addr: value.map_or(0, |v| v as *const u64 as u64),
         flags: 0,
     };
-    fd.set_device_attr(&attr).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    fd.set_device_attr(&attr)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
 }
 
 fn gic_error(op: &'static str, what: &str, e: std::io::Error) -> Error {
@@ -117,8 +118,13 @@ impl Gic {
         }
         let mut restoring = self.restoring();
         if !self.is_finalized() {
-            set_attr(&self.fd, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT.into(), None)
-                .map_err(|e| gic_error(op, "initialising it", e))?;
+            set_attr(
+                &self.fd,
+                KVM_DEV_ARM_VGIC_GRP_CTRL,
+                KVM_DEV_ARM_VGIC_CTRL_INIT.into(),
+                None,
+            )
+            .map_err(|e| gic_error(op, "initialising it", e))?;
             self.finalized.store(true, Ordering::Release);
             let saved = std::mem::take(&mut *restoring);
             if let Some(dist) = &saved.dist {

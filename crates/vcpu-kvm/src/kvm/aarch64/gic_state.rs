@@ -154,14 +154,28 @@ pub(crate) fn save_vcpu(fd: &DeviceFd, mpidr: u64, op: &'static str) -> Result<V
     let mut redist = Vec::with_capacity(GICR_REGS.len());
     for offset in GICR_REGS {
         let mut v = 0u32;
-        access(fd, KVM_DEV_ARM_VGIC_GRP_REDIST_REGS, aff | u64::from(offset), &mut v, false)
-            .map_err(|e| failed(op, &format!("redistributor register {offset:#x}"), e))?;
+        access(
+            fd,
+            KVM_DEV_ARM_VGIC_GRP_REDIST_REGS,
+            aff | u64::from(offset),
+            &mut v,
+            false,
+        )
+        .map_err(|e| failed(op, &format!("redistributor register {offset:#x}"), e))?;
         redist.push((offset, v));
     }
     let mut icc = Vec::with_capacity(ICC_REGS.len());
     for reg in ICC_REGS {
         let mut v = 0u64;
-        if access(fd, KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS, aff | u64::from(reg), &mut v, false).is_ok() {
+        if access(
+            fd,
+            KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS,
+            aff | u64::from(reg),
+            &mut v,
+            false,
+        )
+        .is_ok()
+        {
             icc.push((reg, v));
         }
     }
@@ -171,8 +185,14 @@ pub(crate) fn save_vcpu(fd: &DeviceFd, mpidr: u64, op: &'static str) -> Result<V
 pub(crate) fn restore_vcpu(fd: &DeviceFd, gic: &VcpuGic, op: &'static str) -> Result<()> {
     let aff = affinity(gic.mpidr);
     for &(offset, mut v) in &gic.redist {
-        access(fd, KVM_DEV_ARM_VGIC_GRP_REDIST_REGS, aff | u64::from(offset), &mut v, true)
-            .map_err(|e| failed(op, &format!("redistributor register {offset:#x}"), e))?;
+        access(
+            fd,
+            KVM_DEV_ARM_VGIC_GRP_REDIST_REGS,
+            aff | u64::from(offset),
+            &mut v,
+            true,
+        )
+        .map_err(|e| failed(op, &format!("redistributor register {offset:#x}"), e))?;
     }
     for &(reg, mut v) in &gic.icc {
         access(fd, KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS, aff | u64::from(reg), &mut v, true)

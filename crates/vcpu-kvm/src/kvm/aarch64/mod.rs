@@ -13,7 +13,9 @@ mod translate;
 
 pub use gic::GicVersion;
 pub use regs::{sys_reg, Arm64Regs, ARM64_CORE_REG_NAMES};
-pub(crate) use snapshot::{reset_vcpu, reset_vm, restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuSnapshot, VmSnapshot};
+pub(crate) use snapshot::{
+    reset_vcpu, reset_vm, restore_vcpu, restore_vm, save_vcpu, save_vm, VcpuSnapshot, VmSnapshot,
+};
 
 use kvm_bindings::*;
 use kvm_ioctls::{VcpuFd, VmFd};

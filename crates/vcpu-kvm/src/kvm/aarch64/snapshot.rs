@@ -65,7 +65,10 @@ impl VcpuSnapshot {
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let id = self.id;
         if self.regs.len() > MAX_REGS {
-            return Err(format!("vcpu {id} has {} registers (at most {MAX_REGS})", self.regs.len()));
+            return Err(format!(
+                "vcpu {id} has {} registers (at most {MAX_REGS})",
+                self.regs.len()
+            ));
         }
         if let Some((reg, _)) = self
             .regs

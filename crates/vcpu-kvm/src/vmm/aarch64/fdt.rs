@@ -141,7 +141,14 @@ mod tests {
         .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
         let text = String::from_utf8_lossy(&blob);
-        for name in ["cpu@1", "arm,gic-v3", "arm,armv8-timer", "ns16550a", "virtio_mmio@d0000000", "console=ttyS0"] {
+        for name in [
+            "cpu@1",
+            "arm,gic-v3",
+            "arm,armv8-timer",
+            "ns16550a",
+            "virtio_mmio@d0000000",
+            "console=ttyS0",
+        ] {
             assert!(text.contains(name), "{name} missing");
         }
     }

@@ -98,10 +98,11 @@ pub fn load_linux(
     let (ram_start, ram_size) = ram(vm)?;
     let ram_end = ram_start + ram_size;
     let mem = guest_ram(vm, OP)?;
-    let loaded = PE::load(&mem, Some(GuestAddress(ram_start)), &mut Cursor::new(kernel), None).map_err(|e| match e {
-        loader::Error::Pe(loader::pe::Error::ReadKernelImage) => too_big("kernel"),
-        other => bad_image(format!("{other:?}")),
-    })?;
+    let loaded =
+        PE::load(&mem, Some(GuestAddress(ram_start)), &mut Cursor::new(kernel), None).map_err(|e| match e {
+            loader::Error::Pe(loader::pe::Error::ReadKernelImage) => too_big("kernel"),
+            other => bad_image(format!("{other:?}")),
+        })?;
     let image_size = kernel
         .get(IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
@@ -109,7 +110,10 @@ pub fn load_linux(
     let kernel_end = loaded.kernel_end.max(loaded.kernel_load.0.saturating_add(image_size));
 
     // The tree at the top of RAM, 2 MiB aligned; the initrd just below it.
-    let fdt_at = ram_end.checked_sub(FDT_MAX_SIZE).ok_or_else(|| too_big("device tree"))? & !(FDT_MAX_SIZE - 1);
+    let fdt_at = ram_end
+        .checked_sub(FDT_MAX_SIZE)
+        .ok_or_else(|| too_big("device tree"))?
+        & !(FDT_MAX_SIZE - 1);
     if fdt_at < kernel_end {
         return Err(too_big("kernel with its device tree"));
     }

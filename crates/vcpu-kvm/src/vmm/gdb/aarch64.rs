@@ -157,9 +157,7 @@ const EC_WATCHPOINT: [u32; 2] = [0x34, 0x35];
 /// breakpoint) or the fault address (a watchpoint) names the slot.
 pub(super) fn debug_cause(vcpu: &KvmVcpu, exit: &VcpuExit, traps: &[Option<(u64, Trap)>; SLOTS]) -> DebugCause {
     let VcpuExit::Debug {
-        exception,
-        dr7: far,
-        ..
+        exception, dr7: far, ..
     } = *exit
     else {
         return DebugCause::Other;

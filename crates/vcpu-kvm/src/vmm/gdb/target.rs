@@ -21,8 +21,8 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 
 use gdbstub::stub::MultiThreadStopReason;
 
-use super::hold::DebugHold;
 use super::arch::{self, DebugCause, GdbArch, Trap, VcpuRegs, SLOTS};
+use super::hold::DebugHold;
 use crate::kvm::{KvmVcpu, KvmVm, PAGE_SIZE};
 use crate::{Vcpu, VcpuExit};
 

@@ -15,8 +15,8 @@ use vm_memory::GuestAddress;
 use crate::arch::x86_64::layout::*;
 use crate::error::{Error, ErrorCode, Result};
 use crate::kvm::{KvmVcpu, KvmVm};
-use crate::Vcpu;
 use crate::vmm::virtio::{guest_ram, mmio_slot};
+use crate::Vcpu;
 
 const E820_RAM: u32 = 1;
 const BOOT_FLAG: u16 = 0xaa55;

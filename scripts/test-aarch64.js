@@ -144,8 +144,11 @@ function cpio(root, file) {
   fs.closeSync(fd);
 }
 
-/** The drivers the guest loads (Debian builds them as modules), with what they need. */
-const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'ext4', 'vmw_vsock_virtio_transport'];
+/**
+ * The drivers the guest loads (Debian builds them as modules), with what they need;
+ * crc32c_generic too, which ext4 asks the crypto API for (modprobe would load it).
+ */
+const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'crc32c_generic', 'ext4', 'vmw_vsock_virtio_transport'];
 
 /**
  * Debian's modules `names` and those they depend on (the `depends=` of each one's
@@ -192,7 +195,21 @@ function guestLinux(root, vmlinuz) {
   fs.rmSync(inner, { recursive: true, force: true });
   fs.mkdirSync(path.join(inner, 'bin'), { recursive: true });
   fs.copyFileSync(path.join(root, 'bin', 'busybox'), path.join(inner, 'bin', 'busybox'));
-  for (const tool of ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo', 'uname', 'grep', 'insmod', 'ls', 'touch'])
+  for (const tool of [
+    'sh',
+    'mount',
+    'mkdir',
+    'poweroff',
+    'cat',
+    'echo',
+    'uname',
+    'grep',
+    'insmod',
+    'ls',
+    'touch',
+    'dmesg',
+    'tail',
+  ])
     fs.symlinkSync('busybox', path.join(inner, 'bin', tool));
   guestModules(path.join(inner, 'modules'), GUEST_MODULES);
   run('aarch64-linux-gnu-gcc', [
@@ -269,7 +286,7 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
       'busybox ip link set lo up',
       'echo "vcpu-aarch64: $(cat /proc/version)"',
       '[ -e /dev/kvm ] && echo "vcpu-aarch64: /dev/kvm present" || echo "vcpu-aarch64: no /dev/kvm"',
-      'busybox dmesg | busybox grep -i "kvm \\[\\|vgic" | busybox sed "s/^/vcpu-aarch64: /"',
+      'busybox dmesg | busybox grep -i "kvm \\[" | busybox sed "s/^/vcpu-aarch64: /"',
       `VCPU_PKG=/vcpu VCPU_ONLY='${(process.env.VCPU_AARCH64_ONLY ?? '').replace(/'/g, '')}' /usr/local/bin/node /suite.js`,
       'echo "vcpu-aarch64: exit $?"',
       'poweroff -f',
@@ -364,9 +381,10 @@ async function main() {
     console.error(`test:aarch64: the suite did not finish (${seconds} s)`);
     process.exit(1);
   }
-  const gdbOk = (await debugged) === true;
-  const passed = Number(result[1]) + (gdbOk ? 1 : 0);
-  const failed = Number(result[2]) + (gdbOk ? 0 : 1);
+  // gdb's side of the gdb case, when it ran (the suite's side counts in its own result).
+  const gdbOk = debugged === undefined ? undefined : await debugged;
+  const passed = Number(result[1]) + (gdbOk === true ? 1 : 0);
+  const failed = Number(result[2]) + (gdbOk === false ? 1 : 0);
   console.log(`test:aarch64: ${passed} passed, ${failed} failed on arm64 KVM in qemu (${seconds} s in all)`);
   process.exit(failed === 0 ? 0 : 1);
 }

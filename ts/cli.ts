@@ -30,8 +30,8 @@ const USAGE = `Usage: vcpu boot --kernel PATH [options]
        vcpu restore PATH [--web [HOST:]PORT] [--snapshot PATH] [--gdb [HOST:]PORT]
        vcpu build-guest a.c [b.c …] -o fn.elf [-- compiler flags]
 
-boot: boots a Linux kernel (bzImage or ELF vmlinux) on /dev/kvm with its serial
-console (COM1) in this terminal. restore: continues a machine from a snapshot file
+boot: boots a Linux kernel (x86: bzImage or ELF vmlinux; arm64: Image, plain or
+gzip) on /dev/kvm with its serial console in this terminal. restore: continues a machine from a snapshot file
 (written by Ctrl-A s), console and all, in this or any later process.
 Ctrl-A x quits; Ctrl-A s writes the snapshot (with --snapshot); Ctrl-A Ctrl-A sends
 Ctrl-A. build-guest: compiles a sandbox guest (C, with <vcpu_guest.h>) with gcc or

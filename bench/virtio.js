@@ -3,8 +3,10 @@
 // of 64 requests by the transport (crates/vcpu-kvm/tests/virtio.rs, bench_virtio_blk),
 // with the host CPU time per request (CLOCK_THREAD_CPUTIME_ID) against a plain pread of
 // the same size and offsets (target: at most 2×). Writes bench/results/virtio.json and
-// virtio.svg. Builds the test in release mode the first time (about a minute), then
-// runs in a second. Environment: VIRTIO_ROUNDS (runs, median taken; default 5).
+// virtio.svg. Then vsock stream throughput each way through the device's packet path,
+// with its CPU per MiB against plain socket writes and reads (vsock.svg). Builds the
+// tests in release mode the first time (about a minute), then runs in seconds.
+// Environment: VIRTIO_ROUNDS (runs, median taken; default 5).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -16,31 +18,24 @@ const { barChart } = require('./svg');
 const ROUNDS = Number(process.env.VIRTIO_ROUNDS ?? 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const runs = [];
-for (let r = 0; r < ROUNDS; r++) {
+/** The BENCH lines of one cargo test run (`args` after `cargo test --quiet --release -p vcpu-kvm`). */
+function benchLines(args) {
   const out = execFileSync(
     'cargo',
-    [
-      'test',
-      '--quiet',
-      '--release',
-      '-p',
-      'vcpu-kvm',
-      '--test',
-      'virtio',
-      '--',
-      '--ignored',
-      '--nocapture',
-      'bench_virtio_blk',
-    ],
+    ['test', '--quiet', '--release', '-p', 'vcpu-kvm', ...args, '--', '--ignored', '--nocapture'],
     { cwd: path.join(__dirname, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  runs.push(
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('BENCH '))
-      .map((l) => JSON.parse(l.slice(6))),
-  );
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('BENCH '))
+    .map((l) => JSON.parse(l.slice(6)));
+}
+
+const runs = [];
+const vsockRuns = [];
+for (let r = 0; r < ROUNDS; r++) {
+  runs.push(benchLines(['--test', 'virtio', 'bench_virtio_blk']));
+  vsockRuns.push(benchLines(['--lib', 'bench_vsock']));
 }
 const rows = runs[0].map((first, i) => {
   const pick = (key) => median(runs.map((run) => run[i][key]));
@@ -56,14 +51,27 @@ const rows = runs[0].map((first, i) => {
     ratioToPread: device / pread,
   };
 });
+const vsock = vsockRuns[0].map((first, i) => {
+  const pick = (key) => median(vsockRuns.map((run) => run[i][key]));
+  const device = pick('deviceCpuNsPerMib');
+  const socket = pick('socketCpuNsPerMib');
+  return {
+    name: first.name,
+    mibPerSec: pick('mibPerSec'),
+    deviceCpuNsPerMib: device,
+    socketCpuNsPerMib: socket,
+    ratioToSocket: device / socket,
+  };
+});
 const report = {
   date: new Date().toISOString(),
   host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release() },
   rounds: ROUNDS,
   rows,
+  vsock,
   target: { ratioToPread: 2 },
   notes: [
-    'vsock is not built yet, so there is no vsock throughput to report',
+    "vsock: the device's packet path (crates/vcpu-kvm/src/vmm/virtio/vsock_bench.rs), 64 KiB packets, 256 MiB each way over a UNIX socket, against plain socket writes and reads of the same sizes; the queue walk is left out (the blk rows have it)",
     'Firecracker cannot run here: its release binaries come from GitHub, which this machine cannot reach, so there is no anchor measured beside these',
   ],
 };
@@ -79,6 +87,18 @@ barChart(path.join(out, 'virtio.svg'), {
   groups: rows.map((r) => ({
     labels: [r.name, `${(r.requestsPerSec / 1000).toFixed(0)}k req/s, ${r.mbPerSec.toFixed(0)} MB/s`],
     values: [r.deviceCpuNsPerRequest, r.preadCpuNsPerRequest],
+  })),
+  format: (v) => v.toFixed(0),
+});
+barChart(path.join(out, 'vsock.svg'), {
+  title: `virtio-vsock stream: host CPU per MiB, µs (median of ${ROUNDS})`,
+  series: [
+    { label: 'device (packets to and from the socket)', color: '#3b7dd8' },
+    { label: 'socket write or read alone', color: '#999999' },
+  ],
+  groups: vsock.map((r) => ({
+    labels: [r.name, `${(r.mibPerSec / 1024).toFixed(1)} GiB/s`],
+    values: [r.deviceCpuNsPerMib / 1000, r.socketCpuNsPerMib / 1000],
   })),
   format: (v) => v.toFixed(0),
 });

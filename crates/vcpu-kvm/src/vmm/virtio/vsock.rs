@@ -257,7 +257,19 @@ impl Vsock {
                         self.flush(id);
                     }
                     OP_RW if !c.connecting && c.to_host.len() + payload.len() <= BUF_ALLOC as usize => {
-                        c.to_host.extend(payload);
+                        // Straight to the socket when nothing waits before it; only what
+                        // it does not take now is buffered (one copy less).
+                        let mut taken = 0;
+                        if c.to_host.is_empty() {
+                            taken = loop {
+                                match c.stream.write(payload) {
+                                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                                    written => break written.unwrap_or(0),
+                                }
+                            };
+                            c.fwd_cnt = c.fwd_cnt.wrapping_add(taken as u32);
+                        }
+                        c.to_host.extend(&payload[taken..]);
                         self.flush(id);
                     }
                     OP_CREDIT_UPDATE => {}
@@ -544,16 +556,20 @@ impl Drop for Vsock {
 }
 
 #[cfg(test)]
+#[path = "vsock_bench.rs"]
+mod bench;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn device(name: &str) -> (Vsock, PathBuf) {
+    pub(super) fn device(name: &str) -> (Vsock, PathBuf) {
         let uds = std::env::temp_dir().join(format!("vcpu-vsock-test-{}-{name}.sock", std::process::id()));
         let _ = std::fs::remove_file(&uds);
         (Vsock::new(3, &uds).unwrap(), uds)
     }
 
-    fn from(op: u16, src_port: u32, dst_port: u32) -> Header {
+    pub(super) fn from(op: u16, src_port: u32, dst_port: u32) -> Header {
         Header {
             src_cid: 3,
             dst_cid: HOST_CID,

@@ -13,10 +13,4 @@ pub mod virtio;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-/// The architecture's Linux boot protocol: `load_linux`, `start_linux`, `LinuxBoot`.
-pub mod linux {
-    #[cfg(target_arch = "aarch64")]
-    pub use super::aarch64::linux::*;
-    #[cfg(target_arch = "x86_64")]
-    pub use super::x86_64::linux::*;
-}
+pub mod linux;

@@ -10,10 +10,14 @@ use vm_memory::GuestAddress;
 
 use super::fdt::{device_tree, MachineDescription};
 use crate::arch::aarch64::layout::*;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::kvm::{KvmVcpu, KvmVm};
+use crate::vmm::linux::{bad_image, too_big};
 use crate::vmm::virtio::{guest_ram, mmio_slot};
 use crate::Vcpu;
+
+/// What `bad_image` says this loader wanted.
+const KIND: &str = "arm64 kernel Image";
 
 /// The `Image` header's fields a loader reads (booting.rst): the little-endian
 /// `image_size` (what the kernel occupies, BSS included) at byte 16.
@@ -34,22 +38,6 @@ pub struct LinuxBoot {
     pub kernel_end: u64,
     /// Where the initrd is, and its size (0 when there is none).
     pub initrd: (u64, u64),
-}
-
-fn bad_image(why: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorCode::Errno(libc::EINVAL),
-        "loadLinux",
-        format!("not a loadable arm64 kernel Image: {why}"),
-    )
-}
-
-fn too_big(what: &str) -> Error {
-    Error::new(
-        ErrorCode::Errno(libc::ENOMEM),
-        "loadLinux",
-        format!("the {what} does not fit in guest memory"),
-    )
 }
 
 /// The RAM region that starts at [`RAM_START`]: (start, size).
@@ -101,7 +89,7 @@ pub fn load_linux(
     let loaded =
         PE::load(&mem, Some(GuestAddress(ram_start)), &mut Cursor::new(kernel), None).map_err(|e| match e {
             loader::Error::Pe(loader::pe::Error::ReadKernelImage) => too_big("kernel"),
-            other => bad_image(format!("{other:?}")),
+            other => bad_image(KIND, format!("{other:?}")),
         })?;
     let image_size = kernel
         .get(IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8)

@@ -13,10 +13,14 @@ use linux_loader::loader::{self, BzImage, Cmdline, Elf, KernelLoader};
 use vm_memory::GuestAddress;
 
 use crate::arch::x86_64::layout::*;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::kvm::{KvmVcpu, KvmVm};
+use crate::vmm::linux::{bad_image, too_big};
 use crate::vmm::virtio::{guest_ram, mmio_slot};
 use crate::Vcpu;
+
+/// What `bad_image` says this loader wanted.
+const KIND: &str = "x86-64 kernel";
 
 const E820_RAM: u32 = 1;
 const BOOT_FLAG: u16 = 0xaa55;
@@ -37,22 +41,6 @@ pub struct LinuxBoot {
     pub kernel_end: u64,
     /// Where the initrd is, and its size (0 when there is none).
     pub initrd: (u64, u64),
-}
-
-fn bad_image(why: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorCode::Errno(libc::EINVAL),
-        "loadLinux",
-        format!("not a loadable x86-64 kernel: {why}"),
-    )
-}
-
-fn too_big(what: &str) -> Error {
-    Error::new(
-        ErrorCode::Errno(libc::ENOMEM),
-        "loadLinux",
-        format!("the {what} does not fit in guest memory"),
-    )
 }
 
 /// The e820 map: every writable region is RAM, except the legacy hole between the EBDA
@@ -108,7 +96,7 @@ pub fn load_linux(
         loader::Error::MemoryOverflow => too_big("kernel"),
         loader::Error::Elf(loader::elf::Error::ReadKernelImage)
         | loader::Error::Bzimage(loader::bzimage::Error::ReadBzImageCompressedKernel) => too_big("kernel"),
-        other => bad_image(format!("{other:?}")),
+        other => bad_image(KIND, format!("{other:?}")),
     })?;
     let entry = if is_elf {
         loaded.kernel_load.0

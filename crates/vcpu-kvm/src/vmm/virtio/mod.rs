@@ -11,6 +11,7 @@ mod net;
 mod rng;
 mod saved;
 mod vsock;
+mod worker;
 
 pub use block::Block;
 pub use console::{Console, ConsoleInput};

@@ -244,7 +244,9 @@ impl Vsock {
             }
             (_, None) => self.reset_for(&h),
             (op, Some(id)) => {
-                let c = self.connections.get_mut(&id).expect("found above");
+                let Some(c) = self.connections.get_mut(&id) else {
+                    return;
+                };
                 c.peer_buf_alloc = h.buf_alloc;
                 c.peer_fwd_cnt = h.fwd_cnt;
                 match op {
@@ -280,7 +282,9 @@ impl Vsock {
                     // SHUTDOWN, RST, and anything out of turn (an RW past its credit)
                     // close the connection; the guest hears a reset unless it sent one.
                     _ => {
-                        let c = self.connections.remove(&id).expect("found above");
+                        let Some(c) = self.connections.remove(&id) else {
+                            return;
+                        };
                         if op != OP_RST {
                             self.control.push_back(self.header(&c, OP_RST, 0));
                         }
@@ -308,7 +312,9 @@ impl Vsock {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    let c = self.connections.remove(&id).expect("present");
+                    let Some(c) = self.connections.remove(&id) else {
+                        return;
+                    };
                     self.control.push_back(self.header(&c, OP_RST, 0));
                     return;
                 }
@@ -348,7 +354,9 @@ impl Vsock {
                 _ => break None,
             }
         };
-        let (stream, _) = self.handshakes.remove(&id).expect("present");
+        let Some((stream, _)) = self.handshakes.remove(&id) else {
+            return;
+        };
         let port = port
             .and_then(|l| String::from_utf8(l).ok())
             .and_then(|l| l.strip_prefix("CONNECT ").and_then(|p| p.trim().parse::<u32>().ok()));
@@ -423,7 +431,9 @@ impl Vsock {
     fn host_data(&mut self) -> Option<(Header, Vec<u8>)> {
         let ids: Vec<u64> = self.connections.keys().copied().collect();
         for id in ids {
-            let c = self.connections.get_mut(&id).expect("listed");
+            let Some(c) = self.connections.get_mut(&id) else {
+                continue;
+            };
             if c.connecting || !c.readable || c.credit() == 0 {
                 continue;
             }
@@ -431,7 +441,7 @@ impl Vsock {
             match c.stream.read(&mut buf) {
                 Ok(0) => {
                     // The host closed its end: the guest hears no more will come.
-                    let c = self.connections.remove(&id).expect("listed");
+                    let c = self.connections.remove(&id)?;
                     let mut h = self.header(&c, OP_SHUTDOWN, 0);
                     h.flags = 3;
                     return Some((h, Vec::new()));
@@ -445,7 +455,7 @@ impl Vsock {
                     c.readable = false;
                 }
                 Err(_) => {
-                    let c = self.connections.remove(&id).expect("listed");
+                    let c = self.connections.remove(&id)?;
                     return Some((self.header(&c, OP_RST, 0), Vec::new()));
                 }
             }

@@ -19,6 +19,7 @@ const path = require('node:path');
 const { Kvm, Sandbox } = require('..');
 const { buildGuest } = require('../dist/build_guest');
 const { barChart } = require('./svg');
+const { header, RESULTS, writeReport } = require('./report');
 
 const ROUNDS = Number(process.env.SANDBOX_ROUNDS ?? 7);
 const DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'vcpu-bench-sandbox-'));
@@ -159,11 +160,9 @@ async function main() {
     reset1000: ratio(results.reset1000Us),
     poolCycle: ratio(results.poolCycleUs),
   };
-  const out = path.join(__dirname, 'results');
-  fs.mkdirSync(out, { recursive: true });
+  const out = RESULTS;
   const report = {
-    date: new Date().toISOString(),
-    host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
+    ...header(),
     rounds: ROUNDS,
     results,
     ratios,
@@ -176,7 +175,7 @@ async function main() {
       idlePooledPrivateKiB: 1024,
     },
   };
-  fs.writeFileSync(path.join(out, 'sandbox.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeReport('sandbox', report);
   const rows = [
     ['warm call', 'call', 3],
     ['one host call', 'hostCall', 5],

@@ -12,6 +12,7 @@ const path = require('node:path');
 
 const { Kvm } = require('..');
 const { barChart } = require('./svg');
+const { header, RESULTS, writeReport } = require('./report');
 
 const SIZES = (process.env.SNAPSHOT_SIZES ?? '64,256,512,2048').split(',').map(Number);
 const ROUNDS = Number(process.env.SNAPSHOT_ROUNDS ?? 5);
@@ -149,14 +150,7 @@ try {
 } finally {
   fs.rmSync(DIR, { recursive: true, force: true });
 }
-const out = path.join(__dirname, 'results');
-fs.mkdirSync(out, { recursive: true });
-const result = {
-  date: new Date().toISOString(),
-  host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release(), node: process.version },
-  rounds: ROUNDS,
-  rows,
-};
-fs.writeFileSync(path.join(out, 'snapshot.json'), `${JSON.stringify(result, null, 2)}\n`);
+const out = RESULTS;
+writeReport('snapshot', { ...header(), rounds: ROUNDS, rows });
 writeSvg(path.join(out, 'snapshot.svg'), rows);
 console.log(`wrote ${path.join(out, 'snapshot.json')} and snapshot.svg`);

@@ -9,11 +9,10 @@
 // Environment: VIRTIO_ROUNDS (runs, median taken; default 5).
 'use strict';
 const { execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 
 const { barChart } = require('./svg');
+const { header, RESULTS, writeReport } = require('./report');
 
 const ROUNDS = Number(process.env.VIRTIO_ROUNDS ?? 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -64,8 +63,7 @@ const vsock = vsockRuns[0].map((first, i) => {
   };
 });
 const report = {
-  date: new Date().toISOString(),
-  host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release() },
+  ...header(),
   rounds: ROUNDS,
   rows,
   vsock,
@@ -75,9 +73,8 @@ const report = {
     'Firecracker cannot run here: its release binaries come from GitHub, which this machine cannot reach, so there is no anchor measured beside these',
   ],
 };
-const out = path.join(__dirname, 'results');
-fs.mkdirSync(out, { recursive: true });
-fs.writeFileSync(path.join(out, 'virtio.json'), `${JSON.stringify(report, null, 2)}\n`);
+const out = RESULTS;
+writeReport('virtio', report);
 barChart(path.join(out, 'virtio.svg'), {
   title: `virtio-blk: host CPU per request, ns (median of ${ROUNDS})`,
   series: [

@@ -14,6 +14,16 @@ import { bytesOf, checkFunction, checkOptions, parseSize } from './options';
 import type { SnapshotInfo, SnapshotKey } from './snapshot_options';
 import { SandboxCall, type Step } from './sandbox_call';
 import { SandboxError } from './sandbox_error';
+import {
+  checkLayout,
+  checkTimeout,
+  hostFunctions,
+  memorySize,
+  x86Only,
+  type HostFunction,
+  type SandboxOptions,
+  type SandboxRestoreOptions,
+} from './sandbox_options';
 import { SandboxPool, type SandboxPoolOptions } from './sandbox_pool';
 import { checkedAddress, HEADER, MAGIC, MAILBOX, type SandboxValue } from './sandbox_values';
 import { internalsOf } from './vcpu';
@@ -21,36 +31,10 @@ import type { VcpuX86_64 } from './vcpu_x86';
 import type { Vm } from './vm';
 
 export type { SandboxValue } from './sandbox_values';
+export type { HostFunction, SandboxOptions, SandboxRestoreOptions } from './sandbox_options';
 export { SandboxError } from './sandbox_error';
 export { SandboxPool, type SandboxPoolOptions } from './sandbox_pool';
 
-/** A host function a guest may call with `vcpu_host_call(name, …)`. */
-export type HostFunction = (...args: SandboxValue[]) => SandboxValue | void | Promise<SandboxValue | void>;
-
-/** Options of {@link Sandbox.create}. */
-export interface SandboxOptions {
-  /** The guest: an ELF built with `npx vcpu build-guest`, as a path or its bytes. */
-  guest: string | Uint8Array;
-  /** Guest RAM: 4 MiB to 1 GiB, rounded up to 2 MiB (default `'16M'`). */
-  memory?: number | string;
-  /** The host functions the guest may call, by name. */
-  host?: Record<string, HostFunction>;
-  /** How long one call (with its host calls) may run before `ETIMEDOUT`; default 1000. */
-  timeoutMs?: number;
-}
-
-/** Options of {@link Sandbox.restore}. */
-export interface SandboxRestoreOptions {
-  /** As {@link SandboxOptions.host}. */
-  host?: Record<string, HostFunction>;
-  /** As {@link SandboxOptions.timeoutMs}. */
-  timeoutMs?: number;
-  /** The key the snapshot was signed with, if it was. */
-  key?: SnapshotKey;
-}
-
-const MIN_MEMORY = 4 << 20;
-const MAX_MEMORY = 1 << 30;
 const MAX_EXPORTS = 4096;
 const MAX_NAME = 256;
 /** How deep host functions and guest calls may nest. */
@@ -409,45 +393,6 @@ export class Sandbox {
     }
     this.#unsettled = false;
   }
-}
-
-/** The sandbox machine and its SDK are x86-64's for now. */
-function x86Only(op: string): void {
-  if (process.arch !== 'x64') {
-    throw new VcpuError('ENOTSUP', op, `${op}: sandboxes run on x86-64 hosts for now (this is ${process.arch})`);
-  }
-}
-
-function memorySize(op: string, memory: number | string): number {
-  const size = parseSize(memory, op);
-  if (!Number.isSafeInteger(size) || size < MIN_MEMORY || size > MAX_MEMORY) {
-    throw new VcpuError('EINVAL', op, `${op}: memory must be 4M to 1G, not ${memory}`);
-  }
-  return Math.ceil(size / (2 << 20)) * (2 << 20);
-}
-
-/** The sandbox's RAM size; EINVAL unless the VM is a sandbox machine's. */
-function checkLayout(vm: Vm, op: string): number {
-  const regions = vm.memory;
-  const [ram] = regions;
-  if (regions.length !== 1 || ram.guestAddress !== 0 || ram.size < MIN_MEMORY || ram.size > MAX_MEMORY) {
-    throw new VcpuError('EINVAL', op, `${op}: not a sandbox's memory layout (one RAM region at 0, 4M to 1G)`);
-  }
-  return ram.size;
-}
-
-function hostFunctions(op: string, host: Record<string, HostFunction> | undefined): Map<string, HostFunction> {
-  const map = new Map<string, HostFunction>();
-  for (const [name, fn] of Object.entries(host ?? {})) map.set(name, checkFunction(op, `host.${name}`, fn));
-  return map;
-}
-
-function checkTimeout(op: string, timeoutMs: number | undefined): number {
-  const t = timeoutMs ?? 1000;
-  if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
-    throw new VcpuError('EINVAL', op, `${op}: timeoutMs must be a number of milliseconds >= 0 (0: none)`);
-  }
-  return Math.ceil(t);
 }
 
 function wrap(e: unknown, op: string): unknown {

@@ -238,6 +238,16 @@ function guestLinux(root, vmlinuz) {
     { mode: 0o755 },
   );
   cpio(inner, path.join(dir, 'initramfs.cpio'));
+  // A snapshot made on this (x86-64) machine, which the arm64 build must refuse.
+  run(process.execPath, [
+    '-e',
+    `const { Kvm } = require(${JSON.stringify(ROOT)});
+     const vm = Kvm.open().createVm();
+     vm.addMemory({ guestAddress: 0, size: 1 << 20 });
+     vm.createVcpu(0);
+     vm.snapshot(${JSON.stringify(path.join(dir, 'x86.snap'))});
+     vm.close();`,
+  ]);
 }
 
 /** The initramfs: busybox, glibc for Node, Node, the package, the suite, /init. */
@@ -310,7 +320,9 @@ async function debug(symbol, address, qemu, gdbPort) {
   const args = [
     ...['-batch', '-nx', '-ex', 'set architecture aarch64', '-ex', 'set remotetimeout 60'],
     ...['-ex', `target remote 127.0.0.1:${gdbPort}`, '-ex', `hbreak *0x${address}`, '-ex', 'continue'],
-    ...['-ex', 'print/x $pc', '-ex', 'delete', '-ex', 'detach'],
+    // The stop's pc, the instruction there read by virtual address, one step on.
+    ...['-ex', 'print/x $pc', '-ex', 'x/1xw $pc', '-ex', 'delete', '-ex', 'stepi', '-ex', 'print/x $pc'],
+    ...['-ex', 'detach'],
   ];
   const out = await new Promise((resolve) => {
     const gdb = spawn('gdb-multiarch', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -325,11 +337,19 @@ async function debug(symbol, address, qemu, gdbPort) {
   for (const l of out.split('\n')) if (l) console.log(`  gdb| ${l}`);
   qemu.stdin.write('gdb-done\n');
   const pc = /\$1 = (0x[0-9a-f]+)/.exec(out)?.[1];
-  const ok = pc !== undefined && BigInt(pc) === BigInt(`0x${address}`);
+  const stepped = /\$2 = (0x[0-9a-f]+)/.exec(out)?.[1];
+  // The word at the breakpoint, read through the guest's page tables (not an error).
+  const read = new RegExp(`0x${address}[^:]*:\\s+0x[0-9a-f]{8}`).test(out);
+  const ok =
+    pc !== undefined &&
+    BigInt(pc) === BigInt(`0x${address}`) &&
+    read &&
+    stepped !== undefined &&
+    BigInt(stepped) !== BigInt(pc);
   console.log(
     ok
-      ? `ok gdb-multiarch stopped the guest kernel at ${symbol} (${pc})`
-      : `FAIL gdb-multiarch did not stop at ${symbol} (0x${address}); pc ${pc ?? 'unknown'}`,
+      ? `ok gdb-multiarch stopped the guest kernel at ${symbol} (${pc}), read its code and stepped to ${stepped}`
+      : `FAIL gdb-multiarch at ${symbol} (0x${address}): stop ${pc ?? 'none'}, code read ${read}, step ${stepped ?? 'none'}`,
   );
   return ok;
 }

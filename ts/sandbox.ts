@@ -10,7 +10,7 @@ import { dispose } from './dispose';
 import { VcpuError } from './errors';
 import type { Kvm } from './kvm';
 import { Kvm as KvmClass } from './kvm';
-import { bytesOf, checkFunction, checkOptions, parseSize } from './options';
+import { bytesOf, checkOptions } from './options';
 import type { SnapshotInfo, SnapshotKey } from './snapshot_options';
 import { SandboxCall, type Step } from './sandbox_call';
 import { SandboxError } from './sandbox_error';

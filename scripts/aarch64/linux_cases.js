@@ -120,6 +120,27 @@ module.exports = (pkg) => ({
     }
   },
 
+  async 'npx vcpu boot: the CLI boots the same kernel and its shell answers'() {
+    const cli = path.join(pkg, 'dist', 'cli.js');
+    const args = ['boot', '--kernel', path.join(LINUX, 'Image'), '--initrd', path.join(LINUX, 'initramfs.cpio')];
+    const p = spawn(process.execPath, [cli, ...args, '--mem', '256M'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let text = '';
+    let asked = false;
+    const timer = setTimeout(() => p.kill('SIGKILL'), PATIENCE);
+    p.stdout.on('data', (d) => {
+      text += d;
+      if (!asked && text.includes(PROMPT)) {
+        asked = true;
+        p.stdin.write('echo cli $((6*7)); poweroff -f\n');
+      }
+    });
+    const code = await new Promise((resolve) => p.on('close', resolve));
+    clearTimeout(timer);
+    for (const l of text.split('\n').slice(-6)) console.log(`  cli| ${l.replace(/\r$/, '')}`);
+    assert.match(text, /^cli 42\r?$/m);
+    assert.equal(code, 0);
+  },
+
   async 'a snapshot of the running Linux, restored in a new process, answers at its shell'() {
     const linux = boot(pkg);
     const con = new Console(linux);

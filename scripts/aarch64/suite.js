@@ -140,6 +140,31 @@ const tests = {
     vm.close();
   },
 
+  'the in-kernel GIC: irqfds and irq lines once every vcpu exists; a later vcpu is refused (EBUSY)'() {
+    const vm = Kvm.open().createVm({ irqchip: true });
+    vm.addMemory({ guestAddress: 0, size: 4 << 20 });
+    vm.createVcpu(0);
+    vm.createVcpu(1);
+    const irq = vm.registerIrqfd(6); // completes the GIC
+    irq.trigger();
+    vm.setIrqLine(7, true);
+    vm.setIrqLine(7, false);
+    assert.throws(
+      () => vm.createVcpu(2),
+      (e) => e.code === 'EBUSY' && /create every vcpu first/.test(e.message),
+    );
+    irq.close();
+    vm.close();
+  },
+
+  'a snapshot file from x86-64 is refused, saying so'() {
+    const file = path.join(process.env.VCPU_LINUX_DIR ?? '/linux', 'x86.snap');
+    assert.throws(
+      () => Kvm.open().restoreVm(file),
+      (e) => e.code === 'EINVAL' && /another architecture/.test(e.message),
+    );
+  },
+
   'read-only memory: a guest write exits as MMIO and the memory keeps its byte'() {
     const { vm, vcpu } = machine('rom', (v) => {
       v.addMemory({ guestAddress: 0x800000, size: 0x1000, readonly: true });

@@ -392,7 +392,7 @@ async function main() {
   qemu.stdout.on('data', (d) => {
     transcript += d.toString();
     process.stdout.write(d);
-    const attach = /vcpu-aarch64-gdb: attach (\S+) ([0-9a-f]+)/.exec(transcript);
+    const attach = /vcpu-aarch64-gdb: attach (\S+) ([0-9a-f]+)\r?\n/.exec(transcript); // a whole line
     if (attach && !debugged) debugged = debug(attach[1], attach[2], qemu, gdbPort);
   });
   const timer = setTimeout(() => qemu.kill('SIGKILL'), TIMEOUT);

@@ -7,6 +7,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync, spawn } = require('node:child_process');
 const net = require('node:net');
+const { ReadStream } = require('node:tty');
 
 const LINUX = process.env.VCPU_LINUX_DIR ?? '/linux';
 /** How long a boot or an answer may take: the kernel runs under emulated EL2 here. */
@@ -195,17 +196,21 @@ module.exports = (pkg) => ({
         `grep ' ${symbol}$' /proc/kallsyms`,
         /^([0-9a-f]{16}) [Tt] __arm64_sys_newuname\r?$/m,
       );
-      // Raw bytes, no modem lines (QEMU's UART raises no carrier).
+      // Raw bytes, no modem lines (QEMU's UART raises no carrier). A tty stream (libuv's
+      // own, not the thread pool's blocking reads) so the process can exit afterwards.
       execFileSync('/bin/busybox', ['stty', '-F', '/dev/ttyAMA1', 'raw', '-echo', 'clocal', '-crtscts']);
-      const tty = fs.openSync('/dev/ttyAMA1', fs.constants.O_RDWR | fs.constants.O_NOCTTY);
+      const fd = fs.openSync('/dev/ttyAMA1', fs.constants.O_RDWR | fs.constants.O_NOCTTY);
+      const tty = new ReadStream(fd);
+      tty.setRawMode(true);
       const sock = net.connect(linux.gdb.port, '127.0.0.1');
       bridge = { tty, sock, in: 0, out: 0 };
-      const fromGdb = fs.createReadStream(null, { fd: tty, autoClose: false, highWaterMark: 1 });
-      fromGdb.on('data', (d) => (bridge.in += d.length));
-      fromGdb.pipe(sock);
+      tty.on('data', (d) => {
+        bridge.in += d.length;
+        sock.write(d);
+      });
       sock.on('data', (d) => {
         bridge.out += d.length;
-        fs.writeSync(tty, d);
+        fs.writeSync(fd, d);
       });
       sock.on('error', (e) => console.log(`  bridge: ${e.message}`));
       const done = new Promise((resolve) => {
@@ -225,6 +230,7 @@ module.exports = (pkg) => ({
       assert.equal((await run).kind, 'SystemEventShutdown');
     } finally {
       bridge?.sock.destroy();
+      bridge?.tty.destroy();
       linux.stop();
       await run.catch(() => {});
       linux.close();

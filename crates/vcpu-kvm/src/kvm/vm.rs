@@ -197,7 +197,7 @@ impl KvmVm {
     /// Completes the in-kernel irqchip where KVM wants that done once every vcpu exists
     /// (arm64's GIC); a no-op elsewhere and after the first time. A VM's first run, its
     /// first irqfd and its first irq line do it; vcpus cannot be added after it.
-    pub fn finalize_irqchip(&self, op: &'static str) -> Result<()> {
+    pub(crate) fn finalize_irqchip(&self, op: &'static str) -> Result<()> {
         super::arch::finalize_irqchip(&self.shared.arch, op)
     }
 

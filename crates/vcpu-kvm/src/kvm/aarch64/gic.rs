@@ -1,7 +1,8 @@
 //! The in-kernel GIC (`KVM_CREATE_DEVICE`): v3 with a redistributor per vcpu, else v2.
 //! KVM wants it initialised (`KVM_DEV_ARM_VGIC_CTRL_INIT`) after every vcpu exists and
-//! before any runs: [`Gic::finalize`] does that at the first run of the VM's first vcpu,
-//! so callers create their vcpus, then run.
+//! before any runs: [`Gic::finalize`] does that at the VM's first run, first irqfd or
+//! first irq line (whichever comes first), so callers create their vcpus, then wire
+//! interrupts and run. A restored VM's GIC state goes back right after.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

@@ -316,16 +316,17 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
 /**
  * gdb-multiarch on this machine, through the guest's second UART, against the stub of
  * the Linux the suite runs: a breakpoint at `symbol` (`address`, from the guest's
- * /proc/kallsyms), continue, and the stop must be there. Tells the suite on the console
- * when gdb is done; resolves with whether the stop was right.
+ * /proc/kallsyms), continue, and the stop must be there; the code there read, a step;
+ * then a watchpoint on `jiffies` (at `watched`), which the timer tick must hit. Tells
+ * the suite on the console when gdb is done; resolves with whether all of it held.
  */
-async function debug(symbol, address, qemu, gdbPort) {
+async function debug(symbol, address, watched, qemu, gdbPort) {
   const args = [
     ...['-batch', '-nx', '-ex', 'set architecture aarch64', '-ex', 'set remotetimeout 60'],
     ...['-ex', `target remote 127.0.0.1:${gdbPort}`, '-ex', `hbreak *0x${address}`, '-ex', 'continue'],
     // The stop's pc, the instruction there read by virtual address, one step on.
     ...['-ex', 'print/x $pc', '-ex', 'x/1xw $pc', '-ex', 'delete', '-ex', 'stepi', '-ex', 'print/x $pc'],
-    ...['-ex', 'detach'],
+    ...['-ex', `watch *(long *)0x${watched}`, '-ex', 'continue', '-ex', 'delete', '-ex', 'detach'],
   ];
   const out = await new Promise((resolve) => {
     const gdb = spawn('gdb-multiarch', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -343,16 +344,19 @@ async function debug(symbol, address, qemu, gdbPort) {
   const stepped = /\$2 = (0x[0-9a-f]+)/.exec(out)?.[1];
   // The word at the breakpoint, read through the guest's page tables (not an error).
   const read = new RegExp(`0x${address}[^:]*:\\s+0x[0-9a-f]{8}`).test(out);
+  // gdb names the watchpoint it stopped at, with the value before and after.
+  const watchHit = /Hardware watchpoint 2: .*\n+Old value = \d+\nNew value = \d+/.test(out);
   const ok =
     pc !== undefined &&
     BigInt(pc) === BigInt(`0x${address}`) &&
     read &&
     stepped !== undefined &&
-    BigInt(stepped) !== BigInt(pc);
+    BigInt(stepped) !== BigInt(pc) &&
+    watchHit;
   console.log(
     ok
-      ? `ok gdb-multiarch stopped the guest kernel at ${symbol} (${pc}), read its code and stepped to ${stepped}`
-      : `FAIL gdb-multiarch at ${symbol} (0x${address}): stop ${pc ?? 'none'}, code read ${read}, step ${stepped ?? 'none'}`,
+      ? `ok gdb-multiarch stopped the guest kernel at ${symbol} (${pc}), read its code, stepped to ${stepped}, and a watchpoint on jiffies fired`
+      : `FAIL gdb-multiarch at ${symbol} (0x${address}): stop ${pc ?? 'none'}, code read ${read}, step ${stepped ?? 'none'}, watchpoint ${watchHit}`,
   );
   return ok;
 }
@@ -392,8 +396,8 @@ async function main() {
   qemu.stdout.on('data', (d) => {
     transcript += d.toString();
     process.stdout.write(d);
-    const attach = /vcpu-aarch64-gdb: attach (\S+) ([0-9a-f]+)\r?\n/.exec(transcript); // a whole line
-    if (attach && !debugged) debugged = debug(attach[1], attach[2], qemu, gdbPort);
+    const attach = /vcpu-aarch64-gdb: attach (\S+) ([0-9a-f]+) ([0-9a-f]+)\r?\n/.exec(transcript); // whole
+    if (attach && !debugged) debugged = debug(attach[1], attach[2], attach[3], qemu, gdbPort);
   });
   const timer = setTimeout(() => qemu.kill('SIGKILL'), TIMEOUT);
   await new Promise((resolve) => qemu.on('close', resolve));

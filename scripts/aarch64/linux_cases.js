@@ -196,6 +196,8 @@ module.exports = (pkg) => ({
         `grep ' ${symbol}$' /proc/kallsyms`,
         /^([0-9a-f]{16}) [Tt] __arm64_sys_newuname\r?$/m,
       );
+      // A variable the timer tick writes, for a watchpoint.
+      const jiffies = await ask(linux, con, "grep ' jiffies$' /proc/kallsyms", /^([0-9a-f]{16}) [Dd] jiffies\r?$/m);
       // Raw bytes, no modem lines (QEMU's UART raises no carrier). A tty stream (libuv's
       // own, not the thread pool's blocking reads) so the process can exit afterwards.
       execFileSync('/bin/busybox', ['stty', '-F', '/dev/ttyAMA1', 'raw', '-echo', 'clocal', '-crtscts']);
@@ -216,7 +218,7 @@ module.exports = (pkg) => ({
       const done = new Promise((resolve) => {
         process.stdin.on('data', (d) => d.toString().includes('gdb-done') && resolve());
       });
-      console.log(`vcpu-aarch64-gdb: attach ${symbol} ${line[1]}`);
+      console.log(`vcpu-aarch64-gdb: attach ${symbol} ${line[1]} ${jiffies[1]}`);
       // uname enters the kernel at the symbol: keep asking until the debugger is done.
       const from = con.text.length;
       const asking = setInterval(() => linux.input.write('uname\n'), 3000);

@@ -11,7 +11,7 @@
 // (KVM_ARM_VM_SMCCC_FILTER). Downloads are cached in target/aarch64-vm/.
 // Environment: VCPU_AARCH64_TIMEOUT (seconds, default 1800); VCPU_AARCH64_ONLY, a
 // pattern: only the cases whose names match it run; VCPU_AARCH64_GIC=2 gives the VMs a
-// GICv2 (snapshots then say ENOTSUP).
+// GICv2 (KVM's fallback on hosts without a GICv3).
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');

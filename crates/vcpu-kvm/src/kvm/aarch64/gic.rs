@@ -37,6 +37,8 @@ pub(crate) struct Gic {
 pub(crate) struct Restoring {
     pub(crate) dist: Option<Vec<super::gic_state::Reg32>>,
     pub(crate) vcpus: Vec<super::gic_state::VcpuGic>,
+    /// A GICv2's whole state.
+    pub(crate) v2: Option<Vec<super::gic_v2_state::AttrReg>>,
 }
 
 /// `KVM_SET_DEVICE_ATTR` with a pointer to `value` (or none for `None`).
@@ -133,6 +135,9 @@ impl Gic {
             }
             for vcpu in &saved.vcpus {
                 super::gic_state::restore_vcpu(&self.fd, vcpu, op)?;
+            }
+            if let Some(regs) = &saved.v2 {
+                super::gic_v2_state::restore(&self.fd, regs, op)?;
             }
         }
         Ok(())

@@ -88,7 +88,7 @@ fn affinity(mpidr: u64) -> u64 {
     ((mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 24) << KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT
 }
 
-fn access<T>(fd: &DeviceFd, group: u32, attr: u64, value: &mut T, write: bool) -> std::io::Result<()> {
+pub(super) fn access<T>(fd: &DeviceFd, group: u32, attr: u64, value: &mut T, write: bool) -> std::io::Result<()> {
     let mut a = kvm_device_attr {
         group,
         attr,
@@ -106,7 +106,7 @@ fn access<T>(fd: &DeviceFd, group: u32, attr: u64, value: &mut T, write: bool) -
     result.map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
 }
 
-fn failed(op: &'static str, what: &str, e: std::io::Error) -> Error {
+pub(super) fn failed(op: &'static str, what: &str, e: std::io::Error) -> Error {
     Error::new(
         ErrorCode::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
         op,

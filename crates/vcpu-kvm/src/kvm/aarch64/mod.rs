@@ -6,6 +6,7 @@
 
 mod gic;
 mod gic_state;
+mod gic_v2_state;
 mod regs;
 mod smccc;
 mod snapshot;

@@ -8,6 +8,7 @@ use kvm_ioctls::VmFd;
 use serde::{Deserialize, Serialize};
 
 use super::gic_state::{self, VcpuGic, MAX_GIC_REGS};
+use super::gic_v2_state;
 use super::VmArch;
 use crate::error::{Context, Error, ErrorCode, Result};
 use crate::kvm::vcpu::KvmVcpu;
@@ -26,6 +27,8 @@ const MPIDR_EL1: u64 = super::sys_reg(3, 0, 0, 0, 5);
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct VmSnapshot {
     gic_dist: Option<Vec<gic_state::Reg32>>,
+    /// A GICv2's whole state instead (distributor, banked and CPU-interface registers).
+    gic_v2: Option<Vec<gic_v2_state::AttrReg>>,
 }
 
 /// One vcpu's state.
@@ -46,15 +49,25 @@ fn reg_bytes(id: u64) -> usize {
 impl VmSnapshot {
     /// Whether this state fits a VM with (or without) the in-kernel GIC.
     pub(crate) fn check(&self, irqchip: bool) -> std::result::Result<(), String> {
-        if self.gic_dist.is_some() != irqchip {
+        let has_gic = self.gic_dist.is_some() || self.gic_v2.is_some();
+        if has_gic != irqchip || (self.gic_dist.is_some() && self.gic_v2.is_some()) {
             return Err(format!(
                 "its VM state {} GIC state for a VM {} the in-kernel GIC",
                 if irqchip { "lacks" } else { "has" },
                 if irqchip { "with" } else { "without" }
             ));
         }
-        if self.gic_dist.as_ref().is_some_and(|d| d.len() > MAX_GIC_REGS) {
-            return Err(format!("its GIC distributor has more than {MAX_GIC_REGS} registers"));
+        if self.gic_dist.as_ref().is_some_and(|d| d.len() > MAX_GIC_REGS)
+            || self.gic_v2.as_ref().is_some_and(|d| d.len() > MAX_GIC_REGS)
+        {
+            return Err(format!("its GIC state has more than {MAX_GIC_REGS} registers"));
+        }
+        if self
+            .gic_v2
+            .as_ref()
+            .is_some_and(|regs| !regs.iter().all(gic_v2_state::is_known))
+        {
+            return Err("its GICv2 state names a register no GICv2 has".into());
         }
         Ok(())
     }
@@ -81,32 +94,43 @@ impl VcpuSnapshot {
     }
 }
 
-fn gic_of(arch: &VmArch) -> Result<Option<&super::gic::Gic>> {
-    match &arch.gic {
-        Some(gic) if gic.version != super::GicVersion::V3 => Err(Error::new(
-            ErrorCode::Errno(libc::ENOTSUP),
-            OP,
-            "snapshot: snapshots of a VM with a GICv2 are not supported (GICv3 only)",
-        )),
-        gic => Ok(gic.as_ref()),
-    }
+fn gic_of(arch: &VmArch) -> Option<&super::gic::Gic> {
+    arch.gic.as_ref()
 }
 
 pub(crate) fn save_vm(arch: &VmArch, _fd: &VmFd, _irqchip: bool) -> Result<VmSnapshot> {
-    let gic_dist = match gic_of(arch)? {
-        Some(gic) => {
-            gic.finalize(OP)?;
-            Some(gic_state::save_dist(&gic.fd, OP)?)
+    let (mut gic_dist, mut gic_v2) = (None, None);
+    if let Some(gic) = gic_of(arch) {
+        gic.finalize(OP)?;
+        match gic.version {
+            super::GicVersion::V3 => gic_dist = Some(gic_state::save_dist(&gic.fd, OP)?),
+            super::GicVersion::V2 => gic_v2 = Some(gic_v2_state::save(&gic.fd, OP)?),
         }
-        None => None,
-    };
-    Ok(VmSnapshot { gic_dist })
+    }
+    Ok(VmSnapshot { gic_dist, gic_v2 })
 }
 
-/// Hands the distributor's state to the GIC, which puts it back once initialised.
+/// Hands the GIC's state to the GIC, which puts it back once initialised. A file whose
+/// GIC is not the kind this host gave the VM is refused.
 pub(crate) fn restore_vm(arch: &VmArch, _fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
-    if let (Some(gic), Some(dist)) = (gic_of(arch)?, &vm.gic_dist) {
-        gic.restoring().dist = Some(dist.clone());
+    if let Some(gic) = gic_of(arch) {
+        let fits = match gic.version {
+            super::GicVersion::V3 => vm.gic_v2.is_none(),
+            super::GicVersion::V2 => vm.gic_dist.is_none(),
+        };
+        if !fits {
+            return Err(Error::new(
+                ErrorCode::Errno(libc::ENOTSUP),
+                RESTORE,
+                format!(
+                    "{RESTORE}: the snapshot's GIC is not the {:?} KVM gives here",
+                    gic.version
+                ),
+            ));
+        }
+        let mut restoring = gic.restoring();
+        restoring.dist = vm.gic_dist.clone();
+        restoring.v2 = vm.gic_v2.clone();
     }
     Ok(())
 }
@@ -131,12 +155,13 @@ pub(crate) fn save_vcpu(vcpu: &KvmVcpu, _irqchip: bool) -> Result<VcpuSnapshot> 
         regs.push((id, bytes));
     }
     let mp_state = fd.get_mp_state().op(OP)?.mp_state;
-    let gic = match gic_of(&vcpu.vm.shared().arch)? {
-        Some(gic) => {
+    // A GICv3's vcpu part; a GICv2's is saved with the VM's.
+    let gic = match gic_of(&vcpu.vm.shared().arch) {
+        Some(gic) if gic.version == super::GicVersion::V3 => {
             gic.finalize(OP)?;
             Some(gic_state::save_vcpu(&gic.fd, vcpu.get_one_reg(MPIDR_EL1)?, OP)?)
         }
-        None => None,
+        _ => None,
     };
     Ok(VcpuSnapshot {
         id: vcpu.id() as u32,
@@ -163,7 +188,7 @@ fn write_regs(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
 /// Puts the registers back, and hands the vcpu's part of the GIC to the GIC.
 pub(crate) fn restore_vcpu(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
     write_regs(vcpu, s)?;
-    if let (Some(gic), Some(part)) = (gic_of(&vcpu.vm.shared().arch)?, &s.gic) {
+    if let (Some(gic), Some(part)) = (gic_of(&vcpu.vm.shared().arch), &s.gic) {
         gic.restoring().vcpus.push(part.clone());
     }
     Ok(())
@@ -175,7 +200,7 @@ pub(crate) fn reset_vcpu(vcpu: &KvmVcpu, s: &VcpuSnapshot) -> Result<()> {
 }
 
 pub(crate) fn reset_vm(arch: &VmArch, _fd: &VmFd, vm: &VmSnapshot) -> Result<()> {
-    if arch.gic.is_some() || vm.gic_dist.is_some() {
+    if arch.gic.is_some() || vm.gic_dist.is_some() || vm.gic_v2.is_some() {
         return Err(Error::new(
             ErrorCode::Errno(libc::ENOTSUP),
             "reset",

@@ -201,22 +201,6 @@ impl KvmVm {
         super::arch::finalize_irqchip(&self.shared.arch, op)
     }
 
-    /// Routes `evt` to interrupt line `gsi` of the in-kernel irqchip (`KVM_IRQFD`).
-    pub fn register_irqfd(&self, evt: &vmm_sys_util::eventfd::EventFd, gsi: u32) -> Result<()> {
-        const OP: &str = "registerIrqfd";
-        self.finalize_irqchip(OP)?;
-        let state = self.lock(OP)?;
-        let fd = state.fd(OP)?;
-        fd.register_irqfd(evt, gsi).map_err(|e| match e.errno() {
-            libc::EINVAL | libc::ENXIO => Error::new(
-                ErrorCode::Errno(e.errno()),
-                OP,
-                format!("{OP}: needs the in-kernel irqchip (create the VM with the irqchip option)"),
-            ),
-            errno => Error::errno(OP, errno),
-        })
-    }
-
     /// Creates vcpu `id` (0 ≤ id < KVM's maximum vcpu id). In a VM restored from a
     /// snapshot, a saved id comes back with all its state.
     ///

@@ -209,16 +209,22 @@ impl KvmVm {
     /// (or a write to its eventfd from any thread) raises the line. Needs the in-kernel
     /// irqchip.
     pub fn register_irq_event(&self, gsi: u32) -> Result<IrqEvent> {
-        const OP: &str = "registerIrqfd";
-        self.finalize_irqchip(OP)?;
-        let event = new_event(OP)?;
-        self.with_fd(OP, |fd| {
-            fd.register_irqfd(&event, gsi).map_err(|e| needs_irqchip(OP, e.errno()))
-        })?;
+        let event = new_event("registerIrqfd")?;
+        self.register_irqfd(&event, gsi)?;
         Ok(IrqEvent {
             event,
             gsi,
             registration: Registration::new(self),
+        })
+    }
+
+    /// Routes `evt` to interrupt line `gsi` of the in-kernel irqchip (`KVM_IRQFD`), the
+    /// caller keeping the event (see [`KvmVm::register_irq_event`] for one kept here).
+    pub fn register_irqfd(&self, evt: &EventFd, gsi: u32) -> Result<()> {
+        const OP: &str = "registerIrqfd";
+        self.finalize_irqchip(OP)?;
+        self.with_fd(OP, |fd| {
+            fd.register_irqfd(evt, gsi).map_err(|e| needs_irqchip(OP, e.errno()))
         })
     }
 

@@ -41,19 +41,28 @@ pub(crate) struct Restoring {
     pub(crate) v2: Option<Vec<super::gic_v2_state::AttrReg>>,
 }
 
-/// `KVM_SET_DEVICE_ATTR` with a pointer to `value` (or none for `None`).
-pub(crate) fn set_attr(fd: &DeviceFd, group: u32, attr: u64, value: Option<&u64>) -> std::io::Result<()> {
-    let attr = kvm_device_attr {
+/// `KVM_GET_DEVICE_ATTR` into `value`, or `KVM_SET_DEVICE_ATTR` from it (`write`): one
+/// GIC attribute, whose register is as wide as `T`.
+pub(super) fn access<T>(fd: &DeviceFd, group: u32, attr: u64, value: &mut T, write: bool) -> std::io::Result<()> {
+    let mut a = kvm_device_attr {
         group,
         attr,
-        addr: value.map_or(0, |v| v as *const u64 as u64),
+        addr: value as *mut T as u64,
         flags: 0,
     };
-    fd.set_device_attr(&attr)
-        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    let result = if write {
+        fd.set_device_attr(&a)
+    } else {
+        // SAFETY: `addr` points at `value`, a live `T` as wide as the attribute's value
+        // (u32 for distributor, redistributor and GICv2 CPU registers, u64 for system
+        // registers and addresses), which is all the kernel writes.
+        unsafe { fd.get_device_attr(&mut a) }
+    };
+    result.map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
 }
 
-fn gic_error(op: &'static str, what: &str, e: std::io::Error) -> Error {
+/// A GIC attribute KVM refused: its errno, saying which.
+pub(super) fn gic_error(op: &'static str, what: &str, e: std::io::Error) -> Error {
     Error::new(
         ErrorCode::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
         op,
@@ -92,13 +101,12 @@ impl Gic {
                     (KVM_VGIC_V2_ADDR_TYPE_CPU, GIC_V2_CPU),
                 ],
             };
-            for &(kind, address) in addresses {
-                set_attr(&fd, KVM_DEV_ARM_VGIC_GRP_ADDR, kind.into(), Some(&address))
+            for &(kind, mut address) in addresses {
+                access(&fd, KVM_DEV_ARM_VGIC_GRP_ADDR, kind.into(), &mut address, true)
                     .map_err(|e| gic_error(OP, "placing it", e))?;
             }
-            let irqs = u64::from(GIC_NR_IRQS);
-            // NR_IRQS reads a u32 at `addr`: the low half of the little-endian u64.
-            set_attr(&fd, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, Some(&irqs))
+            let mut irqs: u32 = GIC_NR_IRQS;
+            access(&fd, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, &mut irqs, true)
                 .map_err(|e| gic_error(OP, "setting its interrupt count", e))?;
             return Ok(Gic {
                 fd,
@@ -121,11 +129,13 @@ impl Gic {
         }
         let mut restoring = self.restoring();
         if !self.is_finalized() {
-            set_attr(
+            // CTRL_INIT reads nothing at `addr`.
+            access(
                 &self.fd,
                 KVM_DEV_ARM_VGIC_GRP_CTRL,
                 KVM_DEV_ARM_VGIC_CTRL_INIT.into(),
-                None,
+                &mut 0u64,
+                true,
             )
             .map_err(|e| gic_error(op, "initialising it", e))?;
             self.finalized.store(true, Ordering::Release);

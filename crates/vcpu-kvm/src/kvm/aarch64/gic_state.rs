@@ -8,8 +8,9 @@ use kvm_bindings::*;
 use kvm_ioctls::DeviceFd;
 use serde::{Deserialize, Serialize};
 
+use super::gic::{access, gic_error};
 use crate::arch::aarch64::layout::GIC_NR_IRQS;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::Result;
 
 /// A 32-bit register of the distributor or a redistributor: its offset and value.
 pub(crate) type Reg32 = (u32, u32);
@@ -88,32 +89,6 @@ fn affinity(mpidr: u64) -> u64 {
     ((mpidr & 0xff_ffff) | ((mpidr >> 32) & 0xff) << 24) << KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT
 }
 
-pub(super) fn access<T>(fd: &DeviceFd, group: u32, attr: u64, value: &mut T, write: bool) -> std::io::Result<()> {
-    let mut a = kvm_device_attr {
-        group,
-        attr,
-        addr: value as *mut T as u64,
-        flags: 0,
-    };
-    let result = if write {
-        fd.set_device_attr(&a)
-    } else {
-        // SAFETY: `addr` points at `value`, a live `T` sized as this group's registers
-        // (u32 for distributor and redistributor registers, u64 for system registers),
-        // which is all the kernel writes.
-        unsafe { fd.get_device_attr(&mut a) }
-    };
-    result.map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
-}
-
-pub(super) fn failed(op: &'static str, what: &str, e: std::io::Error) -> Error {
-    Error::new(
-        ErrorCode::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-        op,
-        format!("{op}: the GIC's {what}: {e}"),
-    )
-}
-
 /// The distributor's registers for the shared interrupts.
 fn dist_offsets() -> Vec<u32> {
     let mut offsets = GICD_SINGLE.to_vec();
@@ -133,7 +108,7 @@ pub(crate) fn save_dist(fd: &DeviceFd, op: &'static str) -> Result<Vec<Reg32>> {
         .map(|offset| {
             let mut v = 0u32;
             access(fd, KVM_DEV_ARM_VGIC_GRP_DIST_REGS, offset.into(), &mut v, false)
-                .map_err(|e| failed(op, &format!("distributor register {offset:#x}"), e))?;
+                .map_err(|e| gic_error(op, &format!("distributor register {offset:#x}"), e))?;
             Ok((offset, v))
         })
         .collect()
@@ -142,7 +117,7 @@ pub(crate) fn save_dist(fd: &DeviceFd, op: &'static str) -> Result<Vec<Reg32>> {
 pub(crate) fn restore_dist(fd: &DeviceFd, regs: &[Reg32], op: &'static str) -> Result<()> {
     for &(offset, mut v) in regs {
         access(fd, KVM_DEV_ARM_VGIC_GRP_DIST_REGS, offset.into(), &mut v, true)
-            .map_err(|e| failed(op, &format!("distributor register {offset:#x}"), e))?;
+            .map_err(|e| gic_error(op, &format!("distributor register {offset:#x}"), e))?;
     }
     Ok(())
 }
@@ -161,7 +136,7 @@ pub(crate) fn save_vcpu(fd: &DeviceFd, mpidr: u64, op: &'static str) -> Result<V
             &mut v,
             false,
         )
-        .map_err(|e| failed(op, &format!("redistributor register {offset:#x}"), e))?;
+        .map_err(|e| gic_error(op, &format!("redistributor register {offset:#x}"), e))?;
         redist.push((offset, v));
     }
     let mut icc = Vec::with_capacity(ICC_REGS.len());
@@ -192,11 +167,11 @@ pub(crate) fn restore_vcpu(fd: &DeviceFd, gic: &VcpuGic, op: &'static str) -> Re
             &mut v,
             true,
         )
-        .map_err(|e| failed(op, &format!("redistributor register {offset:#x}"), e))?;
+        .map_err(|e| gic_error(op, &format!("redistributor register {offset:#x}"), e))?;
     }
     for &(reg, mut v) in &gic.icc {
         access(fd, KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS, aff | u64::from(reg), &mut v, true)
-            .map_err(|e| failed(op, &format!("CPU interface register {reg:#x}"), e))?;
+            .map_err(|e| gic_error(op, &format!("CPU interface register {reg:#x}"), e))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use kvm_bindings::*;
 use kvm_ioctls::DeviceFd;
 
-use super::gic_state::{access, failed};
+use super::gic::{access, gic_error};
 use crate::arch::aarch64::layout::{GIC_NR_IRQS, MAX_GIC_V2_CPUS};
 use crate::error::Result;
 
@@ -81,7 +81,7 @@ pub(crate) fn save(fd: &DeviceFd, op: &'static str) -> Result<Vec<AttrReg>> {
         .map(|(group, a)| {
             read(group, a)
                 .map(|v| (group, a, v))
-                .map_err(|e| failed(op, &format!("register {a:#x} (group {group})"), e))
+                .map_err(|e| gic_error(op, &format!("register {a:#x} (group {group})"), e))
         })
         .collect()
 }
@@ -89,7 +89,8 @@ pub(crate) fn save(fd: &DeviceFd, op: &'static str) -> Result<Vec<AttrReg>> {
 /// Writes the saved registers back, in the order they were saved.
 pub(crate) fn restore(fd: &DeviceFd, regs: &[AttrReg], op: &'static str) -> Result<()> {
     for &(group, a, mut v) in regs {
-        access(fd, group, a, &mut v, true).map_err(|e| failed(op, &format!("register {a:#x} (group {group})"), e))?;
+        access(fd, group, a, &mut v, true)
+            .map_err(|e| gic_error(op, &format!("register {a:#x} (group {group})"), e))?;
     }
     Ok(())
 }

@@ -45,25 +45,41 @@ fn read_u32(vcpu: &KvmVcpu, id: u64) -> Result<u32> {
     Ok(u32::from_le_bytes(b))
 }
 
-/// The vcpu's registers as gdb sees them: `sp` is the one in use (SP_EL1 in EL1h).
-pub(super) fn read_regs(vcpu: &KvmVcpu) -> Result<VcpuRegs> {
-    let r = vcpu.get_arm64_regs()?;
+/// The FP/SIMD state: V0–V31, FPSR, FPCR.
+struct FpRegs {
+    v: [u128; 32],
+    fpsr: u32,
+    fpcr: u32,
+}
+
+fn read_fp(vcpu: &KvmVcpu) -> Result<FpRegs> {
     let mut v = [0u128; 32];
     for (i, reg) in v.iter_mut().enumerate() {
         *reg = read_u128(vcpu, vreg(i))?;
     }
-    Ok(AArch64CoreRegs {
-        x: r.x,
-        sp: if r.pstate & 0xf == EL1H { r.sp_el1 } else { r.sp },
-        pc: r.pc,
-        cpsr: r.pstate as u32,
+    Ok(FpRegs {
         v,
         fpsr: read_u32(vcpu, FPSR)?,
         fpcr: read_u32(vcpu, FPCR)?,
     })
 }
 
-/// Writes what gdb changed.
+/// The vcpu's registers as gdb sees them: `sp` is the one in use (SP_EL1 in EL1h).
+pub(super) fn read_regs(vcpu: &KvmVcpu) -> Result<VcpuRegs> {
+    let r = vcpu.get_arm64_regs()?;
+    let FpRegs { v, fpsr, fpcr } = read_fp(vcpu)?;
+    Ok(AArch64CoreRegs {
+        x: r.x,
+        sp: if r.pstate & 0xf == EL1H { r.sp_el1 } else { r.sp },
+        pc: r.pc,
+        cpsr: r.pstate as u32,
+        v,
+        fpsr,
+        fpcr,
+    })
+}
+
+/// Writes what gdb changed (`set_arm64_regs` skips the general registers it kept).
 pub(super) fn write_regs(vcpu: &KvmVcpu, new: &VcpuRegs) -> Result<()> {
     let now = vcpu.get_arm64_regs()?;
     let mut regs = Arm64Regs {
@@ -78,7 +94,7 @@ pub(super) fn write_regs(vcpu: &KvmVcpu, new: &VcpuRegs) -> Result<()> {
         regs.sp = new.sp;
     }
     vcpu.set_arm64_regs(&regs)?;
-    let old = read_regs(vcpu)?;
+    let old = read_fp(vcpu)?;
     for (i, (was, is)) in old.v.iter().zip(new.v.iter()).enumerate() {
         if was != is {
             vcpu.set_one_reg_bytes(vreg(i), &is.to_le_bytes())?;
@@ -174,7 +190,8 @@ pub(super) fn debug_cause(vcpu: &KvmVcpu, exit: &VcpuExit, traps: &[Option<(u64,
         let pc = vcpu.get_arm64_regs().map(|r| r.pc).unwrap_or(u64::MAX);
         find(&|a, t| matches!(t, Trap::Execute { .. }) && a & !3 == pc)
     } else if EC_WATCHPOINT.contains(&exception) {
-        find(&|a, t| matches!(t, Trap::Data { len, .. } if far >= a & !7 && far < (a & !7) + 8 && len > 0))
+        // The fault address lies in the watched doubleword.
+        find(&|a, t| matches!(t, Trap::Data { .. }) && (a & !7..(a & !7) + 8).contains(&far))
     } else {
         DebugCause::Other
     }

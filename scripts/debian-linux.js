@@ -1,33 +1,26 @@
-// Fetches a real distribution kernel and a busybox initramfs for the opt-in Linux boot
-// test (VCPU_LINUX_BOOT=1): Debian's linux-image-amd64 and busybox-static, through apt,
-// into .cache/linux/. The initramfs's /init prints a marker and reboots, which with
-// `reboot=k` goes through the i8042: the VM stops cleanly.
+// Fetches a real distribution kernel and builds what the opt-in x86-64 Linux suite
+// (VCPU_LINUX_BOOT=1, __test__/linux_distro.spec.ts) boots: Debian's linux-image-amd64
+// and busybox-static, through apt, into .cache/linux/. The initramfs's /init loads
+// Debian's virtio-mmio, virtio-blk, ext4 and vsock modules, reads the ext4 disk made
+// here (read-only: a write must be refused), echoes over vsock to the host, prints a
+// marker and reboots, which with `reboot=k` goes through the i8042: the VM stops
+// cleanly. Every step prints a line the test looks for.
 'use strict';
 const { execFileSync } = require('node:child_process');
+const { createHash } = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { DISK_TEXT, LOAD_MODULES, busyboxTree, cpio, ext4Disk, guestModules, vsockEcho } = require('./guest-userland');
+
 const CACHE = path.join(__dirname, '..', '.cache', 'linux');
 const MARKER = 'VCPU-LINUX-INIT-OK';
+/** The host port the guest's vsock_echo connects to. */
+const VSOCK_PORT = 5000;
+const VSOCK_MESSAGE = 'hello-over-vsock';
 
 function sh(cmd, args, cwd = CACHE) {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-/** A newc cpio archive of `entries` ({ name, mode, data?, rdev?: [major, minor] }). */
-function cpio(entries) {
-  const parts = [];
-  let ino = 1;
-  const pad = (n) => Buffer.alloc((4 - (n % 4)) % 4);
-  for (const e of [...entries, { name: 'TRAILER!!!', mode: 0 }]) {
-    const data = e.data ?? Buffer.alloc(0);
-    const name = Buffer.from(`${e.name}\0`);
-    const [rmajor, rminor] = e.rdev ?? [0, 0];
-    const fields = [ino++, e.mode, 0, 0, 1, 0, data.length, 0, 0, rmajor, rminor, name.length, 0];
-    const header = Buffer.from(`070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}`);
-    parts.push(header, name, pad(header.length + name.length), data, pad(data.length));
-  }
-  return Buffer.concat(parts);
 }
 
 /**
@@ -43,20 +36,53 @@ function extractVmlinux(bzImagePath, out) {
   fs.writeFileSync(out, execFileSync('xz', ['-dc', '--single-stream'], { input: payload, maxBuffer: 1 << 30 }));
 }
 
-function prepare() {
-  fs.mkdirSync(CACHE, { recursive: true });
-  const kernelPath = path.join(CACHE, 'vmlinuz');
-  const vmlinuxPath = path.join(CACHE, 'vmlinux');
-  const initrdPath = path.join(CACHE, 'initramfs.cpio');
-  const result = { kernelPath, vmlinuxPath, initrdPath, marker: MARKER };
-  if ([kernelPath, vmlinuxPath, initrdPath].every((p) => fs.existsSync(p))) return result;
+/** Debian's kernel and busybox, unpacked into .cache/linux/root (cached). */
+function fetchPackages(root) {
+  if (fs.existsSync(path.join(root, 'boot')) && fs.existsSync(path.join(root, 'bin', 'busybox'))) return;
   // The metapackage names the versioned image package.
   const deps = sh('apt-cache', ['depends', 'linux-image-amd64']);
   const image = /Depends: (linux-image-[^\s]+-amd64)/.exec(deps)?.[1];
   if (!image) throw new Error(`no kernel package behind linux-image-amd64 (run apt-get update?):\n${deps}`);
   sh('apt-get', ['download', image, 'busybox-static']);
   for (const deb of fs.readdirSync(CACHE).filter((f) => f.endsWith('.deb'))) sh('dpkg-deb', ['-x', deb, 'root']);
-  const boot = path.join(CACHE, 'root', 'boot');
+}
+
+/** The guest's /init: each step says how it went on the console. */
+const INIT = [
+  '#!/bin/sh',
+  'mount -t proc proc /proc',
+  'mount -t sysfs sys /sys',
+  'mount -t devtmpfs dev /dev',
+  LOAD_MODULES,
+  'mount -t ext4 /dev/vda /mnt && cat /mnt/hello.txt',
+  'touch /mnt/new || echo "write refused"',
+  `vsock_echo ${VSOCK_PORT} ${VSOCK_MESSAGE}`,
+  `echo ${MARKER}`,
+  'reboot -f',
+  '',
+].join('\n');
+
+function prepare() {
+  fs.mkdirSync(CACHE, { recursive: true });
+  const kernelPath = path.join(CACHE, 'vmlinuz');
+  const vmlinuxPath = path.join(CACHE, 'vmlinux');
+  // Named after /init, so a cached initramfs is rebuilt when the script changes.
+  const initHash = createHash('sha256').update(INIT).digest('hex').slice(0, 12);
+  const initrdPath = path.join(CACHE, `initramfs-${initHash}.cpio`);
+  const diskPath = path.join(CACHE, 'disk.img');
+  const result = {
+    kernelPath,
+    vmlinuxPath,
+    initrdPath,
+    diskPath,
+    marker: MARKER,
+    diskText: DISK_TEXT,
+    vsock: { port: VSOCK_PORT, message: VSOCK_MESSAGE },
+  };
+  if ([kernelPath, vmlinuxPath, initrdPath, diskPath].every((p) => fs.existsSync(p))) return result;
+  const root = path.join(CACHE, 'root');
+  fetchPackages(root);
+  const boot = path.join(root, 'boot');
   fs.copyFileSync(
     path.join(
       boot,
@@ -65,21 +91,23 @@ function prepare() {
     kernelPath,
   );
   extractVmlinux(kernelPath, vmlinuxPath);
-  const init = `#!/bin/busybox sh\n/bin/busybox echo ${MARKER}\n/bin/busybox reboot -f\n`;
-  fs.writeFileSync(
-    initrdPath,
-    cpio([
-      { name: 'bin', mode: 0o40755 },
-      { name: 'dev', mode: 0o40755 },
-      { name: 'dev/console', mode: 0o20600, rdev: [5, 1] }, // init's stdin and stdout
-      { name: 'proc', mode: 0o40755 },
-      { name: 'bin/busybox', mode: 0o100755, data: fs.readFileSync(path.join(CACHE, 'root', 'bin', 'busybox')) },
-      { name: 'init', mode: 0o100755, data: Buffer.from(init) },
-    ]),
-  );
+
+  const inner = path.join(CACHE, 'initramfs-root');
+  fs.rmSync(inner, { recursive: true, force: true });
+  busyboxTree(inner, path.join(root, 'bin', 'busybox'), [
+    ...['sh', 'mount', 'cat', 'echo', 'insmod', 'touch', 'reboot'],
+  ]);
+  guestModules(root, path.join(inner, 'modules'));
+  vsockEcho('gcc', path.join(inner, 'bin', 'vsock_echo'));
+  for (const d of ['proc', 'sys', 'dev', 'mnt']) fs.mkdirSync(path.join(inner, d), { recursive: true });
+  fs.writeFileSync(path.join(inner, 'init'), INIT, { mode: 0o755 });
+  // init's stdin and stdout, before devtmpfs is mounted.
+  cpio(inner, initrdPath, [{ name: 'dev/console', mode: 0o20600, rdev: [5, 1] }]);
+  fs.rmSync(inner, { recursive: true, force: true });
+  ext4Disk(diskPath, path.join(CACHE, 'disk-files'));
   return result;
 }
 
-module.exports = { prepare, cpio, MARKER };
+module.exports = { prepare };
 
 if (require.main === module) console.log(prepare());

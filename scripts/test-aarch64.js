@@ -17,6 +17,8 @@ const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { busyboxTree, cpio, ext4Disk, guestModules, vsockEcho } = require('./guest-userland');
+
 const ROOT = path.join(__dirname, '..');
 const WORK = path.join(ROOT, 'target', 'aarch64-vm');
 const NODE_VERSION = '20.19.6';
@@ -112,79 +114,6 @@ function addon() {
   return path.join(ROOT, 'target', 'release-glibc-2.28', 'vcpu.linux-arm64-gnu.node');
 }
 
-/** A newc cpio archive of the tree at `root` (files, directories, symlinks). */
-function cpio(root, file) {
-  const fd = fs.openSync(file, 'w');
-  let ino = 1;
-  const entry = (name, mode, data, size) => {
-    const fields = [ino++, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, name.length + 1, 0];
-    const head = `070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}${name}\0`;
-    fs.writeSync(fd, head.padEnd(Math.ceil(head.length / 4) * 4, '\0'));
-    if (data) {
-      fs.writeSync(fd, data);
-      fs.writeSync(fd, Buffer.alloc((4 - (size % 4)) % 4));
-    }
-  };
-  const walk = (rel) => {
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const abs = path.join(root, r);
-      const st = fs.lstatSync(abs);
-      if (st.isSymbolicLink()) {
-        const target = Buffer.from(fs.readlinkSync(abs));
-        entry(r, 0o120777, target, target.length);
-      } else if (st.isDirectory()) {
-        entry(r, 0o040755, null, 0);
-        walk(r);
-      } else {
-        const data = fs.readFileSync(abs);
-        entry(r, 0o100000 | (st.mode & 0o777), data, data.length);
-      }
-    }
-  };
-  walk('');
-  entry('TRAILER!!!', 0, null, 0);
-  fs.closeSync(fd);
-}
-
-/**
- * The drivers the guest loads (Debian builds them as modules), with what they need;
- * crc32c_generic too, which ext4 asks the crypto API for (modprobe would load it).
- */
-const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'crc32c_generic', 'ext4', 'vmw_vsock_virtio_transport'];
-
-/**
- * Debian's modules `names` and those they depend on (the `depends=` of each one's
- * modinfo; the package has no modules.dep, which depmod writes at install), unpacked
- * into `dir` with `order`, the list to insmod in. Built-in ones are skipped.
- */
-function guestModules(dir, names) {
-  const base = path.join(WORK, 'kernel', 'lib', 'modules');
-  const tree = path.join(base, fs.readdirSync(base)[0], 'kernel');
-  const files = new Map();
-  const walk = (d) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ko.xz')) files.set(e.name.slice(0, -6).replace(/-/g, '_'), p);
-    }
-  };
-  walk(tree);
-  fs.mkdirSync(dir, { recursive: true });
-  const order = [];
-  const visit = (name) => {
-    const file = files.get(name);
-    if (!file || order.includes(name)) return;
-    const ko = execFileSync('xz', ['-dc', file], { maxBuffer: 64 << 20 });
-    const depends = /depends=([^\0]*)/.exec(ko.toString('latin1'))?.[1] ?? '';
-    for (const d of depends.split(',').filter(Boolean)) visit(d.replace(/-/g, '_'));
-    fs.writeFileSync(path.join(dir, `${name}.ko`), ko);
-    order.push(name);
-  };
-  for (const n of names) visit(n);
-  fs.writeFileSync(path.join(dir, 'order'), `${order.join('\n')}\n`);
-}
-
 /**
  * What the suite's Linux cases boot under `bootLinux` (in the guest's /linux): Debian's
  * arm64 kernel, and a busybox initramfs whose /init mounts the usual file systems, says
@@ -196,36 +125,13 @@ function guestLinux(root, vmlinuz) {
   fs.copyFileSync(vmlinuz, path.join(dir, 'Image'));
   const inner = path.join(WORK, 'guest-root');
   fs.rmSync(inner, { recursive: true, force: true });
-  fs.mkdirSync(path.join(inner, 'bin'), { recursive: true });
-  fs.copyFileSync(path.join(root, 'bin', 'busybox'), path.join(inner, 'bin', 'busybox'));
-  for (const tool of [
-    'sh',
-    'mount',
-    'mkdir',
-    'poweroff',
-    'cat',
-    'echo',
-    'uname',
-    'grep',
-    'insmod',
-    'ls',
-    'touch',
-    'dmesg',
-    'tail',
-  ])
-    fs.symlinkSync('busybox', path.join(inner, 'bin', tool));
-  guestModules(path.join(inner, 'modules'), GUEST_MODULES);
-  run('aarch64-linux-gnu-gcc', [
-    ...['-static', '-O2', '-o', path.join(inner, 'bin', 'vsock_echo')],
-    path.join(__dirname, 'aarch64', 'vsock_echo.c'),
+  busyboxTree(inner, path.join(root, 'bin', 'busybox'), [
+    ...['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo', 'uname'],
+    ...['grep', 'insmod', 'ls', 'touch', 'dmesg', 'tail'],
   ]);
-  // The disk the guest mounts: ext4 holding one file (mke2fs -d, no root needed).
-  const files = path.join(WORK, 'disk-files');
-  fs.rmSync(files, { recursive: true, force: true });
-  fs.mkdirSync(files);
-  fs.writeFileSync(path.join(files, 'hello.txt'), 'hello from an ext4 disk\n');
-  fs.rmSync(path.join(dir, 'disk.img'), { force: true });
-  run('mke2fs', ['-q', '-t', 'ext4', '-d', files, path.join(dir, 'disk.img'), '8M']);
+  guestModules(path.join(WORK, 'kernel'), path.join(inner, 'modules'));
+  vsockEcho('aarch64-linux-gnu-gcc', path.join(inner, 'bin', 'vsock_echo'));
+  ext4Disk(path.join(dir, 'disk.img'), path.join(WORK, 'disk-files'));
   for (const d of ['proc', 'sys', 'dev', 'mnt', 'tmp']) fs.mkdirSync(path.join(inner, d), { recursive: true });
   fs.writeFileSync(
     path.join(inner, 'init'),
@@ -258,13 +164,9 @@ function initramfs(nodeBin, addonFile, vmlinuz) {
   const root = path.join(WORK, 'root');
   fs.rmSync(root, { recursive: true, force: true });
   for (const deb of ARM64_DEBS) unpackDeb(deb, root);
-  const bin = path.join(root, 'bin');
-  fs.mkdirSync(bin, { recursive: true });
-  const busybox = [path.join(bin, 'busybox'), path.join(root, 'usr', 'bin', 'busybox')].find((f) => fs.existsSync(f));
-  if (busybox !== path.join(bin, 'busybox')) fs.copyFileSync(busybox, path.join(bin, 'busybox'));
-  fs.chmodSync(path.join(bin, 'busybox'), 0o755);
-  for (const tool of ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo'])
-    fs.symlinkSync('busybox', path.join(bin, tool));
+  // busybox-static puts it in /bin or /usr/bin, by release.
+  const busybox = ['bin', 'usr/bin'].map((d) => path.join(root, d, 'busybox')).find((f) => fs.existsSync(f));
+  busyboxTree(root, busybox, ['sh', 'mount', 'mkdir', 'poweroff', 'cat', 'echo']);
   fs.mkdirSync(path.join(root, 'usr', 'local', 'bin'), { recursive: true });
   fs.copyFileSync(nodeBin, path.join(root, 'usr', 'local', 'bin', 'node'));
   fs.chmodSync(path.join(root, 'usr', 'local', 'bin', 'node'), 0o755);

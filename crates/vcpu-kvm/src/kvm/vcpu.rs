@@ -150,7 +150,15 @@ impl KvmVcpu {
         // Once, not per use: each atomic below would make the compiler read it again.
         let shared: &RunShared = &self.shared;
         shared.kick.publish_thread(thread);
-        let result = ioctls::run(&self.fd);
+        let result = loop {
+            match ioctls::run(&self.fd) {
+                // An application processor left wait-for-SIPI (it accepted INIT or SIPI
+                // while blocked): KVM asks for the run to be repeated, and Firecracker
+                // and crosvm do just that. Each one follows a wake-up, never a spin.
+                Err(e) if e.errno() == libc::EAGAIN => continue,
+                other => break other,
+            }
+        };
         shared.kick.withdraw_thread();
         // Some KVMs report a signal as a successful run with exit reason KVM_EXIT_INTR:
         // one way for both, an interrupted run.

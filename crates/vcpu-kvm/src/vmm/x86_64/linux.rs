@@ -19,6 +19,8 @@ use crate::vmm::linux::{bad_image, too_big};
 use crate::vmm::virtio::{guest_ram, mmio_slot};
 use crate::Vcpu;
 
+use super::acpi;
+
 /// What `bad_image` says this loader wanted.
 const KIND: &str = "x86-64 kernel";
 
@@ -65,9 +67,12 @@ fn e820_map(vm: &KvmVm) -> Vec<boot_e820_entry> {
 }
 
 /// Loads `kernel` (a bzImage, or an ELF vmlinux), `initrd` and `cmdline` into the VM's
-/// memory following the boot protocol, with an MP table describing `cpus` processors;
-/// the machine's first `virtio` devices ([`mmio_slot`]s) are announced on the command
-/// line (`virtio_mmio.device=4K@ADDR:IRQ`). Bad images give `EINVAL`, images or
+/// memory following the boot protocol, with an MP table and ACPI tables describing
+/// `cpus` processors. The machine's first `virtio` devices ([`mmio_slot`]s) are
+/// announced both on the command line (`virtio_mmio.device=4K@ADDR:IRQ`, for kernels
+/// built with `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` and without ACPI) and in the DSDT
+/// (for distribution kernels, which have ACPI but not that option); a kernel that reads
+/// both skips the second registration of a window. Bad images give `EINVAL`, images or
 /// initrds that do not fit give `ENOMEM`.
 pub fn load_linux(
     vm: &KvmVm,
@@ -112,9 +117,9 @@ pub fn load_linux(
         hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
     }
 
+    let slots = (0..virtio).map(|i| mmio_slot(vm, i)).collect::<Result<Vec<_>>>()?;
     let mut cmdline = cmdline.to_string();
-    for i in 0..virtio {
-        let (address, irq) = mmio_slot(vm, i)?;
+    for (address, irq) in &slots {
         cmdline = format!("{cmdline} virtio_mmio.device=4K@{address:#x}:{irq}");
     }
     let cmdline = cmdline.trim_start();
@@ -160,6 +165,7 @@ pub fn load_linux(
 
     let mut params = boot_params {
         hdr,
+        acpi_rsdp_addr: acpi::RSDP_ADDR,
         ..Default::default()
     };
     if e820.len() > params.e820_table.len() {
@@ -171,6 +177,8 @@ pub fn load_linux(
         .map_err(|_| too_big("zero page"))?;
     vm.write(super::mptable::MPTABLE_ADDR, &super::mptable::mptable(cpus))
         .map_err(|_| too_big("MP table"))?;
+    let tables = acpi::acpi_tables(&acpi::Machine { cpus, virtio: &slots }).ok_or_else(|| too_big("ACPI tables"))?;
+    vm.write(acpi::RSDP_ADDR, &tables).map_err(|_| too_big("ACPI tables"))?;
 
     Ok(LinuxBoot {
         entry,

@@ -1,6 +1,6 @@
-// The arm64 suite's vsock client, run in the Linux guest (busybox has none):
-// `vsock_echo PORT MESSAGE` connects to the host (CID 2) at PORT, sends MESSAGE and
-// prints what comes back. Built static with aarch64-linux-gnu-gcc by test-aarch64.js.
+// The Linux guests' vsock client (busybox has none): `vsock_echo PORT MESSAGE` connects
+// to the host (CID 2) at PORT, sends MESSAGE and prints what comes back. Built static
+// for the guest's architecture by scripts/guest-userland.js.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -206,6 +206,27 @@ describeKvm('interrupts and SMP with the in-kernel irqchip', () => {
     clearTimeout(watchdog);
     vm.close();
   });
+  test('a vcpu waiting for SIPI is started by INIT and SIPI from another and runs its real-mode code', async () => {
+    const vm = Kvm.open().createVm({ irqchip: true });
+    vm.addMemory({ guestAddress: 0, size: 2 << 20 });
+    vm.write(0x1000, guest('sipi'));
+    const bsp = vm.createVcpu(0);
+    const ap = vm.createVcpu(1);
+    bsp.setupLongMode({ rip: 0x2000, rsp: 0x8000 });
+    expect(ap.getMpState()).toBe(1); // waiting for INIT/SIPI: left so, as a kernel finds it
+    const watchdog = setTimeout(() => [bsp, ap].forEach((c) => c.signalHandle().signalImmediateExit()), 10000);
+    // KVM_RUN blocks in the kernel until the SIPI, then asks to be run again (EAGAIN):
+    // the run goes on, and its first exit is the AP's port write.
+    const apExit = ap.runAsync({});
+    const bspExit = await bsp.runAsync({});
+    expect(bspExit.kind).toBe('Io');
+    bsp.handleIo((p) => expect(p.address).toBe(0x601));
+    expect((await apExit).kind).toBe('Io');
+    ap.handleIo((p) => expect([p.address, p.data[0]]).toEqual([0x600, 0x42]));
+    expect(ap.getSregs().cs.base).toBe(0x1000n); // real mode, segment from the SIPI vector
+    clearTimeout(watchdog);
+    vm.close();
+  });
 });
 
 describeKvm('worker termination', () => {

@@ -93,7 +93,9 @@ function guestModules(kernelRoot, dir, names = GUEST_MODULES) {
   const visit = (name) => {
     const file = files.get(name);
     if (!file || order.includes(name)) return;
-    const ko = file.endsWith('.xz') ? execFileSync('xz', ['-dc', file], { maxBuffer: 64 << 20 }) : fs.readFileSync(file);
+    const ko = file.endsWith('.xz')
+      ? execFileSync('xz', ['-dc', file], { maxBuffer: 64 << 20 })
+      : fs.readFileSync(file);
     const depends = /depends=([^\0]*)/.exec(ko.toString('latin1'))?.[1] ?? '';
     for (const d of depends.split(',').filter(Boolean)) visit(d.replace(/-/g, '_'));
     fs.writeFileSync(path.join(dir, `${name}.ko`), ko);

@@ -265,7 +265,7 @@ describeKvm('virtio devices', () => {
     expect(out).toMatch(/0xd0000000[^\n]*\n[^\n]*"second"[\s\S]*0xd0001000[^\n]*\n[^\n]*"first"/);
   });
 
-  test('bad disks and options not built yet are refused before the guest runs', () => {
+  test('bad disks and bad device options are refused before the guest runs', () => {
     const odd = join(dir, 'odd.img');
     writeFileSync(odd, Buffer.alloc(1000));
     const boot = (o: Partial<LinuxOptions>) => () => bootLinux({ kernel: GUEST, memory: '32M', ...o } as LinuxOptions);

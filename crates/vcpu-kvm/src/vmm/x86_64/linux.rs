@@ -71,9 +71,9 @@ fn e820_map(vm: &KvmVm) -> Vec<boot_e820_entry> {
 /// `cpus` processors. The machine's first `virtio` devices ([`mmio_slot`]s) are
 /// announced both on the command line (`virtio_mmio.device=4K@ADDR:IRQ`, for kernels
 /// built with `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` and without ACPI) and in the DSDT
-/// (for distribution kernels, which have ACPI but not that option); a kernel that reads
-/// both skips the second registration of a window. Bad images give `EINVAL`, images or
-/// initrds that do not fit give `ENOMEM`.
+/// (for distribution kernels, which have ACPI but not that option); in a kernel that
+/// reads both, the second claim on a window is refused and the first drives the device.
+/// Bad images give `EINVAL`, images or initrds that do not fit give `ENOMEM`.
 pub fn load_linux(
     vm: &KvmVm,
     kernel: &[u8],

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use vcpu_kvm::vmm::devices::LegacyDevices;
 use vcpu_kvm::vmm::linux::{load_linux, start_linux};
-use vcpu_kvm::{Kvm, VcpuExit, VmConfig};
+use vcpu_kvm::{IoOperation, Kvm, Vcpu, VcpuExit, VmConfig};
 
 const MEM: usize = 64 << 20;
 
@@ -90,4 +90,38 @@ fn fwait_and_int3_in_kernel_mode_work_in_the_device_loop() {
     vcpu.setup_long_mode_at(LOAD_ADDR, 0x8000).unwrap();
     assert_eq!(devices.run(&vcpu).unwrap(), VcpuExit::SystemEventReset);
     assert!(devices.output().take().is_empty());
+}
+
+#[test]
+fn an_instruction_rewritten_after_the_emulator_failed_on_it_runs_as_it_now_is() {
+    // Linux patches running code through a temporary int3; a vcpu whose emulator fetched
+    // that int3 may fail on it after the patch is done. The failed instruction did
+    // nothing, so what is at RIP now runs: no #BP, whose handler would find no patch.
+    let vm = irqchip_vm(2 << 20);
+    let code = guest("int3");
+    let at = code.windows(2).position(|w| w == [0x9b, 0xcc]).expect("fwait; int3") as u64 + 1;
+    vm.write(LOAD_ADDR, &code).unwrap();
+    let vcpu = vm.create_vcpu(0).unwrap();
+    vcpu.setup_long_mode_at(LOAD_ADDR, 0x8000).unwrap();
+    let mut exit = vcpu.run().unwrap();
+    if exit == (VcpuExit::InternalError { suberror: 1 }) {
+        assert!(vcpu.finish_unemulated_instruction().unwrap()); // the fwait
+        exit = vcpu.run().unwrap();
+    }
+    if exit != (VcpuExit::InternalError { suberror: 1 }) {
+        eprintln!("this KVM runs int3 in kernel mode itself ({exit:?}): no emulation failure to see");
+        return;
+    }
+    assert_eq!(vcpu.get_regs().unwrap().rip, LOAD_ADDR + at);
+    vm.write(LOAD_ADDR + at, &[0x90]).unwrap(); // the patch another vcpu finished: a nop
+    assert!(vcpu.finish_unemulated_instruction().unwrap());
+    assert_eq!(vcpu.run().unwrap(), VcpuExit::Io);
+    let mut port = (0, 0);
+    vcpu.handle_io(&mut |p| {
+        if let IoOperation::Write(d) = p.operation {
+            port = (p.address, d[0]);
+        }
+    })
+    .unwrap();
+    assert_eq!(port, (0x600, 0xee), "the nop ran and no #BP was delivered");
 }

@@ -48,7 +48,7 @@ export interface LinuxOptions {
   cmdline?: string;
   /** Guest RAM: bytes, or a size such as `'512M'` or `'1G'` (default 512 MiB). */
   memory?: number | string;
-  /** Virtual CPUs (default 1), described to the kernel by an MP table (x86) or the device tree (arm64). */
+  /** Virtual CPUs (default 1), described to the kernel by an MP table and ACPI tables (x86) or the device tree (arm64). */
   cpus?: number;
   /**
    * Serve the GDB remote protocol for the machine ({@link Vm.gdbServer}); its port is
@@ -322,7 +322,7 @@ export function restoreLinux(path: string, options: { gdb?: GdbServerOptions } &
  * Loads a Linux kernel following the host architecture's boot protocol and puts the
  * boot vcpu at its entry; the others wait for the kernel to start them. On x86: the zero
  * page with the setup header, e820 map, command line and initrd, page tables and a GDT,
- * an MP table, a 16550A UART on COM1 and the i8042 reset line. On arm64: the `Image` at
+ * an MP table and ACPI tables, a 16550A UART on COM1 and the i8042 reset line. On arm64: the `Image` at
  * the start of RAM (2 GiB up), the initrd, and a device tree describing the memory, the
  * cpus (PSCI), the GIC, the timer, a 16550A UART on MMIO and the virtio devices. The VM
  * has the in-kernel irqchip, and the UART is emulated in the exit path. Call

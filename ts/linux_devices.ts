@@ -1,7 +1,8 @@
 /**
  * The virtio devices {@link bootLinux} places on the machine's MMIO bus, in order (the
  * first disk is `/dev/vda`); `loadLinux` announces them (x86: `virtio_mmio.device=` on
- * the command line; arm64: device-tree nodes).
+ * the command line and `LNRO0005` devices in the ACPI tables' DSDT; arm64: device-tree
+ * nodes).
  * @internal
  * @packageDocumentation
  */

@@ -206,6 +206,7 @@ describeKvm('interrupts and SMP with the in-kernel irqchip', () => {
     clearTimeout(watchdog);
     vm.close();
   });
+
   test('a vcpu waiting for SIPI is started by INIT and SIPI from another and runs its real-mode code', async () => {
     const vm = Kvm.open().createVm({ irqchip: true });
     vm.addMemory({ guestAddress: 0, size: 2 << 20 });

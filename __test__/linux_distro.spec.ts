@@ -40,7 +40,7 @@ function prepare(): Prepared {
 
 /** The code selector a user-mode `syscall` lands on: 0x08 when the kernel gets it. */
 const KERNEL_CS = 0x08;
-let userMode: Promise<number> | undefined;
+let syscallLanding: Promise<number> | undefined;
 
 /**
  * The code selector a guest `syscall` from user mode reaches here (guests/syscall.asm).
@@ -49,7 +49,7 @@ let userMode: Promise<number> | undefined;
  * at once instead of after the boot.
  */
 function syscallLandsOn(): Promise<number> {
-  userMode ??= (async () => {
+  syscallLanding ??= (async () => {
     const { vm, vcpu } = longMode('syscall');
     const dog = await watchdog(vcpu, 5000);
     let cs = -1;
@@ -58,7 +58,7 @@ function syscallLandsOn(): Promise<number> {
     vm.close();
     return cs;
   })();
-  return userMode;
+  return syscallLanding;
 }
 
 /** Boots the Debian kernel; `until` on the console stops it early. */

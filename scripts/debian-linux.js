@@ -94,9 +94,7 @@ function prepare() {
 
   const inner = path.join(CACHE, 'initramfs-root');
   fs.rmSync(inner, { recursive: true, force: true });
-  busyboxTree(inner, path.join(root, 'bin', 'busybox'), [
-    ...['sh', 'mount', 'cat', 'echo', 'insmod', 'touch', 'reboot'],
-  ]);
+  busyboxTree(inner, path.join(root, 'bin', 'busybox'), ['sh', 'mount', 'cat', 'echo', 'insmod', 'touch', 'reboot']);
   guestModules(root, path.join(inner, 'modules'));
   vsockEcho('gcc', path.join(inner, 'bin', 'vsock_echo'));
   for (const d of ['proc', 'sys', 'dev', 'mnt']) fs.mkdirSync(path.join(inner, d), { recursive: true });
